@@ -1,0 +1,63 @@
+"""l-inf attacks in [0, 1] pixel space (appendix B.1, B.6; Madry et al., 2018).
+
+Both attacks are batched, differentiate only with respect to the perturbation (no gradient
+reaches the model's parameters), and return examples inside the eps-ball and the [0, 1] box.
+They leave the model's train/eval mode as they find it: the caller chooses it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _check(eps: float, step: float | None = None, steps: int | None = None) -> None:
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0 (on the [0, 1] scale, e.g. 8/255), got {eps}")
+    if step is not None and step < 0:
+        raise ValueError(f"step size must be >= 0, got {step}")
+    if steps is not None and steps < 0:
+        raise ValueError(f"number of steps must be >= 0, got {steps}")
+
+
+def _loss_gradient(model, x, y, loss_fn):
+    x = x.detach().requires_grad_(True)
+    loss = loss_fn(model(x), y)
+    (grad,) = torch.autograd.grad(loss, x)
+    return grad
+
+
+def _project(x_adv, x, eps):
+    return torch.min(torch.max(x_adv, x - eps), x + eps).clamp_(0.0, 1.0)
+
+
+def _random_start(x, eps, generator):
+    noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return _project(x + (2 * noise - 1) * eps, x, eps)
+
+
+def pgd_linf(model, x, y, eps: float, step: float, steps: int, random_start: bool = True,
+             generator: torch.Generator | None = None, loss_fn=None) -> torch.Tensor:
+    """Projected gradient ascent on the loss: `steps` signed-gradient steps of size `step`,
+    each followed by projection onto the l-inf ball of radius `eps` and onto [0, 1].
+    The paper's training attack is 10 steps of 2/255 with a random start (appendix B.1)."""
+    _check(eps, step, steps)
+    loss_fn = loss_fn or F.cross_entropy
+    x = x.detach()
+    x_adv = _random_start(x, eps, generator) if random_start else x.clone()
+    for _ in range(steps):
+        grad = _loss_gradient(model, x_adv, y, loss_fn)
+        x_adv = _project(x_adv + step * grad.sign(), x, eps)
+    return x_adv.detach()
+
+
+def fgsm(model, x, y, eps: float, random_start: bool = False,
+         generator: torch.Generator | None = None, loss_fn=None) -> torch.Tensor:
+    """Fast gradient sign method (Goodfellow et al., 2015; appendix B.6): one step of size eps,
+    optionally from a uniform random start in the eps-ball."""
+    _check(eps)
+    loss_fn = loss_fn or F.cross_entropy
+    x = x.detach()
+    x_start = _random_start(x, eps, generator) if random_start else x
+    grad = _loss_gradient(model, x_start, y, loss_fn)
+    return _project(x_start + eps * grad.sign(), x, eps).detach()

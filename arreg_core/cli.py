@@ -1,0 +1,95 @@
+"""Command line: `arreg train ...` (every TrainConfig field is a flag) and `arreg runs`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import types
+import typing
+
+import pandas as pd
+
+from . import runs
+from .train import TrainConfig
+
+
+def _field_parser(field: dataclasses.Field):
+    """argparse type (and nargs) for a TrainConfig field, from its annotation."""
+    hint = typing.get_type_hints(TrainConfig)[field.name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        base = args[0]
+        return (lambda s: None if s.lower() == "none" else base(s)), None
+    if typing.get_origin(hint) is tuple:
+        return args[0], "*"
+    if hint is bool:
+        return (lambda s: {"true": True, "1": True, "false": False, "0": False}[s.lower()]), None
+    return hint, None
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    for field in dataclasses.fields(TrainConfig):
+        convert, nargs = _field_parser(field)
+        parser.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, type=convert, nargs=nargs,
+                            default=argparse.SUPPRESS, help=f"default: {field.default}")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = json.load(open(args.config)) if args.config else {}
+    values.update({k: v for k, v in vars(args).items() if k in fields})
+    return TrainConfig.from_dict(values)
+
+
+def cmd_train(args) -> int:
+    config = config_from_args(args)
+    run = runs.get_or_train(config, args.runs_dir, device=args.device, data_root=args.data_root,
+                            channels_last=args.channels_last, progress=not args.quiet)
+    print(run.path)
+    print(json.dumps(run.metrics, indent=2))
+    return 0
+
+
+def cmd_runs(args) -> int:
+    table = runs.list_runs(args.runs_dir)
+    if table.empty:
+        print(f"no runs under {args.runs_dir or runs.default_runs_dir()}")
+        return 0
+    cols = [c for c in ["run", "status", "epochs", "train_acc", "test_acc", "gap_acc", "train_loss",
+                        "test_loss", "gap_loss", "pgd_acc"] if c in table]
+    with pd.option_context("display.width", 200, "display.max_columns", None, "display.float_format", "{:.3f}".format):
+        print(table[cols].to_string(index=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="arreg", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train (or load) one run of the run store")
+    train.add_argument("--config", help="JSON file of TrainConfig fields; flags override it")
+    add_config_flags(train)
+    train.add_argument("--runs-dir", default=None, help="run store (default: $ARREG_RUNS or ./runs)")
+    train.add_argument("--data-root", default=None, help="data folder (default: $ARREG_DATA)")
+    train.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    train.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
+    listing = sub.add_parser("runs", help="list the run store's runs and their metrics")
+    listing.add_argument("--runs-dir", default=None)
+    listing.set_defaults(func=cmd_runs)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, runs.CorruptCheckpointError) as err:
+        print(f"arreg: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
