@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from . import attacks
 from .data import ImageData, iterate_batches, test_view
-from .train import epoch_generator, resolve_device
+from .train import epoch_generator, prepare_device
 
 PAPER_PGD = {"eps": 8.0, "step": 2.0, "steps": 10}  # appendix D.2, 0-255 scale
 
@@ -22,7 +22,7 @@ PAPER_PGD = {"eps": 8.0, "step": 2.0, "steps": 10}  # appendix D.2, 0-255 scale
 def predict_logits(model, x_uint8: torch.Tensor, *, transform: str = "none", batch_size: int = 500,
                    device="auto") -> torch.Tensor:
     """Logits of every image (uint8, N x 3 x H x W), in eval mode, returned on the CPU."""
-    device = resolve_device(device)
+    device = prepare_device(device)
     model.eval()
     out = []
     dummy = torch.zeros(len(x_uint8), dtype=torch.long)
@@ -42,7 +42,7 @@ def pgd_accuracy(model, x_uint8, y, *, eps: float = 8.0, step: float = 2.0, step
                  transform: str = "none", batch_size: int = 500, seed: int = 0, device="auto") -> float:
     """Percent of the clean-correct examples still classified correctly after l-inf PGD
     (appendix D.2; eps and step on the 0-255 scale). Random start from a seeded generator."""
-    device = resolve_device(device)
+    device = prepare_device(device)
     model.eval()
     generator = epoch_generator(seed, 0, device, stream=2)
     correct_clean = robust = 0

@@ -29,7 +29,7 @@ from filelock import FileLock
 
 from . import data as data_module
 from .evaluate import evaluate
-from .train import TrainConfig, build_model_for, build_optimizer, fit, resolve_device
+from .train import TrainConfig, build_model_for, build_optimizer, fit, prepare_device
 
 
 class CorruptCheckpointError(RuntimeError):
@@ -124,7 +124,7 @@ class Run:
         num_classes = next(v.shape[0] for k, v in state.items() if k.endswith("fc.weight"))
         model = build_model(self.config.arch, num_classes, self.config.width, dataset=self.config.dataset)
         model.load_state_dict(state)
-        return model.to(resolve_device(device)).eval()
+        return model.to(prepare_device(device)).eval()
 
 
 def load_run(path: Path) -> Run | None:
@@ -154,6 +154,9 @@ def get_or_train(config: TrainConfig, runs_dir=None, *, device="auto", data_root
     done = load_run(path)
     if done is not None:
         return done
+    if data is None:  # before creating anything, so that missing data leaves no trace
+        data = data_module.load_data(config.dataset, root=data_root, n_train=config.n_train,
+                                     n_test=config.n_test, seed=config.subset_seed)
     path.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path / ".lock")):
         done = load_run(path)  # another process may have finished it while we waited
@@ -162,10 +165,7 @@ def get_or_train(config: TrainConfig, runs_dir=None, *, device="auto", data_root
         if (path / "config.json").exists() and read_json(path / "config.json") != config.to_dict():
             raise RuntimeError(f"{path} holds another config (hash collision?): move it away and retry")
         atomic_write_json(path / "config.json", config.to_dict())
-        device = resolve_device(device)
-        if data is None:
-            data = data_module.load_data(config.dataset, root=data_root, n_train=config.n_train,
-                                         n_test=config.n_test, seed=config.subset_seed)
+        device = prepare_device(device)
         model = build_model_for(config, data).to(device)
         optimizer, scheduler = build_optimizer(config, model)
         history: list = []

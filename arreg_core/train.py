@@ -90,10 +90,14 @@ class TrainConfig:
         return cls(**d)
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' is CUDA when present, else the CPU."""
+def prepare_device(device: str | torch.device = "auto") -> torch.device:
+    """The device to compute on ('auto': CUDA when present, else the CPU). Also flushes
+    denormal floats to zero on the CPU: Fixup's zero-initialised layers produce them early in
+    training, and CPU arithmetic on them is 10-20x slower (measured: 44 s vs 2.5 s for one
+    PGD epoch of resnet8 on 2,000 images)."""
     if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.set_flush_denormal(True)
     return torch.device(device)
 
 
@@ -176,7 +180,7 @@ def fit(config: TrainConfig, data: data_module.ImageData, device="auto", *, mode
     a checkpoint to resume. After each epoch the hooks run in order with (model, epoch) and a dict
     they return is merged into that epoch's history row; then
     `save_checkpoint(model, optimizer, scheduler, history)` runs. Returns (model, history)."""
-    device = resolve_device(device)
+    device = prepare_device(device)
     data = data.to(device)
     if model is None:
         model = build_model_for(config, data)

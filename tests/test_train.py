@@ -49,14 +49,14 @@ def test_training_inputs_follow_the_method():
 
 
 def test_training_on_synthetic_data_learns_and_records_history():
-    config = tiny(eps=0, epochs=3, milestones=(2,))
-    data = load_data("synthetic", n_train=400, n_test=200)
+    config = tiny(eps=0, n_train=1000, n_test=500, epochs=16, milestones=(15,), batch_size=32, lr=0.1)
+    data = load_data("synthetic", n_train=1000, n_test=500)
     model, history = fit(config, data, "cpu", progress=False)
-    assert [row["epoch"] for row in history] == [1, 2, 3]
-    assert history[-1]["lr"] == pytest.approx(0.005)
+    assert [row["epoch"] for row in history] == list(range(1, 17))
+    assert history[-1]["lr"] == pytest.approx(0.01)
     assert history[-1]["train_input_loss"] < history[0]["train_input_loss"]
     metrics = evaluate(model, data, pgd=None, device="cpu")
-    assert metrics["train_acc"] > 30 and metrics["test_acc"] > 20  # chance is 10
+    assert metrics["train_acc"] > 45 and metrics["test_acc"] > 40  # chance is 10; measured 64 / 58
     assert metrics["gap_acc"] == pytest.approx(metrics["train_acc"] - metrics["test_acc"])
     assert metrics["gap_loss"] == pytest.approx(metrics["test_loss"] - metrics["train_loss"])
 
@@ -65,13 +65,14 @@ def test_training_on_synthetic_data_learns_and_records_history():
 def test_adversarial_training_on_cifar10_jpeg_beats_chance_and_is_more_robust(cifar10_jpeg_root, tmp_path):
     """Small cifar10-jpeg subset, resnet8: PGD training at eps 8 beats chance clearly and keeps
     more test examples correct under the paper's PGD evaluation (D.2) than standard training."""
-    common = dict(dataset="cifar10-jpeg", arch="resnet8", n_train=2000, n_test=500, epochs=6,
-                  milestones=(4,), batch_size=64, lr=0.05, attack_steps=3, attack_step=3, augment=True)
+    common = dict(dataset="cifar10-jpeg", arch="resnet8", n_train=2000, n_test=500, epochs=20,
+                  milestones=(15,), batch_size=32, lr=0.1, attack_steps=3, attack_step=3, augment=True)
     robust = get_or_train(TrainConfig(method="pgd", eps=8, **common), tmp_path, device="cpu",
                           data_root=cifar10_jpeg_root, progress=False)
     standard = get_or_train(TrainConfig(method="none", eps=0, **common), tmp_path, device="cpu",
                             data_root=cifar10_jpeg_root, progress=False)
     print("robust", robust.metrics, "\nstandard", standard.metrics)
-    assert robust.metrics["test_acc"] > 20  # chance is 10
-    assert standard.metrics["test_acc"] > 25
-    assert robust.metrics["pgd_acc"] > standard.metrics["pgd_acc"] + 10
+    # measured on 2 cores: robust 30.8% test / 64.9% PGD, standard 37.8% test / 3.7% PGD (~60 s)
+    assert robust.metrics["test_acc"] > 22  # chance is 10
+    assert standard.metrics["test_acc"] > 28
+    assert robust.metrics["pgd_acc"] > standard.metrics["pgd_acc"] + 20
