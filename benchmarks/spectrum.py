@@ -55,11 +55,12 @@ def main(argv=None):
     ap.add_argument("--dense-max-size", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads for the dense SVDs (the Fourier code always uses one CPU thread)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default: torch's own choice)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
     model = random_model(args.arch, args.seed)
     layers = weight_layers(model, args.input_size)
