@@ -1,0 +1,31 @@
+"""The paper's published numbers (Tables 1-6, appendix B.2), shipped with the package as data.
+
+Provenance and column meanings: `arreg_core/paper_tables/README.md`. Everything returned here
+is the paper's, never ours: callers label it "paper".
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+import pandas as pd
+
+TABLES = ("paper_results", "loss_variation", "singular_value_std_summary")
+
+
+def paper_table(name: str = "paper_results") -> pd.DataFrame:
+    """One of TABLES as a DataFrame, with a `source` column saying "paper"."""
+    if name not in TABLES:
+        raise ValueError(f"unknown paper table {name!r}; choose one of {', '.join(TABLES)}")
+    with files("arreg_core.paper_tables").joinpath(f"{name}.csv").open() as f:
+        return pd.read_csv(f).assign(source="paper")
+
+
+def paper_metrics(dataset: str, arch: str, method: str = "pgd", spectral_norm: str = "none") -> pd.DataFrame:
+    """Tables 2-6 as one row per AR strength (index eps_train) and one column per metric."""
+    t = paper_table("paper_results")
+    rows = t[(t.dataset == dataset) & (t.arch == arch) & (t.method == method) & (t.spectral_norm == spectral_norm)]
+    if rows.empty:
+        raise ValueError(f"the paper has no results for dataset={dataset!r} arch={arch!r} method={method!r} "
+                         f"spectral_norm={spectral_norm!r}")
+    return rows.pivot_table(index="eps_train", columns="metric", values="value")
