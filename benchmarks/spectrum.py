@@ -48,6 +48,7 @@ def random_model(arch: str, seed: int) -> nn.Module:
     return model.eval()
 
 
+@torch.no_grad()
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", default="resnet56")
@@ -61,7 +62,6 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.set_grad_enabled(False)
     model = random_model(args.arch, args.seed)
     layers = weight_layers(model, args.input_size)
 

@@ -18,3 +18,10 @@ def cifar10_jpeg_root() -> Path:
     if os.environ.get("ARREG_REQUIRE_DATA") == "1":
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_global_torch_state():
+    """A test (or the code it calls) must not leave autograd switched off for the tests after it."""
+    yield
+    assert torch.is_grad_enabled(), "autograd was left disabled"
