@@ -200,3 +200,13 @@ def list_runs(runs_dir=None) -> pd.DataFrame:
             row.update(status="started")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def get_or_train_all(configs, runs_dir=None, **kwargs) -> list[Run]:
+    """`get_or_train` for each config in turn (each trains only if missing)."""
+    return [get_or_train(c, runs_dir, **kwargs) for c in configs]
+
+
+def runs_table(runs: list[Run]) -> pd.DataFrame:
+    """One row per run: its config fields, metrics, and `run` (the directory name)."""
+    return pd.DataFrame([{"run": r.path.name, **r.config.to_dict(), **r.metrics} for r in runs])

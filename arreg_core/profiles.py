@@ -1,0 +1,76 @@
+"""The book's profiles (`profiles.yaml`): `paper` (the paper's settings), `cpu` (the published
+book, scaled to 2 CPU cores) and `smoke` (generated data, CI), expanded into the TrainConfigs of
+each of the paper's experiments.
+
+Experiments:
+    ar_sweep       one network per AR strength eps and data set (Sections 4.1, 4.2, B.3, B.5, D.2)
+    tinyimagenet   WRN-50-2 on Tiny-ImageNet, eps 0/4/8/16 (Section 4.1, Table 5; `paper` only)
+    deeper         the deeper network of appendix B.4.1 (Fig. 7)
+    spectral_norm  every (spectral-norm clip, eps) pair of appendix B.4.2 (Fig. 6, Table 6)
+    fgsm           FGSM instead of PGD (appendix B.6, Fig. 9-11, Table 2)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from importlib.resources import files
+
+import yaml
+
+from .train import TrainConfig
+
+PROFILES = ("paper", "cpu", "smoke")
+EXPERIMENTS = ("ar_sweep", "tinyimagenet", "deeper", "spectral_norm", "fgsm")
+
+
+def load_profile(name: str) -> dict:
+    """The profile called `name` from profiles.yaml."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    with files("arreg_core").joinpath("profiles.yaml").open() as f:
+        return yaml.safe_load(f)[name]
+
+
+def make_config(fields: dict) -> TrainConfig:
+    """A TrainConfig from profile fields; `attack_step: auto` becomes 2.5 * eps / attack_steps."""
+    fields = dict(fields)
+    if fields.get("attack_step") == "auto":
+        steps = fields.get("attack_steps", TrainConfig.attack_steps)
+        eps = fields.get("eps", TrainConfig.eps)
+        fields["attack_step"] = round(2.5 * eps / steps, 4) if eps else TrainConfig.attack_step
+    return TrainConfig.from_dict(fields)
+
+
+def experiment_configs(profile: str | dict, experiment: str, **overrides) -> list[TrainConfig]:
+    """The TrainConfigs of one experiment under a profile. `overrides` replace the profile's
+    grid entries (datasets, eps, spectral_norms, fgsm_eps, deeper_arch) or any TrainConfig field
+    (e.g. epochs=10): the notebooks' papermill parameters end up here."""
+    if experiment not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {experiment!r}; choose one of {', '.join(EXPERIMENTS)}")
+    p = load_profile(profile) if isinstance(profile, str) else dict(profile)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    grid_keys = {"datasets", "eps", "spectral_norms", "spectral_norm_datasets", "fgsm_eps", "deeper_arch"}
+    unknown = set(overrides) - fields - grid_keys
+    if unknown:
+        raise ValueError(f"unknown parameters {sorted(unknown)}; use TrainConfig fields or {', '.join(sorted(grid_keys))}")
+    p.update({k: v for k, v in overrides.items() if k in grid_keys and v is not None})
+    base = {**p["defaults"], **{k: v for k, v in overrides.items() if k in fields and v is not None}}
+
+    def configs(datasets, eps_list, **extra):
+        return [make_config({**base, "dataset": d, "eps": e, **extra}) for d in datasets for e in eps_list]
+
+    if experiment == "ar_sweep":
+        return configs(p["datasets"], p["eps"], method="pgd")
+    if experiment == "deeper":
+        return configs(p["datasets"], p["eps"], method="pgd", arch=p["deeper_arch"])
+    if experiment == "fgsm":
+        return configs(p["datasets"], p["fgsm_eps"], method="fgsm")
+    if experiment == "spectral_norm":
+        return [c for s in p["spectral_norms"]
+                for c in configs(p["spectral_norm_datasets"], p["eps"], method="pgd", spectral_norm=float(s))]
+    tiny = p.get("tinyimagenet")
+    if not tiny:
+        return []
+    tiny = {**tiny, **{k: v for k, v in overrides.items() if k in fields and v is not None}}
+    eps_list = tiny.pop("eps")
+    return [make_config({**base, **tiny, "eps": e, "method": "pgd" if e else "none"}) for e in eps_list]

@@ -1,0 +1,61 @@
+"""Size the book's `cpu` profile: train one candidate setting on cifar10-jpeg and report its
+wall time and whether it reaches the paper's regime (the network fits its training set, >= 95%
+training accuracy at the lowest AR strength, with a clear train-test gap).
+
+Run several candidates side by side, one torch thread each (on 2 cores, two 1-thread runs
+train more images per second than one 2-thread run for these small networks):
+
+    python benchmarks/cpu_profile_sizing.py --arch resnet8 --n-train 1000 --epochs 60 --eps 4 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from arreg_core.runs import get_or_train
+from arreg_core.train import TrainConfig
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--arch", default="resnet8")
+    p.add_argument("--width", type=int, default=1)
+    p.add_argument("--n-train", type=int, default=1000)
+    p.add_argument("--n-test", type=int, default=1000)
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--eps", type=float, default=4)
+    p.add_argument("--method", default="pgd")
+    p.add_argument("--attack-steps", type=int, default=3)
+    p.add_argument("--augment", type=int, default=0)
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--runs-dir", default="/tmp/arreg-sizing")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--json", default=None)
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    step = 2.5 * a.eps / a.attack_steps if a.eps else 2.0  # Madry et al.'s rule for few steps
+    config = TrainConfig(dataset="cifar10-jpeg", arch=a.arch, width=a.width, n_train=a.n_train, n_test=a.n_test,
+                         method=a.method if a.eps else "none", eps=a.eps, attack_steps=a.attack_steps,
+                         attack_step=round(step, 4), epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
+                         weight_decay=a.weight_decay, milestones=(a.epochs // 2, 3 * a.epochs // 4),
+                         augment=bool(a.augment))
+    start = time.perf_counter()
+    run = get_or_train(config, a.runs_dir, device="cpu", data_root=a.data_root, progress=False)
+    result = {"config": config.to_dict(), "threads": a.threads, "wall_s": time.perf_counter() - start,
+              **{k: round(v, 4) for k, v in run.metrics.items()},
+              "train_input_acc_by_epoch": [round(r["train_input_acc"], 1) for r in run.history]}
+    print(json.dumps(result))
+    if a.json:
+        with open(a.json, "a") as f:
+            f.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+import pytest
+
+from arreg_core.profiles import EXPERIMENTS, PROFILES, experiment_configs, load_profile, make_config
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_profile_resolves_to_valid_configs(profile, experiment):
+    configs = experiment_configs(profile, experiment)
+    if experiment == "tinyimagenet" and profile != "paper":
+        assert configs == []
+    else:
+        assert configs and len(set(configs)) == len(configs)
+
+
+def test_paper_profile_is_the_papers_settings():
+    sweep = experiment_configs("paper", "ar_sweep")
+    assert {(c.dataset, c.eps) for c in sweep} == {(d, e) for d in ("cifar10", "cifar100") for e in (4, 8, 16)}
+    c = sweep[0]
+    assert (c.arch, c.epochs, c.batch_size, c.lr, c.milestones, c.attack_steps, c.attack_step, c.n_train) == \
+        ("resnet56", 200, 256, 0.05, (100, 150), 10, 2.0, None)
+    assert {c.arch for c in experiment_configs("paper", "deeper")} == {"resnet110"}
+    sn = experiment_configs("paper", "spectral_norm")
+    assert {(c.spectral_norm, c.eps) for c in sn} == {(s, e) for s in (1.0, 3.0, 5.0) for e in (4, 8, 16)}
+    assert {c.method for c in experiment_configs("paper", "fgsm")} == {"fgsm"}
+    tiny = experiment_configs("paper", "tinyimagenet")
+    assert [(c.arch, c.eps, c.method, c.epochs, c.lr, c.milestones) for c in tiny][:2] == [
+        ("wrn50_2", 0.0, "none", 90, 0.1, (30, 60)), ("wrn50_2", 4.0, "pgd", 90, 0.1, (30, 60))]
+
+
+def test_overrides_reach_the_configs():
+    configs = experiment_configs("smoke", "ar_sweep", eps=[2, 6], epochs=1)
+    assert [(c.eps, c.epochs) for c in configs] == [(2.0, 1), (6.0, 1)]
+    with pytest.raises(ValueError, match="unknown parameters"):
+        experiment_configs("smoke", "ar_sweep", learning_rate=0.1)
+    with pytest.raises(ValueError, match="choose one of"):
+        load_profile("gpu")
+
+
+def test_auto_attack_step_is_madrys_rule():
+    assert make_config({"eps": 8, "attack_steps": 4, "attack_step": "auto"}).attack_step == 5.0
+    assert make_config({"eps": 0, "attack_step": "auto"}).method == "none"
