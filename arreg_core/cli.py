@@ -1,4 +1,5 @@
-"""Command line: `arreg train ...` (every TrainConfig field is a flag) and `arreg runs`."""
+"""Command line: `arreg train ...` (every TrainConfig field is a flag), `arreg runs` and
+`arreg analyze RUN_DIR` (the analysis artifacts of one run)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import typing
 import pandas as pd
 
 from . import runs
+from .analysis import PIECES, analyze
 from .train import TrainConfig
 
 
@@ -64,6 +66,28 @@ def cmd_runs(args) -> int:
     return 0
 
 
+def parse_param(text: str) -> tuple[str, str, object]:
+    """PIECE.NAME=VALUE, VALUE as JSON where it parses (4, 0.5, [1, 2], null), else a string."""
+    name, sep, value = text.partition("=")
+    piece, dot, key = name.partition(".")
+    if not (sep and dot and piece and key):
+        raise argparse.ArgumentTypeError(f"expected PIECE.NAME=VALUE (e.g. bound.n_examples=1000), got {text!r}")
+    try:
+        return piece, key, json.loads(value)
+    except json.JSONDecodeError:
+        return piece, key, value
+
+
+def cmd_analyze(args) -> int:
+    params: dict = {}
+    for piece, key, value in args.set or []:
+        params.setdefault(piece, {})[key] = value
+    result = analyze(args.run_dir, pieces=args.pieces, params=params, device=args.device, data_root=args.data_root)
+    for piece, info in result.items():
+        print(f"{piece:15s} {'computed' if info['computed'] else 'reused  '} {info['path']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="arreg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     listing = sub.add_parser("runs", help="list the run store's runs and their metrics")
     listing.add_argument("--runs-dir", default=None)
     listing.set_defaults(func=cmd_runs)
+    analysis_cmd = sub.add_parser("analyze", help="compute (or reuse) the analysis artifacts of one finished run")
+    analysis_cmd.add_argument("run_dir", help="the run's directory")
+    analysis_cmd.add_argument("--pieces", nargs="+", choices=PIECES, default=list(PIECES))
+    analysis_cmd.add_argument("--set", action="append", type=parse_param, metavar="PIECE.NAME=VALUE",
+                              help="override a piece's parameter, e.g. --set bound.n_examples=1000 (repeatable)")
+    analysis_cmd.add_argument("--data-root", default=None, help="data folder (default: $ARREG_DATA)")
+    analysis_cmd.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    analysis_cmd.set_defaults(func=cmd_analyze)
     return parser
 
 

@@ -46,3 +46,21 @@ def test_bad_input_is_a_one_line_error_naming_the_fix(flags, fix, tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("arreg: error:") and fix in lines[0], proc.stderr
+
+
+def test_analyze_computes_then_reuses(tmp_path, capsys):
+    flags = ["--dataset", "synthetic", "--arch", "resnet8", "--n-train", "100", "--n-test", "50", "--epochs", "1",
+             "--batch-size", "50", "--eps", "0", "--runs-dir", str(tmp_path), "--device", "cpu", "--quiet"]
+    assert main(["train", *flags]) == 0
+    run_dir = capsys.readouterr().out.splitlines()[0]
+    analyze = ["analyze", run_dir, "--pieces", "margins", "bound", "--device", "cpu",
+               "--set", "bound.n_examples=4", "--set", "bound.steps=2", "--set", "bound.bisect_steps=1"]
+    assert main(analyze) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in out] == [["margins", "computed"], ["bound", "computed"]]
+    assert main(analyze) == 0
+    assert [line.split()[1] for line in capsys.readouterr().out.splitlines()] == ["reused", "reused"]
+    assert main(["analyze", run_dir, "--pieces", "bound", "--set", "bound.radius=1"]) == 2
+    assert "unknown params" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["analyze", run_dir, "--set", "n_examples"])
