@@ -9,7 +9,7 @@ STAMP := $(VENV)/.arreg-installed
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,book]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -18,8 +18,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 book: $(STAMP)
-	@echo "make book: the book (notebooks, profiles, Jupyter Book build) is not built yet: see issue 4." >&2
-	@exit 2
+	$(VENV)/bin/arreg book --profile cpu
 
 clean-venv:
 	rm -rf $(VENV)

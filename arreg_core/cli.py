@@ -13,6 +13,7 @@ import typing
 import pandas as pd
 
 from . import runs
+from .profiles import PROFILES
 from .analysis import PIECES, analyze
 from .train import TrainConfig
 
@@ -88,6 +89,34 @@ def cmd_analyze(args) -> int:
     return 0
 
 
+def parse_notebook_param(text: str) -> tuple[str, object]:
+    """NAME=VALUE for the notebooks' parameters cell, VALUE as JSON where it parses."""
+    name, sep, value = text.partition("=")
+    if not (sep and name):
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE (e.g. eps_list=[2,6]), got {text!r}")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
+def cmd_book(args) -> int:
+    from .book import build_book
+
+    html = build_book(args.profile, fresh=args.fresh, parameters=dict(args.param or []))
+    print(f"book: {html / 'index.html'}")
+    return 0
+
+
+def cmd_prepare(args) -> int:
+    from .experiments import prepare_profile
+
+    done = prepare_profile(args.profile, workers=args.workers, runs_dir=args.runs_dir, device=args.device,
+                           data_root=args.data_root)
+    print(f"{len(done)} runs trained and analysed (or found) for profile {args.profile}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="arreg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -111,6 +140,19 @@ def build_parser() -> argparse.ArgumentParser:
     analysis_cmd.add_argument("--data-root", default=None, help="data folder (default: $ARREG_DATA)")
     analysis_cmd.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     analysis_cmd.set_defaults(func=cmd_analyze)
+    book = sub.add_parser("book", help="execute every notebook under a profile and build the Jupyter Book")
+    book.add_argument("--profile", default="cpu", choices=PROFILES)
+    book.add_argument("--fresh", action="store_true", help="delete the profile's run store first: recompute everything")
+    book.add_argument("-p", "--param", action="append", type=parse_notebook_param, metavar="NAME=VALUE",
+                      help="a notebook parameter for every chapter, e.g. -p eps_list=[2,6] (repeatable)")
+    book.set_defaults(func=cmd_book)
+    prepare = sub.add_parser("prepare", help="train and analyse every run of a profile in parallel processes")
+    prepare.add_argument("--profile", default="cpu", choices=PROFILES)
+    prepare.add_argument("--workers", type=int, default=2)
+    prepare.add_argument("--runs-dir", default=None, help="default: the profile's")
+    prepare.add_argument("--data-root", default=None, help="data folder (default: $ARREG_DATA)")
+    prepare.add_argument("--device", default="auto")
+    prepare.set_defaults(func=cmd_prepare)
     return parser
 
 

@@ -29,3 +29,9 @@ def paper_metrics(dataset: str, arch: str, method: str = "pgd", spectral_norm: s
         raise ValueError(f"the paper has no results for dataset={dataset!r} arch={arch!r} method={method!r} "
                          f"spectral_norm={spectral_norm!r}")
     return rows.pivot_table(index="eps_train", columns="metric", values="value")
+
+
+def paper_dataset(dataset: str) -> str:
+    """The paper's data set a build's data set stands in for: cifar10-jpeg (and the smoke
+    profile's synthetic data) are compared with the paper's CIFAR-10."""
+    return {"cifar10-jpeg": "cifar10", "synthetic": "cifar10"}.get(dataset, dataset)

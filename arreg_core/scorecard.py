@@ -143,3 +143,12 @@ def scorecard(inputs: dict[str, pd.DataFrame]) -> pd.DataFrame:
                      "verdict": verdict(ours, c.sign), "paper's own numbers": verdict(paper, c.sign)
                      if not math.isnan(paper) else "no published data"})
     return pd.DataFrame(rows)
+
+
+def sentence(what: str, rho: float, sign: int) -> str:
+    """A computed sentence for the book: whether `what` follows the paper's trend here."""
+    if rho is None or math.isnan(rho):
+        return f"**{what}**: not measurable here (fewer than three AR strengths or a constant series)."
+    claimed = "rises" if sign > 0 else "falls"
+    return (f"**{what}** — the paper: it {claimed} with AR. This build: Spearman rho = {rho:+.2f} over AR "
+            f"strengths, so the claim is **{verdict(rho, sign)}** at this scale.")

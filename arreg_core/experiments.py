@@ -1,0 +1,125 @@
+"""What a notebook runs: a profile plus the notebook's papermill parameters, turned into trained
+runs (trained only when missing) and analysis artifacts (computed only when missing).
+
+    ex = Experiments.from_parameters(profile, runs_dir=runs_dir, device=device, data_root=data_root,
+                                     eps=eps_list, datasets=datasets, epochs=epochs)
+    sweep = ex.runs("ar_sweep")                  # runs table: config fields + the paper's metrics
+    margins = ex.artifacts(sweep, "margins")     # {run name: arrays and meta}
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from . import analysis
+from .profiles import experiment_configs, load_profile
+from .runs import get_or_train, get_or_train_all, runs_table
+from .train import TrainConfig
+
+SCALE_FIELDS = ("dataset", "arch", "width", "n_train", "n_test", "epochs", "batch_size", "lr", "milestones",
+                "method", "attack_steps", "attack_step", "augment")
+
+
+@dataclass
+class Experiments:
+    profile: str
+    runs_dir: Path
+    device: str = "auto"
+    data_root: str | None = None
+    overrides: dict = field(default_factory=dict)
+    progress: bool = False
+
+    @classmethod
+    def from_parameters(cls, profile: str, runs_dir=None, device="auto", data_root=None, **overrides):
+        """`overrides` are the notebook's parameters (None = the profile's value): grid entries
+        (datasets, eps, spectral_norms, fgsm_eps, deeper_arch) or TrainConfig fields."""
+        runs_dir = Path(runs_dir or load_profile(profile)["runs_dir"])
+        kept = {k: v for k, v in overrides.items() if v is not None}
+        return cls(profile, runs_dir, device, data_root, kept)
+
+    def configs(self, experiment: str) -> list[TrainConfig]:
+        return experiment_configs(self.profile, experiment, **self.overrides)
+
+    def runs(self, experiment: str) -> pd.DataFrame:
+        """Every run of `experiment` (trained if missing) as a table, with a `path` column."""
+        runs = get_or_train_all(self.configs(experiment), self.runs_dir, device=self.device,
+                                data_root=self.data_root, progress=self.progress)
+        table = runs_table(runs)
+        table["path"] = [str(r.path) for r in runs]
+        return table
+
+    def artifacts(self, table: pd.DataFrame, piece: str, params: dict | None = None) -> dict[str, dict]:
+        """The `piece` artifact of every run in `table` (computed if missing), by run name."""
+        params = {**load_profile(self.profile).get("analysis", {}).get(piece, {}), **(params or {})}
+        out = {}
+        for path in table["path"]:
+            analysis.analyze(path, pieces=(piece,), params={piece: params} if params else None,
+                             device=self.device, data_root=self.data_root)
+            out[Path(path).name] = analysis.load_artifact(path, piece, params)
+        return out
+
+    def scale_table(self, experiment: str) -> pd.DataFrame:
+        """This build's settings next to the paper's for `experiment` (every page states its scale)."""
+        ours = self.configs(experiment)
+        paper = experiment_configs("paper", experiment)
+        if not ours:
+            return pd.DataFrame()
+        rows = {"this build": {f: getattr(ours[0], f) for f in SCALE_FIELDS}}
+        if paper:
+            rows["paper"] = {f: getattr(paper[0], f) for f in SCALE_FIELDS}
+        for name, configs in (("this build", ours), ("paper", paper)):
+            if configs:
+                rows[name]["AR strengths (eps)"] = sorted({c.eps for c in configs})
+        for name, profile in (("this build", self.profile), ("paper", "paper")):
+            if name in rows and load_profile(profile)["defaults"].get("attack_step") == "auto":
+                rows[name]["attack_step"] = "2.5 eps / attack_steps"
+        table = pd.DataFrame(rows)
+        table.loc["n_train"] = table.loc["n_train"].map(lambda n: "all" if n is None else n)
+        table.loc["n_test"] = table.loc["n_test"].map(lambda n: "all" if n is None else n)
+        return table.astype(str)
+
+
+def _prepare_one(job) -> str:
+    """Worker: train one run (if missing) and compute its artifacts (if missing)."""
+    config, runs_dir, device, data_root, pieces, analysis_params, one_thread = job
+    if one_thread:
+        torch.set_num_threads(1)
+    run = get_or_train(config, runs_dir, device=device, data_root=data_root, progress=False)
+    analysis.analyze(run, pieces=pieces, params=analysis_params, device=device, data_root=data_root)
+    return run.path.name
+
+
+ANALYSED = {"ar_sweep": ("margins", "spectrum", "loss_variation", "bound"), "fgsm": ("margins", "spectrum"),
+            "deeper": (), "spectral_norm": (), "tinyimagenet": ("margins", "spectrum", "loss_variation")}
+
+
+def prepare_profile(profile: str, workers: int = 2, runs_dir=None, device="auto", data_root=None,
+                    experiments=tuple(ANALYSED), **overrides) -> list[str]:
+    """Train every run of a profile and compute the artifacts its notebooks read, in `workers`
+    processes of one torch thread each (on 2 cores, two 1-thread runs train more images per
+    second than one 2-thread run for small networks). Locks in the run store make this safe
+    beside a notebook or another `prepare_profile`. Returns the run names in completion order."""
+    ex = Experiments.from_parameters(profile, runs_dir=runs_dir, device=device, data_root=data_root, **overrides)
+    profile_params = load_profile(profile).get("analysis", {})
+    jobs, seen = [], set()
+    for experiment in experiments:
+        for config in ex.configs(experiment):
+            if config in seen:
+                continue
+            seen.add(config)
+            pieces = ANALYSED[experiment]
+            params = {p: profile_params[p] for p in pieces if p in profile_params}
+            jobs.append((config, str(ex.runs_dir), device, data_root, pieces, params or None, workers > 1))
+    if workers <= 1:
+        return [_prepare_one(job) for job in jobs]
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        done = []
+        for name in pool.imap_unordered(_prepare_one, jobs):
+            print(f"[arreg prepare] {len(done) + 1}/{len(jobs)} {name}", flush=True)
+            done.append(name)
+    return done

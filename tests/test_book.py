@@ -1,0 +1,57 @@
+"""The book's sources: notebooks stripped and parameterised, chapters and table of contents in
+step; and (in `make test`, as CI runs it) every notebook executed under the `smoke` profile and
+the book built from those outputs."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from arreg_core.book import NOTEBOOKS, build_book, html_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_notebook(name):
+    return json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
+
+
+def test_every_notebook_is_in_the_toc_and_the_builder():
+    on_disk = {p.stem for p in (ROOT / "notebooks").glob("*.ipynb")}
+    assert on_disk == set(NOTEBOOKS)
+    toc = (ROOT / "_toc.yml").read_text()
+    in_toc = set(re.findall(r"file: chapters/(\w+)", toc))
+    assert in_toc == set(NOTEBOOKS)
+    yaml.safe_load(toc)
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_source_notebooks_are_stripped_and_parameterised(name):
+    nb = load_notebook(name)
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and not c.get("execution_count") for c in code), "commit notebooks without outputs"
+    params = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1 and code.index(params[0]) == 0
+    source = "".join(params[0]["source"])
+    for name_ in ("profile", "eps_list", "datasets", "epochs", "n_train", "n_test", "device", "data_root",
+                  "runs_dir", "seed"):
+        assert re.search(rf"^{name_} = ", source, re.M), f"parameter {name_} missing"
+    # thin notebooks: no training loops or model code of their own
+    body = "".join("".join(c["source"]) for c in code)
+    assert "optimizer" not in body and ".backward(" not in body and "nn.Module" not in body
+
+
+@pytest.mark.book
+def test_smoke_book_executes_every_notebook_and_builds(tmp_path):
+    html = build_book("smoke")
+    assert html == html_dir("smoke")
+    for name in NOTEBOOKS:
+        page = html / "chapters" / f"{name}.html"
+        assert page.exists(), f"{page} was not built"
+        text = page.read_text()
+        assert "Traceback" not in text and "Error" not in re.sub(r"error (gap|rate)|Error gap|test error|training error", "", text)
+        for img in re.findall(r'<img[^>]+src="([^"]+)"', text):
+            if not img.startswith(("http", "data:")):
+                assert (page.parent / img).exists(), f"{name}: missing figure {img}"
+    assert (html / "book" / "intro.html").exists() and (html / "book" / "references.html").exists()
