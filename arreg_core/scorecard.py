@@ -5,7 +5,7 @@ A trend over AR strengths is summarised by Spearman's rank correlation rho betwe
 quantity (scipy.stats.spearmanr). With the paper's three strengths (4, 8, 16), rho = +1 or -1 means
 a monotone trend; a claim counts as reproduced when rho has the claimed sign with |rho| >= 0.8
 (a monotone trend over 3 or 4 strengths), "not reproduced" otherwise, and "not run here" when
-this build has no runs for it.
+this build has no runs for it ("not measurable" when it has runs but the series is constant).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from scipy.stats import spearmanr
 from .paper import paper_table
 
 REPRODUCED, NOT_REPRODUCED, NOT_RUN = "reproduced", "not reproduced", "not run here"
+NOT_MEASURABLE = "not measurable (constant series or fewer than 3 strengths)"
 THRESHOLD = 0.8
 
 
@@ -72,6 +73,7 @@ class Claim:
     statistic: str
     ours: Callable[[dict], float]
     paper: Callable[[], float] = lambda: math.nan
+    needs: tuple[str, ...] = ("ar_sweep",)  # the inputs this build must have run
 
 
 def _sweep(metric: str, key: str = "ar_sweep") -> Callable[[dict], float]:
@@ -119,15 +121,17 @@ CLAIMS = [
     Claim("On CIFAR-10 the test loss falls while the test error rises", "Fig. 3b", -1, "rho(eps, test loss)",
           _sweep("test_loss"), lambda: paper_trend("test_loss")),
     Claim("Test margins concentrate around zero as AR grows", "Fig. 4", -1, "rho(eps, std of test margins)",
-          _by_eps("margins", "test_std")),
+          _by_eps("margins", "test_std"), needs=("margins",)),
     Claim("Per-layer singular-value std falls from AR 4 to 16 in most layers", "Fig. 5c/d, B.2", +1,
-          "2 x (fraction of layers whose std falls) - 1", _fraction("spectra", "std_falls")),
+          "2 x (fraction of layers whose std falls) - 1", _fraction("spectra", "std_falls"), needs=("spectra",)),
     Claim("Loss variation around test examples falls as AR grows", "Fig. 8, Table 1", -1,
-          "rho(eps, mean loss variation at attack 4/255)", _by_eps("loss_variation", "mean")),
+          "rho(eps, mean loss variation at attack 4/255)", _by_eps("loss_variation", "mean"), needs=("loss_variation",)),
     Claim("With FGSM training the loss gap still shrinks as AR grows", "Fig. 9, Table 2", -1,
-          "rho(eps, loss gap), FGSM", _sweep("gap_loss", "fgsm"), lambda: paper_trend("gap_loss", method="fgsm")),
+          "rho(eps, loss gap), FGSM", _sweep("gap_loss", "fgsm"), lambda: paper_trend("gap_loss", method="fgsm"),
+          needs=("fgsm",)),
     Claim("Spectral normalisation turns the error-gap trend from rising to falling", "Fig. 6, Table 6", +1,
-          "rho(eps, error gap) unclipped - clipped to the smallest norm", _sn_turn, _paper_sn_turn),
+          "rho(eps, error gap) unclipped - clipped to the smallest norm", _sn_turn, _paper_sn_turn,
+          needs=("ar_sweep", "spectral_norm")),
 ]
 
 
@@ -138,9 +142,11 @@ def scorecard(inputs: dict[str, pd.DataFrame]) -> pd.DataFrame:
     rows = []
     for c in CLAIMS:
         ours, paper = c.ours(inputs), c.paper()
+        has_runs = all(inputs.get(k) is not None and not inputs[k].empty for k in c.needs)
+        ours_verdict = NOT_RUN if not has_runs else NOT_MEASURABLE if math.isnan(ours) else verdict(ours, c.sign)
         rows.append({"claim": c.claim, "paper figure": c.figure, "statistic": c.statistic,
                      "expected sign": "+" if c.sign > 0 else "-", "this build": ours, "paper": paper,
-                     "verdict": verdict(ours, c.sign), "paper's own numbers": verdict(paper, c.sign)
+                     "verdict": ours_verdict, "paper's own numbers": verdict(paper, c.sign)
                      if not math.isnan(paper) else "no published data"})
     return pd.DataFrame(rows)
 

@@ -50,7 +50,7 @@ def test_smoke_book_executes_every_notebook_and_builds(tmp_path):
         page = html / "chapters" / f"{name}.html"
         assert page.exists(), f"{page} was not built"
         text = page.read_text()
-        assert "Traceback" not in text and "Error" not in re.sub(r"error (gap|rate)|Error gap|test error|training error", "", text)
+        assert "Traceback" not in text  # papermill already fails on an error; this guards the rendered page
         for img in re.findall(r'<img[^>]+src="([^"]+)"', text):
             if not img.startswith(("http", "data:")):
                 assert (page.parent / img).exists(), f"{name}: missing figure {img}"

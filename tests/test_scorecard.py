@@ -3,7 +3,8 @@ import math
 import pandas as pd
 import pytest
 
-from arreg_core.scorecard import NOT_REPRODUCED, NOT_RUN, REPRODUCED, paper_trend, scorecard, trend, verdict
+from arreg_core.scorecard import (NOT_MEASURABLE, NOT_REPRODUCED, NOT_RUN, REPRODUCED, paper_trend, scorecard, trend,
+                                  verdict)
 
 
 def test_trend_is_spearman():
@@ -44,3 +45,11 @@ def test_scorecard_on_hand_made_tables():
     assert card.loc["Fig. 5c/d, B.2", "this build"] == pytest.approx(1 / 3)
     assert card.loc["Fig. 5c/d, B.2", "verdict"] == NOT_REPRODUCED
     assert (card.loc[["Fig. 4", "Fig. 8, Table 1"], "verdict"] == REPRODUCED).all()
+
+
+def test_runs_with_a_constant_series_are_not_measurable_rather_than_not_run():
+    sweep = pd.DataFrame({"eps": [4, 8, 16], "gap_loss": [0.5, 0.3, 0.1], "train_loss": [0.1, 0.3, 0.6],
+                          "test_acc": [10.0, 10.0, 10.0], "test_loss": [2.3, 2.3, 2.3], "gap_acc": [0, 0, 0]})
+    card = scorecard({"ar_sweep": sweep}).set_index("statistic")
+    assert card.loc["rho(eps, test error)", "verdict"] == NOT_MEASURABLE
+    assert card.loc["rho(eps, loss gap), FGSM", "verdict"] == NOT_RUN
