@@ -14,6 +14,7 @@ from arreg_core.bound import (eq5_summary, flip_search, instance_space_margin, l
                               pgd_l2, smallest_singular_values)
 from arreg_core.models import build_model
 from arreg_core.spectrum import conv_operator_matrix, layer_singular_values
+from helpers import randomize
 
 
 def test_min_row_distance_matches_loop():
@@ -25,14 +26,6 @@ def test_min_row_distance_matches_loop():
     assert d == pytest.approx(brute[0], rel=1e-12) and set(pair) == {4, 9}
     with pytest.raises(ValueError):
         min_row_distance(torch.ones(1, 3))
-
-
-def randomize(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-    return model
 
 
 def test_product_of_smallest_singular_values_is_the_per_layer_minima():

@@ -11,6 +11,7 @@ from arreg_core.spectrum import (circular_vs_zero_padding_gap, conv_operator_mat
                                  conv_spectral_norm, layer_singular_values, linear_singular_values,
                                  log_spectral_complexity, reshaped_kernel_singular_values,
                                  singular_value_table, spectral_complexity)
+from helpers import randomize
 
 CASES = [  # (c_out, c_in, k, input_hw, stride)
     (3, 3, 3, 4, 1), (4, 2, 3, 6, 1), (2, 5, 3, 8, 1), (4, 3, 1, 6, 1), (3, 2, 3, (4, 6), 1),
@@ -87,14 +88,6 @@ def test_cuda_matches_cpu():
 
 
 # ---- model level ----
-
-def randomize(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-    return model
-
 
 def test_small_sequential_model():
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.ReLU(),
