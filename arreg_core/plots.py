@@ -37,7 +37,12 @@ def _ours_and_paper(ours: pd.DataFrame, paper: pd.DataFrame | None, draw, titles
     return fig
 
 
-def gap_curves(ours: pd.DataFrame, paper: pd.DataFrame | None = None, label: str = ""):
+def _titles(label: str, paper_label: str | None) -> tuple[str, str]:
+    """Panel titles: this build's data and network, and the paper's (which may differ)."""
+    return f"this build {label}".strip(), f"paper {paper_label if paper_label is not None else label}".strip()
+
+
+def gap_curves(ours: pd.DataFrame, paper: pd.DataFrame | None = None, label: str = "", paper_label: str | None = None):
     """Fig. 3a / 6a / 7a: loss gap (test - train) and error gap (train - test accuracy) vs eps."""
     def draw(ax, t, x):
         t = t.sort_values(x)
@@ -49,10 +54,10 @@ def gap_curves(ours: pd.DataFrame, paper: pd.DataFrame | None = None, label: str
             twin.set_ylabel("error gap, % (train - test acc.)", color="tab:red")
             twin.grid(False)
         _eps_axis(ax, t[x])
-    return _ours_and_paper(ours, paper, draw, (f"this build {label}".strip(), f"paper {label}".strip()))
+    return _ours_and_paper(ours, paper, draw, _titles(label, paper_label))
 
 
-def loss_error_curves(ours: pd.DataFrame, paper: pd.DataFrame | None = None, label: str = ""):
+def loss_error_curves(ours: pd.DataFrame, paper: pd.DataFrame | None = None, label: str = "", paper_label: str | None = None):
     """Fig. 3b / 6b / 7b: training and test loss, training and test error vs eps."""
     def draw(ax, t, x):
         t = t.sort_values(x)
@@ -68,7 +73,7 @@ def loss_error_curves(ours: pd.DataFrame, paper: pd.DataFrame | None = None, lab
         lines = ax.get_lines() + twin.get_lines()
         ax.legend(lines, [l.get_label() for l in lines], fontsize=8, loc="best")
         _eps_axis(ax, t[x])
-    return _ours_and_paper(ours, paper, draw, (f"this build {label}".strip(), f"paper {label}".strip()))
+    return _ours_and_paper(ours, paper, draw, _titles(label, paper_label))
 
 
 def adversarial_accuracy(ours: pd.DataFrame, paper: pd.DataFrame | None = None):
