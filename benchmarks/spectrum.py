@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from arreg_core.models import build_model, weight_layers
+from arreg_core.runs import load_run
 from arreg_core.spectrum import (circular_vs_zero_padding_gap, conv_operator_matrix, conv_singular_values,
                                  layer_singular_values, linear_singular_values)
 
@@ -58,17 +59,24 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads (default: torch's own choice)")
+    ap.add_argument("--run", default=None, help="a trained run's directory (with its checkpoint): measure its "
+                                                    "layers instead of a random --arch")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = random_model(args.arch, args.seed)
+    if args.run:
+        run = load_run(args.run)
+        model, args.arch = run.load_model("cpu"), f"{run.config.arch} x{run.config.width} ({run.path.name})"
+    else:
+        model = random_model(args.arch, args.seed)
+    weights = "trained" if args.run else "random He-normal weights"
     layers = weight_layers(model, args.input_size)
 
     # 1. Fourier, true sizes
     full, t_full = timed(lambda: layer_singular_values(model, args.input_size), args.repeats)
     n_values = sum(r["n"] for r in full)
-    print(f"{args.arch} (random He-normal weights), {len(full)} weight layers, input {args.input_size}x{args.input_size}, "
+    print(f"{args.arch} ({weights}), {len(full)} weight layers, input {args.input_size}x{args.input_size}, "
           f"{torch.get_num_threads()} threads")
     print(f"1. Fourier, all layers at true input sizes: {t_full:.3f} s (median of {args.repeats}), {n_values} singular values")
 
@@ -113,7 +121,7 @@ def main(argv=None):
     print(gap_table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
 
     if args.json:
-        out = {"arch": args.arch, "weights": "random He-normal (fan_out)", "seed": args.seed,
+        out = {"arch": args.arch, "weights": weights, "seed": args.seed,
                "threads": torch.get_num_threads(), "torch": torch.__version__, "input_size": args.input_size,
                "fourier_true_sizes_s": t_full, "n_singular_values": n_values, "dense_max_size": args.dense_max_size,
                "groups": rows, "net_fourier_s": tot_f, "net_dense_s": tot_d, "net_ratio": tot_d / tot_f,
