@@ -23,7 +23,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-CIFAR_ARCHS = ("resnet8", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
+CIFAR_ARCHS = ("resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
 ARCHS = CIFAR_ARCHS + ("wrn50_2",)
 
 # Per-channel statistics the models normalise with (the data sets' training sets).
