@@ -23,6 +23,10 @@ NOTEBOOKS = (
 BOOK_FILES = ("_config.yml", "_toc.yml")
 
 
+class BookError(RuntimeError):
+    """A notebook failed while building the book; the message says which and why, in one line."""
+
+
 def repo_root() -> Path:
     """The checkout this package lives in (the book needs the repository, not just the package)."""
     root = Path(__file__).resolve().parents[1]
@@ -56,9 +60,13 @@ def execute(profile: str, src: Path, root: Path, notebooks=NOTEBOOKS, parameters
     for name in notebooks:
         target = src / "chapters" / f"{name}.ipynb"
         print(f"[arreg book] executing {name} ({profile})", flush=True)
-        papermill.execute_notebook(str(root / "notebooks" / f"{name}.ipynb"), str(target),
-                                   parameters={"profile": profile, **(parameters or {})},
-                                   kernel_name=kernel, cwd=str(root), progress_bar=False)
+        try:
+            papermill.execute_notebook(str(root / "notebooks" / f"{name}.ipynb"), str(target),
+                                       parameters={"profile": profile, **(parameters or {})},
+                                       kernel_name=kernel, cwd=str(root), progress_bar=False)
+        except papermill.PapermillExecutionError as err:
+            raise BookError(f"notebook {name} failed under profile {profile}: {err.ename}: {err.evalue} "
+                            f"(the executed notebook with the traceback: {target})") from None
         out.append(target)
     return out
 

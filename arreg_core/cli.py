@@ -15,6 +15,7 @@ import pandas as pd
 from . import runs
 from .profiles import PROFILES
 from .analysis import PIECES, analyze
+from .book import BookError
 from .train import TrainConfig
 
 
@@ -160,7 +161,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, runs.CorruptCheckpointError) as err:
+    except (ValueError, FileNotFoundError, runs.CorruptCheckpointError, BookError) as err:
         print(f"arreg: error: {err}", file=sys.stderr)
         return 2
 

@@ -55,3 +55,22 @@ def test_smoke_book_executes_every_notebook_and_builds(tmp_path):
             if not img.startswith(("http", "data:")):
                 assert (page.parent / img).exists(), f"{name}: missing figure {img}"
     assert (html / "book" / "intro.html").exists() and (html / "book" / "references.html").exists()
+
+
+def test_a_failing_notebook_is_one_line_naming_it(tmp_path):
+    import nbformat
+
+    from arreg_core.book import BookError, execute
+
+    (tmp_path / "notebooks").mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                   "language_info": {"name": "python"}}
+    params = nbformat.v4.new_code_cell('profile = "cpu"')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell('raise FileNotFoundError("put the data under X")')]
+    nbformat.write(nb, tmp_path / "notebooks" / "broken.ipynb")
+    (tmp_path / "src" / "chapters").mkdir(parents=True)
+    with pytest.raises(BookError, match="notebook broken failed under profile smoke: FileNotFoundError: put the data") as err:
+        execute("smoke", tmp_path / "src", tmp_path, notebooks=("broken",))
+    assert "\n" not in str(err.value)
