@@ -49,9 +49,7 @@ class Experiments:
         """Every run of `experiment` (trained if missing) as a table, with a `path` column."""
         runs = get_or_train_all(self.configs(experiment), self.runs_dir, device=self.device,
                                 data_root=self.data_root, progress=self.progress)
-        table = runs_table(runs)
-        table["path"] = [str(r.path) for r in runs]
-        return table
+        return runs_table(runs)
 
     def artifacts(self, table: pd.DataFrame, piece: str, params: dict | None = None) -> dict[str, dict]:
         """The `piece` artifact of every run in `table` (computed if missing), by run name."""

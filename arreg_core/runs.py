@@ -208,5 +208,5 @@ def get_or_train_all(configs, runs_dir=None, **kwargs) -> list[Run]:
 
 
 def runs_table(runs: list[Run]) -> pd.DataFrame:
-    """One row per run: its config fields, metrics, and `run` (the directory name)."""
-    return pd.DataFrame([{"run": r.path.name, **r.config.to_dict(), **r.metrics} for r in runs])
+    """One row per run: its config fields, metrics, `run` (the directory name) and `path`."""
+    return pd.DataFrame([{"run": r.path.name, **r.config.to_dict(), **r.metrics, "path": str(r.path)} for r in runs])
