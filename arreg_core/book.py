@@ -80,14 +80,30 @@ def build_html(profile: str, src: Path, root: Path) -> Path:
     return html_dir(profile, root)
 
 
+def prepare_runs(profile: str, runs_dir: Path, parameters: dict | None = None, workers: int = 2) -> list[str]:
+    """Train and analyse every run the notebooks will read, before executing them, in `workers`
+    parallel processes (arreg_core.experiments.prepare_profile). `parameters` are the notebooks'
+    papermill parameters: the same overrides reach the same runs."""
+    from .experiments import prepare_profile
+
+    overrides = {k: v for k, v in (parameters or {}).items() if v is not None}
+    where = {k: overrides.pop(k, None) for k in ("runs_dir", "device", "data_root")}  # runs_dir: given resolved
+    if "eps_list" in overrides:
+        overrides["eps"] = overrides.pop("eps_list")
+    return prepare_profile(profile, workers=workers, runs_dir=runs_dir, device=where["device"] or "auto",
+                           data_root=where["data_root"], **overrides)
+
+
 def build_book(profile: str = "cpu", fresh: bool = False, parameters: dict | None = None,
-               notebooks=NOTEBOOKS) -> Path:
-    """Execute the notebooks under `profile` and render the book; returns the HTML folder.
-    `fresh` deletes the profile's run store first, so everything is trained and analysed again."""
+               notebooks=NOTEBOOKS, workers: int = 2) -> Path:
+    """Train what is missing (`workers` processes), execute the notebooks under `profile` and
+    render the book; returns the HTML folder. `fresh` deletes the run store first, so everything
+    is trained and analysed again."""
     root = repo_root()
-    runs_dir = root / load_profile(profile)["runs_dir"]
+    runs_dir = root / ((parameters or {}).get("runs_dir") or load_profile(profile)["runs_dir"])
     if fresh and runs_dir.exists():
         shutil.rmtree(runs_dir)
+    prepare_runs(profile, runs_dir, parameters, workers)
     src = stage(profile, root)
     execute(profile, src, root, notebooks, parameters)
     return build_html(profile, src, root)

@@ -104,7 +104,7 @@ def parse_notebook_param(text: str) -> tuple[str, object]:
 def cmd_book(args) -> int:
     from .book import build_book
 
-    html = build_book(args.profile, fresh=args.fresh, parameters=dict(args.param or []))
+    html = build_book(args.profile, fresh=args.fresh, parameters=dict(args.param or []), workers=args.workers)
     print(f"book: {html / 'index.html'}")
     return 0
 
@@ -146,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     book.add_argument("--fresh", action="store_true", help="delete the profile's run store first: recompute everything")
     book.add_argument("-p", "--param", action="append", type=parse_notebook_param, metavar="NAME=VALUE",
                       help="a notebook parameter for every chapter, e.g. -p eps_list=[2,6] (repeatable)")
+    book.add_argument("--workers", type=int, default=2,
+                      help="processes that train missing runs before the notebooks execute (1 on a single GPU)")
     book.set_defaults(func=cmd_book)
     prepare = sub.add_parser("prepare", help="train and analyse every run of a profile in parallel processes")
     prepare.add_argument("--profile", default="cpu", choices=PROFILES)

@@ -92,8 +92,11 @@ def _prepare_one(job) -> str:
     return run.path.name
 
 
-ANALYSED = {"ar_sweep": ("margins", "spectrum", "loss_variation", "bound"), "fgsm": ("margins", "spectrum"),
-            "deeper": (), "spectral_norm": (), "tinyimagenet": ("margins", "spectrum", "loss_variation")}
+# Every experiment and the analysis pieces its notebooks read. prepare_profile queues the jobs in
+# this order: longest first (the deeper network, then the runs with the Theorem 3.1 bound), so the
+# last jobs to finish in parallel workers are short ones.
+ANALYSED = {"deeper": (), "ar_sweep": ("margins", "spectrum", "loss_variation", "bound"), "spectral_norm": (),
+            "fgsm": ("margins", "spectrum"), "tinyimagenet": ("margins", "spectrum", "loss_variation")}
 
 
 def prepare_profile(profile: str, workers: int = 2, runs_dir=None, device="auto", data_root=None,
