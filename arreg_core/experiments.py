@@ -61,6 +61,25 @@ class Experiments:
             out[Path(path).name] = analysis.load_artifact(path, piece, params)
         return out
 
+    def scorecard_inputs(self) -> dict[str, pd.DataFrame]:
+        """The tables `scorecard.scorecard` reads: the runs of the AR sweep, FGSM and spectral
+        norm experiments, and per eps of the sweep the test-margin std (Fig. 4), the mean loss
+        variation at the largest attack (Table 1) and, per layer, whether the singular-value std
+        falls from the lowest to the highest eps (Fig. 5c/d)."""
+        sweep = self.runs("ar_sweep").sort_values("eps")
+        margins = self.artifacts(sweep, "margins")
+        spectra = self.artifacts(sweep, "spectrum")
+        variation = self.artifacts(sweep, "loss_variation")
+        low, high = sweep.run.iloc[0], sweep.run.iloc[-1]
+        return {
+            "ar_sweep": sweep, "fgsm": self.runs("fgsm"), "spectral_norm": self.runs("spectral_norm"),
+            "margins": pd.DataFrame([{"eps": r.eps, "test_std": margins[r.run]["meta"]["summary"]["test"]["margin"]["std"]}
+                                     for r in sweep.itertuples()]),
+            "spectra": pd.DataFrame({"std_falls": spectra[low]["std"] > spectra[high]["std"]}),
+            "loss_variation": pd.DataFrame([{"eps": r.eps, "mean": variation[r.run]["meta"]["summary"]["mean"][-1]}
+                                            for r in sweep.itertuples()]),
+        }
+
     def scale_table(self, experiment: str) -> pd.DataFrame:
         """This build's settings next to the paper's for `experiment` (every page states its scale)."""
         ours = self.configs(experiment)

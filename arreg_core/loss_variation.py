@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .attacks import _project, _random_start
+from .attacks import pgd_linf
 from .data import iterate_batches, test_view
 from .train import epoch_generator, prepare_device
 
@@ -30,22 +30,24 @@ def max_loss_increase(model, x, y, eps: float, step: float, steps: int, random_s
                       generator: torch.Generator | None = None) -> torch.Tensor:
     """Per example: max over the start and the `steps` PGD iterates (l-inf ball of radius eps,
     [0, 1] scale) of l(x') - l(x), clipped below at 0 (the clean point is a candidate).
-    Iterates are those of `attacks.pgd_linf` with the same generator."""
+    The iterates are `attacks.pgd_linf`'s, whose loss function records each one's losses."""
     x = x.detach()
     with torch.no_grad():
         clean = F.cross_entropy(model(x), y, reduction="none")
     best = clean.clone()
     if eps == 0:
         return best - clean
-    x_adv = _random_start(x, eps, generator) if random_start else x.clone()
-    for k in range(steps + 1):
-        x_adv = x_adv.detach().requires_grad_(k < steps)
-        with torch.set_grad_enabled(k < steps):
-            loss = F.cross_entropy(model(x_adv), y, reduction="none")
-        best = torch.maximum(best, loss.detach())
-        if k < steps:
-            (grad,) = torch.autograd.grad(loss.sum(), x_adv)
-            x_adv = _project(x_adv.detach() + step * grad.sign(), x, eps)
+
+    def recording_loss(logits, target):  # the start and every iterate but the last pass here
+        nonlocal best
+        losses = F.cross_entropy(logits, target, reduction="none")
+        best = torch.maximum(best, losses.detach())
+        return losses.sum()
+
+    x_adv = pgd_linf(model, x, y, eps, step, steps, random_start=random_start, generator=generator,
+                     loss_fn=recording_loss)
+    with torch.no_grad():
+        best = torch.maximum(best, F.cross_entropy(model(x_adv), y, reduction="none"))
     return best - clean
 
 

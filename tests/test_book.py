@@ -57,6 +57,26 @@ def test_smoke_book_executes_every_notebook_and_builds(tmp_path):
     assert (html / "book" / "intro.html").exists() and (html / "book" / "references.html").exists()
 
 
+def test_book_prepares_the_runs_the_notebooks_read(tmp_path):
+    """`arreg book` trains missing runs before the notebooks execute; with the notebooks' own
+    parameters it must reach exactly the runs the notebooks resolve (eps_list is their name for eps)."""
+    from arreg_core.book import prepare_runs
+    from arreg_core.experiments import ANALYSED, Experiments
+    from arreg_core.runs import run_name
+
+    params = {"eps_list": [4], "epochs": 1, "n_train": 60, "n_test": 40, "device": "cpu", "runs_dir": "ignored"}
+    done = prepare_runs("smoke", tmp_path, params, workers=1)
+    ex = Experiments.from_parameters("smoke", runs_dir=tmp_path, device="cpu", eps=[4], epochs=1, n_train=60, n_test=40)
+    expected = {run_name(c) for exp in ANALYSED for c in ex.configs(exp)}
+    assert set(done) == expected and len(done) == len(expected)
+    assert {p.name for p in tmp_path.iterdir()} == expected
+    assert all((tmp_path / name / "metrics.json").exists() for name in done)
+    sweep = ex.runs("ar_sweep")
+    assert (tmp_path / sweep.run.iloc[0] / "analysis").is_dir()  # its artifacts too
+    with pytest.raises(ValueError, match="unknown parameters"):
+        prepare_runs("smoke", tmp_path, {"eps_lst": [4]}, workers=1)
+
+
 def test_a_failing_notebook_is_one_line_naming_it(tmp_path):
     import nbformat
 

@@ -54,6 +54,23 @@ def test_at_least_the_final_pgd_iterate(trained):
     assert torch.all(v >= final - 1e-5) and torch.all(v >= 0)
 
 
+def test_the_maximum_over_every_iterate(trained):
+    """pgd_linf with k steps from the same seed gives the k-th iterate: none may exceed the maximum."""
+    model, data = trained
+    x, y = data.x_test[:64].float() / 255, data.y_test[:64]
+    eps, step = 4 / 255, 2 / 255
+    v = max_loss_increase(model, x, y, eps, step, 6, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        clean = F.cross_entropy(model(x), y, reduction="none")
+    per_iterate = []
+    for k in range(7):
+        x_k = attacks.pgd_linf(model, x, y, eps, step, k, generator=torch.Generator().manual_seed(5))
+        with torch.no_grad():
+            per_iterate.append(F.cross_entropy(model(x_k), y, reduction="none") - clean)
+    best = torch.stack(per_iterate).amax(0).clamp(min=0)
+    assert torch.allclose(v, best, atol=1e-5)
+
+
 def test_bad_eps():
     with pytest.raises(ValueError, match=">= 0"):
         loss_variation(torch.nn.Identity(), torch.zeros(1, 3, 2, 2, dtype=torch.uint8), torch.zeros(1, dtype=torch.long),
