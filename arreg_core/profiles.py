@@ -41,6 +41,19 @@ def make_config(fields: dict) -> TrainConfig:
     return TrainConfig.from_dict(fields)
 
 
+def _grid_value(name: str, value):
+    """A grid override as a list. Strings are read as YAML, because `papermill -p eps_list "[2, 6]"`
+    passes the string "[2, 6]"; a single value becomes a one-element list (datasets=cifar10)."""
+    if name == "deeper_arch":
+        return value
+    if isinstance(value, str):
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise ValueError(f"{name}={value!r} is not a list; write it as [4, 8, 16]") from err
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 def experiment_configs(profile: str | dict, experiment: str, **overrides) -> list[TrainConfig]:
     """The TrainConfigs of one experiment under a profile. `overrides` replace the profile's
     grid entries (datasets, eps, spectral_norms, fgsm_eps, deeper_arch) or any TrainConfig field
@@ -53,7 +66,7 @@ def experiment_configs(profile: str | dict, experiment: str, **overrides) -> lis
     unknown = set(overrides) - fields - grid_keys
     if unknown:
         raise ValueError(f"unknown parameters {sorted(unknown)}; use TrainConfig fields or {', '.join(sorted(grid_keys))}")
-    p.update({k: v for k, v in overrides.items() if k in grid_keys and v is not None})
+    p.update({k: _grid_value(k, v) for k, v in overrides.items() if k in grid_keys and v is not None})
     base = {**p["defaults"], **{k: v for k, v in overrides.items() if k in fields and v is not None}}
 
     def configs(datasets, eps_list, **extra):

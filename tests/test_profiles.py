@@ -40,3 +40,13 @@ def test_overrides_reach_the_configs():
 def test_auto_attack_step_is_madrys_rule():
     assert make_config({"eps": 8, "attack_steps": 4, "attack_step": "auto"}).attack_step == 5.0
     assert make_config({"eps": 0, "attack_step": "auto"}).method == "none"
+
+
+def test_grid_overrides_given_as_strings_as_papermill_passes_them():
+    """`papermill -p eps_list "[2, 6]"` hands the notebook the string "[2, 6]"."""
+    as_string = experiment_configs("smoke", "ar_sweep", eps="[2, 6]", datasets="synthetic")
+    as_list = experiment_configs("smoke", "ar_sweep", eps=[2, 6], datasets=["synthetic"])
+    assert as_string == as_list and [c.eps for c in as_list] == [2, 6]
+    assert [c.eps for c in experiment_configs("smoke", "fgsm", fgsm_eps=4)] == [4]
+    with pytest.raises(ValueError, match=r"write it as \[4, 8, 16\]"):
+        experiment_configs("smoke", "ar_sweep", eps="[2, 6")
