@@ -87,11 +87,14 @@ def prepare_runs(profile: str, runs_dir: Path, parameters: dict | None = None, w
     from .experiments import prepare_profile
 
     overrides = {k: v for k, v in (parameters or {}).items() if v is not None}
-    where = {k: overrides.pop(k, None) for k in ("runs_dir", "device", "data_root")}  # runs_dir: given resolved
+    if overrides.pop("profile", profile) != profile:
+        raise ValueError("choose the profile with --profile, not as a notebook parameter")
+    overrides.pop("runs_dir", None)  # given resolved against the repository
+    device, data_root = overrides.pop("device", None) or "auto", overrides.pop("data_root", None)
     if "eps_list" in overrides:
         overrides["eps"] = overrides.pop("eps_list")
-    return prepare_profile(profile, workers=workers, runs_dir=runs_dir, device=where["device"] or "auto",
-                           data_root=where["data_root"], **overrides)
+    return prepare_profile(profile, workers=workers, runs_dir=runs_dir, device=device, data_root=data_root,
+                           **overrides)
 
 
 def build_book(profile: str = "cpu", fresh: bool = False, parameters: dict | None = None,

@@ -62,17 +62,21 @@ class Experiments:
         return out
 
     def scorecard_inputs(self) -> dict[str, pd.DataFrame]:
-        """The tables `scorecard.scorecard` reads: the runs of the AR sweep, FGSM and spectral
-        norm experiments, and per eps of the sweep the test-margin std (Fig. 4), the mean loss
-        variation at the largest attack (Table 1) and, per layer, whether the singular-value std
-        falls from the lowest to the highest eps (Fig. 5c/d)."""
-        sweep = self.runs("ar_sweep").sort_values("eps")
+        """The tables `scorecard.scorecard` reads, for the first data set of the sweep (CIFAR-10,
+        whose published numbers the scorecard compares with): the runs of the AR sweep, FGSM and
+        spectral norm experiments, and per eps of the sweep the test-margin std (Fig. 4), the
+        mean loss variation at the largest attack (Table 1) and, per layer, whether the
+        singular-value std falls from the lowest to the highest eps (Fig. 5c/d)."""
+        dataset = self.configs("ar_sweep")[0].dataset
+        runs = {exp: self.runs(exp) for exp in ("ar_sweep", "fgsm", "spectral_norm")}
+        runs = {exp: t[t.dataset == dataset] if not t.empty else t for exp, t in runs.items()}
+        sweep = runs["ar_sweep"].sort_values("eps")
         margins = self.artifacts(sweep, "margins")
         spectra = self.artifacts(sweep, "spectrum")
         variation = self.artifacts(sweep, "loss_variation")
         low, high = sweep.run.iloc[0], sweep.run.iloc[-1]
         return {
-            "ar_sweep": sweep, "fgsm": self.runs("fgsm"), "spectral_norm": self.runs("spectral_norm"),
+            "ar_sweep": sweep, "fgsm": runs["fgsm"], "spectral_norm": runs["spectral_norm"],
             "margins": pd.DataFrame([{"eps": r.eps, "test_std": margins[r.run]["meta"]["summary"]["test"]["margin"]["std"]}
                                      for r in sweep.itertuples()]),
             "spectra": pd.DataFrame({"std_falls": spectra[low]["std"] > spectra[high]["std"]}),

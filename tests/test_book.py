@@ -75,6 +75,8 @@ def test_book_prepares_the_runs_the_notebooks_read(tmp_path):
     assert (tmp_path / sweep.run.iloc[0] / "analysis").is_dir()  # its artifacts too
     with pytest.raises(ValueError, match="unknown parameters"):
         prepare_runs("smoke", tmp_path, {"eps_lst": [4]}, workers=1)
+    with pytest.raises(ValueError, match="--profile"):
+        prepare_runs("smoke", tmp_path, {"profile": "cpu"}, workers=1)
 
 
 def test_a_failing_notebook_is_one_line_naming_it(tmp_path):

@@ -1,0 +1,36 @@
+"""The notebook runner against the committed `cpu` run store: it must be complete (a fresh clone
+renders the cpu book without training or data), and the scorecard's inputs come from it."""
+from pathlib import Path
+
+import pytest
+
+from arreg_core.analysis import artifact_path
+from arreg_core.experiments import ANALYSED, Experiments
+from arreg_core.profiles import load_profile
+from arreg_core.runs import run_path
+
+ROOT = Path(__file__).resolve().parents[1]
+CPU_RUNS = ROOT / load_profile("cpu")["runs_dir"]
+
+
+@pytest.mark.parametrize("experiment", [e for e in ANALYSED if e != "tinyimagenet"])
+def test_the_committed_cpu_store_has_every_run_and_artifact(experiment):
+    ex = Experiments.from_parameters("cpu", runs_dir=CPU_RUNS)
+    analysis = load_profile("cpu").get("analysis", {})
+    configs = ex.configs(experiment)
+    assert configs
+    for config in configs:
+        path = run_path(config, CPU_RUNS)
+        assert (path / "metrics.json").exists(), f"{path.name} is not committed: run `arreg prepare --profile cpu`"
+        for piece in ANALYSED[experiment]:
+            assert artifact_path(path, piece, analysis.get(piece)).exists(), f"{path.name}: no {piece} artifact"
+
+
+def test_scorecard_inputs_from_the_cpu_store():
+    inputs = Experiments.from_parameters("cpu", runs_dir=CPU_RUNS).scorecard_inputs()
+    sweep = inputs["ar_sweep"]
+    assert list(sweep.eps) == [4, 8, 16] and set(sweep.dataset) == {"cifar10-jpeg"}
+    assert len(inputs["fgsm"]) == 3 and len(inputs["spectral_norm"]) == 9
+    assert list(inputs["margins"].eps) == [4, 8, 16] and (inputs["margins"].test_std > 0).all()
+    assert len(inputs["spectra"]) == 8  # resnet8: 7 convolutions and the classifier
+    assert inputs["loss_variation"]["mean"].notna().all()
