@@ -130,15 +130,14 @@ def prepare_profile(profile: str, workers: int = 2, runs_dir=None, device="auto"
     beside a notebook or another `prepare_profile`. Returns the run names in completion order."""
     ex = Experiments.from_parameters(profile, runs_dir=runs_dir, device=device, data_root=data_root, **overrides)
     profile_params = load_profile(profile).get("analysis", {})
-    jobs, seen = [], set()
+    pieces_of: dict[TrainConfig, tuple] = {}  # a config in several experiments gets all their pieces
     for experiment in experiments:
         for config in ex.configs(experiment):
-            if config in seen:
-                continue
-            seen.add(config)
-            pieces = ANALYSED[experiment]
-            params = {p: profile_params[p] for p in pieces if p in profile_params}
-            jobs.append((config, str(ex.runs_dir), device, data_root, pieces, params or None, workers > 1))
+            known = pieces_of.get(config, ())
+            pieces_of[config] = known + tuple(p for p in ANALYSED[experiment] if p not in known)
+    jobs = [(config, str(ex.runs_dir), device, data_root, pieces,
+             {p: profile_params[p] for p in pieces if p in profile_params} or None, workers > 1)
+            for config, pieces in pieces_of.items()]
     if workers <= 1:
         return [_prepare_one(job) for job in jobs]
     with multiprocessing.get_context("spawn").Pool(workers) as pool:

@@ -34,3 +34,17 @@ def test_scorecard_inputs_from_the_cpu_store():
     assert list(inputs["margins"].eps) == [4, 8, 16] and (inputs["margins"].test_std > 0).all()
     assert len(inputs["spectra"]) == 8  # resnet8: 7 convolutions and the classifier
     assert inputs["loss_variation"]["mean"].notna().all()
+
+
+def test_a_run_in_two_experiments_gets_the_pieces_of_both(tmp_path):
+    """With arch = deeper_arch the AR sweep's runs are the deeper experiment's too (which reads no
+    artifacts); they must still get the sweep's artifacts, whichever experiment is queued first."""
+    from arreg_core.experiments import prepare_profile
+
+    deeper = load_profile("smoke")["deeper_arch"]
+    done = prepare_profile("smoke", workers=1, runs_dir=tmp_path, device="cpu", experiments=("deeper", "ar_sweep"),
+                           arch=deeper, eps=[4], epochs=1, n_train=60, n_test=40)
+    assert len(done) == 1
+    analysis = load_profile("smoke")["analysis"]
+    for piece in ANALYSED["ar_sweep"]:
+        assert artifact_path(tmp_path / done[0], piece, analysis.get(piece)).exists(), piece
