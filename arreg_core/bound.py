@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .margins import other_logits
 from .spectrum import layer_singular_values
 
 __all__ = ["smallest_singular_values", "min_row_distance", "pgd_l2", "flip_search",
@@ -121,7 +122,7 @@ def _boundary_loss(target: torch.Tensor):
     other than y where the target is -1 (-M(s, y), Definition 3): ascent moves every example
     towards the boundary between y and t (y and any class)."""
     def loss_fn(logits, y):
-        others = logits.scatter(1, y[:, None], float("-inf"))
+        others = other_logits(logits, y)
         score = torch.where(target >= 0, others.gather(1, target.clamp(min=0)[:, None])[:, 0], others.amax(1))
         return (score - logits.gather(1, y[:, None])[:, 0]).sum()
     return loss_fn
@@ -205,8 +206,7 @@ def instance_space_margin(model, x, y=None, *, r_max: float = DEFAULT_SEARCH["r_
     pred = logits.argmax(1)
     targets = None
     if n_targets:
-        others = logits.scatter(1, pred[:, None], -math.inf)
-        targets = others.topk(min(n_targets, logits.shape[1] - 1), dim=1).indices
+        targets = other_logits(logits, pred).topk(min(n_targets, logits.shape[1] - 1), dim=1).indices
     lo = torch.zeros(len(x), dtype=x.dtype, device=x.device)
     flipped, hi = flip_search(model, x, pred, torch.full_like(lo, r_max), steps, targets)
     lo = torch.where(flipped, lo, torch.full_like(lo, r_max))

@@ -68,16 +68,21 @@ def cmd_runs(args) -> int:
     return 0
 
 
+def _json_or_string(value: str):
+    """VALUE as JSON where it parses (4, 0.5, [1, 2], null), else the string itself."""
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
 def parse_param(text: str) -> tuple[str, str, object]:
-    """PIECE.NAME=VALUE, VALUE as JSON where it parses (4, 0.5, [1, 2], null), else a string."""
+    """PIECE.NAME=VALUE, VALUE as JSON where it parses, else a string."""
     name, sep, value = text.partition("=")
     piece, dot, key = name.partition(".")
     if not (sep and dot and piece and key):
         raise argparse.ArgumentTypeError(f"expected PIECE.NAME=VALUE (e.g. bound.n_examples=1000), got {text!r}")
-    try:
-        return piece, key, json.loads(value)
-    except json.JSONDecodeError:
-        return piece, key, value
+    return piece, key, _json_or_string(value)
 
 
 def cmd_analyze(args) -> int:
@@ -95,10 +100,7 @@ def parse_notebook_param(text: str) -> tuple[str, object]:
     name, sep, value = text.partition("=")
     if not (sep and name):
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE (e.g. eps_list=[2,6]), got {text!r}")
-    try:
-        return name, json.loads(value)
-    except json.JSONDecodeError:
-        return name, value
+    return name, _json_or_string(value)
 
 
 def cmd_book(args) -> int:

@@ -13,7 +13,7 @@ import scipy.stats
 import torch
 import torch.nn.functional as F
 
-__all__ = ["margin", "runner_up", "true_class_probability", "per_example_loss", "margin_stats"]
+__all__ = ["other_logits", "margin", "runner_up", "true_class_probability", "per_example_loss", "margin_stats"]
 
 
 def _check(logits: torch.Tensor, y: torch.Tensor) -> None:
@@ -23,21 +23,22 @@ def _check(logits: torch.Tensor, y: torch.Tensor) -> None:
         raise ValueError(f"labels must be (N,) = ({logits.shape[0]},), got shape {tuple(y.shape)}")
 
 
+def other_logits(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The logits with each example's entry y set to -inf: the s_i, i != y, of Definition 3."""
+    return logits.scatter(1, y.to(logits.device)[:, None], float("-inf"))
+
+
 def runner_up(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """argmax_{i != y} s_i: the strongest class other than y (the i of Definition 3)."""
     _check(logits, y)
-    y = y.to(logits.device)
-    others = logits.scatter(1, y[:, None], float("-inf"))
-    return others.argmax(1)
+    return other_logits(logits, y).argmax(1)
 
 
 def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """M(s, y) = s_y - max_{i != y} s_i per example (Definition 3), batched: (N, L), (N,) -> (N,)."""
     _check(logits, y)
-    y = y.to(logits.device)
-    true = logits.gather(1, y[:, None])[:, 0]
-    others = logits.scatter(1, y[:, None], float("-inf"))
-    return true - others.amax(1)
+    true = logits.gather(1, y.to(logits.device)[:, None])[:, 0]
+    return true - other_logits(logits, y).amax(1)
 
 
 def true_class_probability(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -17,8 +17,9 @@ sns.set_theme(style="whitegrid", context="notebook")
 EPS_PALETTE = "viridis"
 
 
-def _eps_axis(ax, eps):
-    ax.set_xscale("log", base=2)
+def _eps_axis(ax, eps, scale: str = "log"):
+    """AR strengths on a base-2 axis ("symlog" where eps 0 is among them), ticked at each."""
+    ax.set_xscale(scale, base=2, **({"linthresh": 1} if scale == "symlog" else {}))
     ax.set_xticks(sorted(set(eps)))
     ax.set_xticklabels([f"{e:g}" for e in sorted(set(eps))])
     ax.set_xlabel("AR strength eps (0-255 scale)")
@@ -82,10 +83,7 @@ def adversarial_accuracy(ours: pd.DataFrame, paper: pd.DataFrame | None = None):
         t = t.sort_values(x)
         ax.plot(t[x], t["pgd_acc"], "o-")
         ax.set_ylabel("PGD accuracy, % (eps 8/255, 10 x 2/255)")
-        ax.set_xscale("symlog", base=2, linthresh=1)
-        ax.set_xticks(sorted(set(t[x])))
-        ax.set_xticklabels([f"{e:g}" for e in sorted(set(t[x]))])
-        ax.set_xlabel("AR strength eps (0-255 scale)")
+        _eps_axis(ax, t[x], "symlog")
     return _ours_and_paper(ours, paper, draw)
 
 
