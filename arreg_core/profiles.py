@@ -32,12 +32,17 @@ def load_profile(name: str) -> dict:
 
 
 def make_config(fields: dict) -> TrainConfig:
-    """A TrainConfig from profile fields; `attack_step: auto` becomes 2.5 * eps / attack_steps."""
+    """A TrainConfig from profile fields; `attack_step: auto` becomes 2.5 * eps / attack_steps, and
+    milestones at or after the last epoch (an `epochs` override below them) are dropped: they
+    never change the learning rate of a trained epoch."""
     fields = dict(fields)
     if fields.get("attack_step") == "auto":
         steps = fields.get("attack_steps", TrainConfig.attack_steps)
         eps = fields.get("eps", TrainConfig.eps)
         fields["attack_step"] = round(2.5 * eps / steps, 4) if eps else TrainConfig.attack_step
+    epochs = fields.get("epochs", TrainConfig.epochs)
+    if isinstance(epochs, int) and "milestones" in fields:  # `-p epochs=1`: drop the milestones never reached
+        fields["milestones"] = [m for m in fields["milestones"] if not isinstance(m, int) or m < epochs]
     return TrainConfig.from_dict(fields)
 
 

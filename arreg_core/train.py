@@ -13,7 +13,11 @@ the uninterrupted run would have.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 import time
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -57,8 +61,12 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.eps < 0:
-            raise ValueError(f"eps must be >= 0 on the 0-255 scale (e.g. 4, 8, 16), got {self.eps}")
+        """Refuse, in one line naming the valid range, any value that cannot train as the paper
+        means it; integral floats of integer fields (epochs=2.0, from JSON) become ints."""
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _checked_type(f.name, getattr(self, f.name), _field_types()[f.name]))
+        if not (math.isfinite(self.eps) and 0 <= self.eps <= 255):
+            raise ValueError(f"eps must be >= 0 on the 0-255 scale (e.g. 4, 8, 16) and at most 255, got {self.eps}")
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.method == "none" and self.eps > 0:
@@ -69,12 +77,32 @@ class TrainConfig:
             raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(data_module.DATASETS)}")
         if self.arch not in models.ARCHS:
             raise ValueError(f"unknown architecture {self.arch!r}; choose one of {', '.join(models.ARCHS)}")
-        for name in ("epochs", "batch_size", "width", "attack_steps"):
-            if getattr(self, name) < (0 if name == "attack_steps" else 1):
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if self.spectral_norm is not None and self.spectral_norm <= 0:
+        for name in ("epochs", "batch_size", "width", "attack_steps", "n_train", "n_test"):
+            value = getattr(self, name)
+            if value is not None and value < (0 if name == "attack_steps" else 1):
+                raise ValueError(f"{name} must be a positive integer, got {value}")
+        for name in ("seed", "subset_seed"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {getattr(self, name)}")
+        if self.method == "pgd" and self.attack_steps < 1:
+            raise ValueError(f"method pgd needs attack_steps >= 1 (the paper: 10), got {self.attack_steps}")
+        if self.method == "pgd" and not (math.isfinite(self.attack_step) and self.attack_step > 0):
+            raise ValueError(f"method pgd needs attack_step > 0 on the 0-255 scale (the paper: 2), got {self.attack_step}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a number > 0 (the paper: 0.05), got {self.lr}")
+        if not (math.isfinite(self.momentum) and 0 <= self.momentum < 1):
+            raise ValueError(f"momentum must be in [0, 1) (the paper: 0.9), got {self.momentum}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a number >= 0, got {self.weight_decay}")
+        if not (math.isfinite(self.lr_gamma) and 0 < self.lr_gamma <= 1):
+            raise ValueError(f"lr_gamma must be in (0, 1] (the paper: 0.1), got {self.lr_gamma}")
+        milestones = tuple(self.milestones)
+        if any(not 1 <= m < self.epochs for m in milestones) or list(milestones) != sorted(milestones):
+            raise ValueError(f"milestones must be sorted epochs in 1..{self.epochs - 1} (epochs - 1), "
+                             f"got {list(milestones)}")
+        if self.spectral_norm is not None and not (math.isfinite(self.spectral_norm) and self.spectral_norm > 0):
             raise ValueError(f"spectral_norm must be > 0 (or None for no clipping), got {self.spectral_norm}")
-        object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
+        object.__setattr__(self, "milestones", milestones)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -88,6 +116,38 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown config fields {sorted(unknown)}; valid fields: {', '.join(sorted(names))}")
         return cls(**d)
+
+
+@functools.cache
+def _field_types() -> dict:
+    return typing.get_type_hints(TrainConfig)
+
+
+def _checked_type(name: str, value, hint):
+    """`value` if it has the field's type (ints for int fields, real numbers for float fields,
+    JSON true/false for bools); an integral float of an int field becomes an int. Else ValueError."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return None if value is None else _checked_type(name, value, args[0])
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{name} must be a list of integers, got {value!r}")
+        return tuple(_checked_type(name, v, args[0]) for v in value)
+    quoted = " (a string: write it without quotes)" if isinstance(value, str) else ""
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false, got {value!r}")
+    elif hint is int:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} must be an integer, got {value!r}{quoted}")
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name} must be a number, got {value!r}{quoted}")
+    elif hint is str and not isinstance(value, str):
+        raise ValueError(f"{name} must be a string, got {value!r}")
+    return value
 
 
 def prepare_device(device: str | torch.device = "auto") -> torch.device:
