@@ -1,48 +1,111 @@
 """The run store: one directory per trained network, keyed by the hash of its full config.
 
     <runs_dir>/<arch>-<dataset>-<method>-eps<eps>-<key>/
-        config.json      the TrainConfig
-        checkpoint.pt    model, optimizer, scheduler and history after the last finished epoch
-        checkpoint.json  its epoch and sha256 (written after it: a checkpoint without a matching
-                         record is an unfinished write and is never used)
-        history.json     one row per epoch
-        metrics.json     the paper's metrics of the finished run (evaluate.evaluate)
+        config.json          the TrainConfig; it must hash to <key> (an edited one is refused)
+        checkpoint-NNNN.pt   model, optimizer, scheduler and history after finished epoch NNNN
+        checkpoint.json      the record: its epoch, file name and sha256. A checkpoint file is
+                             written first, then the record is replaced (one atomic rename), then
+                             the older checkpoint file is removed: a kill at any instant leaves a
+                             record naming a whole checkpoint, so the run resumes from the last
+                             finished epoch. A checkpoint the record does not name is never used.
+        history.json         one row per epoch
+        metrics.json         the paper's metrics of the finished run (evaluate.evaluate), all of them
+        failed.json          why the last attempt stopped (bad value, NaN loss, full disk), if it did
 
 `get_or_train` trains only what is missing, resumes an interrupted run from its last finished
-epoch, writes every file atomically (temp file + rename), and holds a file lock on the run so
-two processes never train it twice. Checkpoints load with torch.load(weights_only=True).
+epoch, writes every file atomically (temp file + rename; the temp files of a killed write are
+removed on the next attempt), and holds a file lock on the run so two processes never train it
+twice. Checkpoints load with torch.load(weights_only=True).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
+import math
 import os
+import pickle
+import re
+import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import torch
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from . import data as data_module
 from .evaluate import evaluate
 from .train import TrainConfig, build_model_for, build_optimizer, fit, prepare_device
 
+# Config fields left out of the run key while they hold their default, so that adding a field
+# keeps the keys (and the committed runs) of every config that does not use it.
+KEY_DEFAULTS_OMITTED = {"precision": "fp32"}
+# The metrics every finished run stores (evaluate.evaluate plus the training's length and time).
+REQUIRED_METRICS = ("train_acc", "test_acc", "gap_acc", "train_loss", "test_loss", "gap_loss", "pgd_acc",
+                    "epochs_trained", "train_seconds")
+RUN_NAME = re.compile(r"^[\w.]+-[\w.-]+-(?:none|pgd|fgsm)-eps[^-/]+-(?P<key>[0-9a-f]{12})$")
+CHECKPOINT_FILE = re.compile(r"^checkpoint(?:-\d+)?\.pt$")
+# Everything a run directory may hold; `arreg book --fresh` deletes only folders of such directories.
+RUN_FILES = re.compile(r"^(?:config|checkpoint|history|metrics|failed)\.json$|^checkpoint(?:-\d+)?\.pt$"
+                       r"|^\.lock$|^analysis$|^\..+\.tmp$")
 
-class CorruptCheckpointError(RuntimeError):
-    """A checkpoint whose bytes do not match the sha256 recorded when it was written."""
+
+class RunError(RuntimeError):
+    """A problem with one run of the store; the message names the run and the command that fixes it."""
+
+
+class CorruptCheckpointError(RunError):
+    """A checkpoint whose bytes do not match the sha256 recorded when it was written, or that is
+    not a checkpoint this project wrote."""
+
+
+class BrokenRunError(RunError):
+    """A run directory whose config.json or metrics.json cannot be trusted (edited, truncated)."""
+
+
+class TrainingFailedError(RunError):
+    """Training stopped: the loss became NaN or infinite."""
+
+
+class LockTimeoutError(RunError):
+    """Another process held the run's lock longer than --lock-timeout."""
 
 
 def default_runs_dir() -> Path:
     return Path(os.environ.get("ARREG_RUNS", "runs"))
 
 
+def _canonical(value):
+    """Numbers as JSON writes them once the way they were typed is forgotten: 8.0 -> 8 (an
+    integral float is its integer), -0.0 -> 0; lists and dicts element-wise."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    return value
+
+
+def canonical_config(config: TrainConfig) -> dict:
+    """The config as its key hashes it: canonical numbers, and the fields of KEY_DEFAULTS_OMITTED
+    left out while at their default."""
+    d = config.to_dict()
+    for name, default in KEY_DEFAULTS_OMITTED.items():
+        if d.get(name) == default:
+            del d[name]
+    return _canonical(d)
+
+
 def run_key(config: TrainConfig) -> str:
-    """Stable 12-hex-digit key: sha256 of the config's canonical JSON."""
-    blob = json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
+    """Stable 12-hex-digit key: sha256 of the config's canonical JSON (TrainConfig(eps=8) and
+    TrainConfig(eps=8.0) are the same run)."""
+    blob = json.dumps(canonical_config(config), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -55,8 +118,19 @@ def run_path(config: TrainConfig, runs_dir=None) -> Path:
     return Path(runs_dir or default_runs_dir()) / run_name(config)
 
 
+def retrain_command(path: Path) -> str:
+    return f"arreg train --config {Path(path) / 'config.json'} --runs-dir {Path(path).parent} --retrain"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over `path`."""
+    """Write to a temp file in the same folder, fsync, then rename over `path`. The file is
+    readable by all (0644 under the usual umask), like any tool's output."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -64,6 +138,7 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -78,29 +153,79 @@ def read_json(path: Path):
     return json.loads(Path(path).read_text())
 
 
+def _read_trusted_json(path: Path, what: str):
+    try:
+        return read_json(path)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BrokenRunError(f"{path} is not valid JSON ({err}): {what}") from None
+
+
+def remove_partial_writes(path: Path) -> None:
+    """Remove what killed writes left in a run directory: temp files, and checkpoint files the
+    record does not name. Call it holding the run's lock."""
+    named = _record_file(path)
+    for p in path.iterdir():
+        if (p.name.startswith(".") and p.name.endswith(".tmp")) or (CHECKPOINT_FILE.match(p.name) and p.name != named):
+            p.unlink(missing_ok=True)
+
+
+def _record_file(path: Path) -> str | None:
+    record = path / "checkpoint.json"
+    try:
+        return read_json(record).get("file", "checkpoint.pt") if record.exists() else None
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return None
+
+
 def save_checkpoint(path: Path, model, optimizer, scheduler, history: list) -> None:
-    """checkpoint.pt, then checkpoint.json with its epoch and sha256."""
+    """checkpoint-<epoch>.pt, then the record naming it (the one atomic step that moves the run
+    to this epoch), then history.json; then the previous checkpoint file goes."""
     buf = io.BytesIO()
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "history": history}, buf)
     payload = buf.getvalue()
-    atomic_write_bytes(path / "checkpoint.pt", payload)
-    atomic_write_json(path / "checkpoint.json", {"epoch": len(history), "sha256": hashlib.sha256(payload).hexdigest()})
+    name = f"checkpoint-{len(history):04d}.pt"
+    atomic_write_bytes(path / name, payload)
+    atomic_write_json(path / "checkpoint.json",
+                      {"epoch": len(history), "file": name, "sha256": hashlib.sha256(payload).hexdigest()})
     atomic_write_json(path / "history.json", history)
+    remove_partial_writes(path)
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict | None:
     """The last finished checkpoint of the run at `path`, or None if it has none.
-    Raises CorruptCheckpointError if the file does not match its recorded sha256."""
-    ckpt, record = path / "checkpoint.pt", path / "checkpoint.json"
-    if not (ckpt.exists() and record.exists()):
+    Raises CorruptCheckpointError if the file does not match its recorded sha256 or is not a
+    checkpoint this project wrote."""
+    record = path / "checkpoint.json"
+    if not record.exists():
         return None
-    expected = read_json(record)["sha256"]
+    fix = f"retrain the run from scratch with `{retrain_command(path)}`"
+    try:
+        info = read_json(record)
+        ckpt, expected = path / info.get("file", "checkpoint.pt"), info["sha256"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
+        raise CorruptCheckpointError(f"{record} is not a checkpoint record this project wrote: {fix}") from None
+    if not ckpt.exists():
+        raise CorruptCheckpointError(f"{ckpt}, named by {record}, is missing: {fix}")
     payload = ckpt.read_bytes()
     if hashlib.sha256(payload).hexdigest() != expected:
-        raise CorruptCheckpointError(
-            f"{ckpt} does not match the sha256 recorded in {record}: delete both files to retrain the run from scratch")
-    return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
+        raise CorruptCheckpointError(f"{ckpt} does not match the sha256 recorded in {record}: {fix}")
+    try:
+        return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as err:
+        raise CorruptCheckpointError(f"{ckpt} is not a checkpoint this project wrote (it was not loaded: "
+                                     f"{str(err).splitlines()[0][:120]}): {fix}") from None
+
+
+def checkpoint_status(path: Path) -> str:
+    """'epoch N' for a usable checkpoint, 'none', or 'corrupt' (for `arreg runs`)."""
+    try:
+        ckpt = load_checkpoint(path)
+    except CorruptCheckpointError:
+        return "corrupt"
+    except OSError:
+        return "unreadable"
+    return "none" if ckpt is None else f"epoch {len(ckpt['history'])}"
 
 
 @dataclass
@@ -119,7 +244,7 @@ class Run:
         ckpt = load_checkpoint(self.path)
         if ckpt is None:
             raise FileNotFoundError(f"{self.path} has no checkpoint (artifacts only): retrain it with "
-                                    f"`arreg train --config {self.path / 'config.json'}`")
+                                    f"`{retrain_command(self.path)}`")
         state = ckpt["model"]
         num_classes = next(v.shape[0] for k, v in state.items() if k.endswith("fc.weight"))
         model = build_model(self.config.arch, num_classes, self.config.width, dataset=self.config.dataset)
@@ -127,13 +252,39 @@ class Run:
         return model.to(prepare_device(device)).eval()
 
 
+def stored_config(path: Path) -> TrainConfig:
+    """The config of the run at `path`, verified: it must hash to the key in the folder's name."""
+    path = Path(path)
+    file = path / "config.json"
+    fields = _read_trusted_json(file, f"restore it, or delete {path} to train that run again")
+    try:
+        if not isinstance(fields, dict):
+            raise ValueError(f"expected a JSON object, got {type(fields).__name__}")
+        config = TrainConfig.from_dict(fields)
+    except ValueError as err:
+        raise BrokenRunError(f"{file} is not a valid config ({err}): restore it, or delete {path}") from None
+    name = RUN_NAME.match(path.name)
+    if name and name["key"] != run_key(config):
+        raise BrokenRunError(f"{file} does not hash to {name['key']}, the key in its folder's name: it was edited "
+                             f"after the run was trained. Restore it, or delete {path} to train that run again")
+    return config
+
+
 def load_run(path: Path) -> Run | None:
-    """The finished run at `path`, or None if it has not finished."""
+    """The finished run at `path`, or None if it has not finished. Raises BrokenRunError if its
+    config.json does not hash to the folder's key or its metrics.json lacks a metric."""
     path = Path(path)
     if not (path / "metrics.json").exists():
         return None
-    history = read_json(path / "history.json") if (path / "history.json").exists() else []
-    return Run(path, TrainConfig.from_dict(read_json(path / "config.json")), read_json(path / "metrics.json"), history)
+    config = stored_config(path)
+    fix = f"retrain it with `{retrain_command(path)}`"
+    metrics = _read_trusted_json(path / "metrics.json", fix)
+    missing = [m for m in REQUIRED_METRICS
+               if not isinstance(metrics, dict) or not isinstance(metrics.get(m), (int, float))]
+    if missing:
+        raise BrokenRunError(f"{path / 'metrics.json'} lacks {', '.join(missing)} (edited or truncated): {fix}")
+    history = _read_trusted_json(path / "history.json", fix) if (path / "history.json").exists() else []
+    return Run(path, config, metrics, history)
 
 
 def epoch_hooks(config: TrainConfig, data: data_module.ImageData) -> list:
@@ -145,61 +296,234 @@ def epoch_hooks(config: TrainConfig, data: data_module.ImageData) -> list:
     return [spectral_clip_hook(config.spectral_norm, data.image_size)]
 
 
+def resolve_device(device="auto") -> torch.device:
+    """prepare_device, after checking that the device exists here: one line naming the fix, not a
+    failure in the middle of training."""
+    try:
+        dev = torch.device("cuda" if str(device) == "auto" and torch.cuda.is_available() else
+                           "cpu" if str(device) == "auto" else device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}: choose auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: no CUDA GPU is visible here: use --device cpu (or auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA GPU(s) here: "
+                             f"use cuda:0..cuda:{torch.cuda.device_count() - 1}")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r}: MPS is not available here: use --device cpu (or auto)")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {device!r}: choose auto, cpu, cuda or cuda:N")
+    return prepare_device(dev)
+
+
+def _lock_owner(path: Path) -> str:
+    try:
+        pid = (path / ".lock").read_text().strip()
+    except OSError:
+        pid = ""
+    return f"pid {pid}" if pid.isdigit() else "another process"
+
+
+def _write_pid(fd: int) -> None:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+
+
+def default_lock_timeout() -> float | None:
+    value = os.environ.get("ARREG_LOCK_TIMEOUT")
+    return float(value) if value else None
+
+
+@contextlib.contextmanager
+def run_lock(path: Path, timeout: float | None = None):
+    """Hold the run's file lock. A process that has to wait says so once, naming the holder's pid;
+    after `timeout` seconds (None: $ARREG_LOCK_TIMEOUT, else forever) it gives up with LockTimeoutError."""
+    timeout = default_lock_timeout() if timeout is None else timeout
+    lock = FileLock(str(path / ".lock"), on_acquired=_write_pid)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        owner = _lock_owner(path)
+        print(f"arreg: waiting for {path.name}, locked by {owner}", file=sys.stderr, flush=True)
+        try:
+            lock.acquire(timeout=-1 if timeout is None else timeout)
+        except Timeout:
+            raise LockTimeoutError(f"{path.name} is still locked by {owner} after {timeout:g} s: let it finish, "
+                                   f"or stop that process and rerun (the run resumes from its last epoch)") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def discard_training(path: Path) -> None:
+    """What `--retrain` throws away, finished state first: metrics, checkpoint record and files,
+    history. config.json and the analysis artifacts stay (artifacts recompute when the checkpoint
+    they were computed from changes)."""
+    for name in ("metrics.json", "checkpoint.json", "history.json", "failed.json"):
+        (path / name).unlink(missing_ok=True)
+    remove_partial_writes(path)
+
+
+def mark_failed(path: Path, error: BaseException) -> None:
+    """Record why an attempt stopped, for `arreg runs`; best effort (the disk may be full)."""
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    with contextlib.suppress(OSError):
+        atomic_write_json(path / "failed.json", {"reason": f"{type(error).__name__}: {reason}",
+                                                 "epoch": _checkpoint_epoch(path), "time": time.time()})
+
+
+def _checkpoint_epoch(path: Path) -> int:
+    try:
+        return int(read_json(path / "checkpoint.json")["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
 def get_or_train(config: TrainConfig, runs_dir=None, *, device="auto", data_root=None,
                  data: data_module.ImageData | None = None, channels_last: bool = False,
-                 progress: bool = True) -> Run:
+                 progress: bool = True, retrain: bool = False, lock_timeout: float | None = None) -> Run:
     """The finished run of `config`: loaded if stored, else trained (resuming from the last
-    finished epoch of an interrupted attempt), evaluated and stored."""
+    finished epoch of an interrupted attempt), evaluated and stored. `retrain` trains a run
+    again from scratch into its directory (a finished run whose checkpoint is missing or corrupt).
+    An attempt that fails after it started leaves failed.json with the reason."""
     path = run_path(config, runs_dir)
-    done = load_run(path)
-    if done is not None:
+    if not retrain and (done := load_run(path)) is not None:
         return done
-    if data is None:  # before creating anything, so that missing data leaves no trace
+    device = resolve_device(device)  # before creating anything, so that a bad device or
+    if data is None:  # missing data leaves no trace
         data = data_module.load_data(config.dataset, root=data_root, n_train=config.n_train,
                                      n_test=config.n_test, seed=config.subset_seed)
     path.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path / ".lock")):
-        done = load_run(path)  # another process may have finished it while we waited
-        if done is not None:
-            return done
-        if (path / "config.json").exists() and read_json(path / "config.json") != config.to_dict():
-            raise RuntimeError(f"{path} holds another config (hash collision?): move it away and retry")
+    with run_lock(path, lock_timeout):
+        if not retrain:
+            if (done := load_run(path)) is not None:  # another process may have finished it while we waited
+                return done
+            if (path / "config.json").exists():
+                stored_config(path)  # an edited config.json is refused, not trained over
+        remove_partial_writes(path)
+        if retrain:
+            discard_training(path)
         atomic_write_json(path / "config.json", config.to_dict())
-        device = prepare_device(device)
-        model = build_model_for(config, data).to(device)
-        optimizer, scheduler = build_optimizer(config, model)
-        history: list = []
-        ckpt = load_checkpoint(path, map_location=device)
-        if ckpt is not None:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-            history = ckpt["history"]
-        model, history = fit(config, data, device, model=model, optimizer=optimizer, scheduler=scheduler,
-                             start_epoch=len(history), history=history, on_epoch_end=epoch_hooks(config, data),
-                             save_checkpoint=lambda *state: save_checkpoint(path, *state),
-                             channels_last=channels_last, progress=progress)
-        metrics = evaluate(model, data, device=device)
-        metrics["epochs_trained"] = len(history)
-        metrics["train_seconds"] = sum(row["seconds"] for row in history)
-        atomic_write_json(path / "metrics.json", metrics)
+        (path / "failed.json").unlink(missing_ok=True)
+        try:
+            _train(config, path, data, device, channels_last, progress)
+        except Exception as err:
+            mark_failed(path, err)
+            raise
     return load_run(path)
 
 
+def _train(config: TrainConfig, path: Path, data, device, channels_last: bool, progress: bool) -> None:
+    model = build_model_for(config, data).to(device)
+    optimizer, scheduler = build_optimizer(config, model)
+    history: list = []
+    ckpt = load_checkpoint(path, map_location=device)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        history = ckpt["history"]
+
+    def save(model, optimizer, scheduler, history):
+        loss = history[-1]["train_input_loss"]
+        if not math.isfinite(loss):  # stop at this epoch; the run keeps the one before
+            raise TrainingFailedError(
+                f"{path.name}: the training loss is {loss} at epoch {len(history)}: training diverged. Lower lr "
+                f"(now {config.lr:g}) or eps; the run keeps its last finished epoch ({len(history) - 1})")
+        save_checkpoint(path, model, optimizer, scheduler, history)
+
+    model, history = fit(config, data, device, model=model, optimizer=optimizer, scheduler=scheduler,
+                         start_epoch=len(history), history=history, on_epoch_end=epoch_hooks(config, data),
+                         save_checkpoint=save, channels_last=channels_last, progress=progress)
+    atomic_write_json(path / "history.json", history)  # a kill after the last record may have missed it
+    metrics = evaluate(model, data, device=device)
+    metrics["epochs_trained"] = len(history)
+    metrics["train_seconds"] = sum(row["seconds"] for row in history)
+    atomic_write_json(path / "metrics.json", metrics)
+
+
+def _run_status(path: Path) -> dict:
+    """`arreg runs`' status of one run: done, failed (the reason), training (its lock is held),
+    interrupted (resumes), or broken (why); and its checkpoint: 'epoch N', 'none' or 'corrupt'."""
+    try:
+        stored_config(path)
+        if load_run(path) is not None:
+            return {"status": "done", **read_json(path / "metrics.json")}
+    except (BrokenRunError, OSError) as err:
+        return {"status": f"broken: {err}"}
+    if (path / "failed.json").exists():
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            return {"status": f"failed: {read_json(path / 'failed.json')['reason']}"}
+    epoch = _checkpoint_epoch(path)
+    lock = FileLock(str(path / ".lock"))
+    try:
+        lock.acquire(timeout=0)
+        lock.release()
+    except Timeout:
+        return {"status": f"training ({_lock_owner(path)}), epoch {epoch} done"}
+    except OSError:
+        pass
+    return {"status": f"interrupted after epoch {epoch}: rerun to resume"}
+
+
 def list_runs(runs_dir=None) -> pd.DataFrame:
-    """Every run under `runs_dir` as a table: config fields, status and metrics."""
+    """Every run under `runs_dir` as a table: config fields, status, checkpoint and metrics."""
     rows = []
     for cfg in sorted(Path(runs_dir or default_runs_dir()).glob("*/config.json")):
         path = cfg.parent
-        row = {"run": path.name, **read_json(cfg)}
-        if (path / "metrics.json").exists():
-            row.update(status="done", **read_json(path / "metrics.json"))
-        elif (path / "checkpoint.json").exists():
-            row.update(status=f"epoch {read_json(path / 'checkpoint.json')['epoch']}")
-        else:
-            row.update(status="started")
+        try:
+            fields = read_json(cfg)
+        except (OSError, ValueError):
+            fields = {}
+        row = {"run": path.name, **(fields if isinstance(fields, dict) else {}), **_run_status(path),
+               "checkpoint": checkpoint_status(path)}
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def is_run_store(folder: Path) -> bool:
+    """Whether `folder` holds only run directories this project wrote (or nothing): the only kind
+    of folder `arreg book --fresh` deletes."""
+    folder = Path(folder)
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    for entry in folder.iterdir():
+        if entry.is_symlink() or not entry.is_dir() or not RUN_NAME.match(entry.name):
+            return False
+        if not all(RUN_FILES.match(p.name) and not p.is_symlink() for p in entry.iterdir()):
+            return False
+        try:
+            stored_config(entry)
+        except (BrokenRunError, OSError):
+            return False
+    return True
+
+
+def _legacy_key(fields: dict) -> str:
+    """The key before canonicalisation: the hash of config.json exactly as it was written."""
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
+
+
+def migrate_keys(runs_dir=None) -> list[tuple[str, str]]:
+    """Rename the run directories named by the old key (hash of config.json as written, so that
+    spectral_norm 1.0 and 1 were two runs) to the canonical key, with everything in them. Only a
+    directory whose config.json hashes to its name's old key moves (an edited one stays, and is
+    reported by `arreg runs`). Returns the (old, new) names."""
+    moved = []
+    for cfg in sorted(Path(runs_dir or default_runs_dir()).glob("*/config.json")):
+        path, name = cfg.parent, RUN_NAME.match(cfg.parent.name)
+        try:
+            fields = read_json(cfg)
+            config = TrainConfig.from_dict(fields)
+        except (OSError, ValueError, TypeError):
+            continue
+        target = path.with_name(run_name(config))
+        if name and target != path and name["key"] == _legacy_key(fields) and not target.exists():
+            path.rename(target)
+            moved.append((path.name, target.name))
+    return moved
 
 
 def get_or_train_all(configs, runs_dir=None, **kwargs) -> list[Run]:

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from . import attacks, data as data_module, models
 
 METHODS = ("none", "pgd", "fgsm")
+DEFAULT_MILESTONES = (100, 150)  # appendix B.1: the learning rate falls tenfold at epochs 100 and 150 of 200
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class TrainConfig:
     lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    milestones: tuple[int, ...] = (100, 150)
+    milestones: tuple[int, ...] = DEFAULT_MILESTONES
     lr_gamma: float = 0.1
     augment: bool = True
     spectral_norm: float | None = None  # clip every layer's spectral norm to this each epoch
@@ -97,6 +98,8 @@ class TrainConfig:
         if not (math.isfinite(self.lr_gamma) and 0 < self.lr_gamma <= 1):
             raise ValueError(f"lr_gamma must be in (0, 1] (the paper: 0.1), got {self.lr_gamma}")
         milestones = tuple(self.milestones)
+        if milestones == DEFAULT_MILESTONES:  # the paper's schedule, for a run shorter than the paper's:
+            milestones = tuple(m for m in milestones if m < self.epochs)  # the milestones it reaches
         if any(not 1 <= m < self.epochs for m in milestones) or list(milestones) != sorted(milestones):
             raise ValueError(f"milestones must be sorted epochs in 1..{self.epochs - 1} (epochs - 1), "
                              f"got {list(milestones)}")

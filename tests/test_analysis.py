@@ -18,7 +18,7 @@ SMALL = {"loss_variation": {"eps": [0, 2], "steps": 2}, "bound": {"n_examples": 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    config = TrainConfig(dataset="synthetic", arch="resnet8", n_train=200, n_test=100, epochs=1, milestones=(1,),
+    config = TrainConfig(dataset="synthetic", arch="resnet8", n_train=200, n_test=100, epochs=1, milestones=(),
                          batch_size=50, method="none", eps=0)
     return get_or_train(config, tmp_path_factory.mktemp("runs"), device="cpu", progress=False)
 

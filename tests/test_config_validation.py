@@ -49,6 +49,9 @@ def test_valid_edge_values_and_integral_floats():
     assert TrainConfig(**{**BASE, "method": "fgsm", "attack_steps": 0}).attack_steps == 0  # unused by FGSM
     assert TrainConfig(**{**BASE, "milestones": [1, 1, 3]}).milestones == (1, 1, 3)
     assert TrainConfig(**{**BASE, "eps": 0, "attack_steps": 0}).method == "none"
+    # the default (the paper's) schedule keeps the milestones a shorter run reaches
+    assert TrainConfig().milestones == (100, 150) and TrainConfig(epochs=120).milestones == (100,)
+    assert TrainConfig(dataset="synthetic", epochs=1).milestones == ()
 
 
 @pytest.mark.parametrize("profile", PROFILES)

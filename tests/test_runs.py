@@ -13,7 +13,9 @@ from arreg_core.train import TrainConfig
 def tiny(**kw) -> TrainConfig:
     base = dict(dataset="synthetic", arch="resnet8", n_train=200, n_test=100, epochs=4, batch_size=50,
                 milestones=(2,), method="pgd", eps=8, attack_steps=2, attack_step=4)
-    return TrainConfig(**{**base, **kw})
+    base = {**base, **kw}
+    base["milestones"] = tuple(m for m in base["milestones"] if m < base["epochs"])
+    return TrainConfig(**base)
 
 
 class Interrupt(Exception):
@@ -79,11 +81,11 @@ def test_corrupted_checkpoint_is_reported_not_used(tmp_path, monkeypatch):
         get_or_train(config, tmp_path, device="cpu", progress=False)
     monkeypatch.setattr(runs, "save_checkpoint", real_save)
 
-    ckpt = run_path(config, tmp_path) / "checkpoint.pt"
+    ckpt = run_path(config, tmp_path) / "checkpoint-0001.pt"
     payload = bytearray(ckpt.read_bytes())
     payload[len(payload) // 2] ^= 0xFF  # one flipped byte inside the tensors
     ckpt.write_bytes(bytes(payload))
-    with pytest.raises(CorruptCheckpointError, match="delete both files to retrain"):
+    with pytest.raises(CorruptCheckpointError, match="--retrain"):
         get_or_train(config, tmp_path, device="cpu", progress=False)
     with pytest.raises(CorruptCheckpointError):
         load_checkpoint(ckpt.parent)
@@ -99,7 +101,7 @@ def test_checkpoint_without_record_is_an_unfinished_write(tmp_path):
 def test_checkpoints_hold_only_tensors_and_plain_data(tmp_path):
     run = get_or_train(tiny(epochs=1), tmp_path, device="cpu", progress=False)
     # weights_only=True refuses pickled code: loading at all proves the format is safe
-    torch.load(run.path / "checkpoint.pt", weights_only=True)
+    torch.load(run.path / json.loads((run.path / "checkpoint.json").read_text())["file"], weights_only=True)
     model = run.load_model("cpu")
     assert not model.training and model.fc.out_features == 10
 
