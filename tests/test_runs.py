@@ -1,4 +1,5 @@
 import json
+import os
 import multiprocessing as mp
 from pathlib import Path
 
@@ -20,6 +21,10 @@ def tiny(**kw) -> TrainConfig:
 
 class Interrupt(Exception):
     pass
+
+
+class NotATensor:
+    """A class torch.load(weights_only=True) refuses to unpickle."""
 
 
 def test_run_key_is_stable_and_config_sensitive():
@@ -125,3 +130,237 @@ def test_two_processes_never_train_the_same_run_twice(tmp_path):
         losses = pool.starmap(_train_in_process, [(tmp_path / "runs", log)] * 2)
     assert losses[0] == losses[1]
     assert log.read_text().splitlines() == ["trained"]
+
+
+# ----------------------------------------------------------------------------- issue 8: keys
+
+def small(**kw) -> TrainConfig:
+    """tiny, cheaper: for the tests of faults, where the training itself does not matter."""
+    return tiny(**{"n_train": 100, "n_test": 50, "attack_steps": 1, "attack_step": 8, **kw})
+
+
+def test_how_a_number_is_written_does_not_change_the_run():
+    assert run_key(tiny(eps=8)) == run_key(tiny(eps=8.0))
+    assert run_key(tiny(spectral_norm=1)) == run_key(tiny(spectral_norm=1.0))
+    assert run_key(tiny(lr=0.05)) != run_key(tiny(lr=0.5))
+    # a field at its KEY_DEFAULTS_OMITTED default is left out of the hash (keys stay when a field is added)
+    fake = lambda **extra: type("C", (), {"to_dict": lambda self: {"eps": 8.0, "milestones": (2,), **extra}})()
+    assert runs.canonical_config(fake(precision="fp32")) == runs.canonical_config(fake()) == {"eps": 8, "milestones": [2]}
+    assert runs.canonical_config(fake(precision="bf16"))["precision"] == "bf16"
+
+
+def test_a_flag_spelling_of_a_stored_run_trains_nothing(tmp_path, monkeypatch):
+    get_or_train(small(epochs=1, eps=8), tmp_path, device="cpu", progress=False)
+    monkeypatch.setattr(runs, "fit", lambda *a, **k: pytest.fail("a stored run was trained again"))
+    assert get_or_train(small(epochs=1, eps=8.0), tmp_path, device="cpu", progress=False).metrics["epochs_trained"] == 1
+
+
+def test_runs_under_the_old_key_are_migrated_with_their_files(tmp_path, monkeypatch):
+    config = small(epochs=1, attack_step=8.0)
+    run = get_or_train(config, tmp_path, device="cpu", progress=False)
+    (run.path / "analysis").mkdir()
+    (run.path / "analysis" / "margins-x.json").write_text("{}")
+    fields = json.loads((run.path / "config.json").read_text())
+    old = run.path.with_name(run.path.name.rsplit("-", 1)[0] + "-" + runs._legacy_key(fields))
+    assert old != run.path  # attack_step 8.0 hashed differently from 8 before canonical keys
+    run.path.rename(old)
+    assert runs.migrate_keys(tmp_path) == [(old.name, run.path.name)]
+    monkeypatch.setattr(runs, "fit", lambda *a, **k: pytest.fail("a migrated run was trained again"))
+    assert get_or_train(config, tmp_path, device="cpu", progress=False).path == run.path
+    assert (run.path / "analysis" / "margins-x.json").exists()
+
+
+def test_every_committed_run_is_found_under_its_key():
+    """The committed stores: each directory's config.json hashes to the key in its name and its
+    metrics are complete (tests/test_experiments.py checks the notebooks find every run they read)."""
+    root = Path(__file__).resolve().parents[1] / "results"
+    dirs = [c.parent for c in root.glob("*/runs/*/config.json")]
+    assert dirs
+    for path in dirs:
+        assert runs.load_run(path) is not None, path
+        assert run_path(runs.stored_config(path), path.parent) == path
+
+
+# ----------------------------------------------------------------------------- issue 8: kills and faults
+
+KILL_SCRIPT = r"""
+import os, signal, sys, torch
+torch.set_num_threads(int(sys.argv[4]))
+from arreg_core import runs
+from arreg_core.train import TrainConfig
+dst, nth, when = sys.argv[2], int(sys.argv[3]), sys.argv[5]
+real_replace, seen = os.replace, []
+def replace(src, target):  # kill -9 at the chosen instant of the chosen write
+    if os.path.basename(target) == dst:
+        seen.append(target)
+        if len(seen) == nth and when == "before":
+            os.kill(os.getpid(), signal.SIGKILL)
+    real_replace(src, target)
+    if len(seen) == nth and when == "after" and os.path.basename(target) == dst:
+        os.kill(os.getpid(), signal.SIGKILL)
+os.replace = replace
+config = TrainConfig(**eval(sys.argv[6]))
+runs.get_or_train(config, sys.argv[1], device="cpu", progress=False)
+"""
+
+
+def _kill_config():
+    return dict(dataset="synthetic", arch="resnet8", n_train=100, n_test=50, epochs=3, batch_size=50,
+                milestones=(2,), method="pgd", eps=8, attack_steps=1, attack_step=8)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    return get_or_train(TrainConfig(**_kill_config()), tmp_path_factory.mktemp("ref"), device="cpu", progress=False)
+
+
+@pytest.mark.parametrize("dst, nth, when", [
+    ("checkpoint-0002.pt", 1, "before"),  # inside the checkpoint's write: a temp file is left behind
+    ("checkpoint.json", 2, "before"),     # between the checkpoint file and its record (the old code's fatal window)
+    ("checkpoint.json", 2, "after"),      # between the record and history.json
+    ("history.json", 2, "after"),         # before the old checkpoint file is removed
+    ("metrics.json", 1, "before"),        # after the last epoch, before the metrics
+])
+def test_kill_9_at_any_instant_resumes_from_the_last_finished_epoch(tmp_path, uninterrupted, dst, nth, when):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(tmp_path), dst, str(nth), str(torch.get_num_threads()),
+                           when, repr(_kill_config())], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr
+    path = run_path(TrainConfig(**_kill_config()), tmp_path)
+    resumed = get_or_train(TrainConfig(**_kill_config()), tmp_path, device="cpu", progress=False)
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
+    a, b = load_checkpoint(uninterrupted.path)["model"], load_checkpoint(resumed.path)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.metrics["test_loss"] == uninterrupted.metrics["test_loss"]
+    left = sorted(p.name for p in path.iterdir())
+    assert left == [".lock", "checkpoint-0003.pt", "checkpoint.json", "config.json", "history.json", "metrics.json"]
+
+
+def test_a_full_disk_stops_the_run_and_costs_at_most_the_epoch_in_progress(tmp_path, monkeypatch):
+    import errno
+
+    config = small(epochs=3)
+    real_save = runs.save_checkpoint
+
+    def disk_full_at_epoch_2(path, *state):
+        if len(state[-1]) == 2:
+            monkeypatch.setattr(runs.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device")))
+        real_save(path, *state)
+
+    monkeypatch.setattr(runs, "save_checkpoint", disk_full_at_epoch_2)
+    with pytest.raises(OSError, match="No space left"):
+        get_or_train(config, tmp_path, device="cpu", progress=False)
+    monkeypatch.undo()
+    path = run_path(config, tmp_path)
+    assert json.loads((path / "checkpoint.json").read_text())["epoch"] == 1
+    assert not list(path.glob(".*.tmp"))
+    assert get_or_train(config, tmp_path, device="cpu", progress=False).metrics["epochs_trained"] == 3
+
+
+# ----------------------------------------------------------------------------- issue 8: broken runs
+
+def test_retrain_gives_a_finished_run_its_checkpoint_back(tmp_path, monkeypatch):
+    config = small(epochs=1)
+    run = get_or_train(config, tmp_path, device="cpu", progress=False)
+    record = json.loads((run.path / "checkpoint.json").read_text())
+    (run.path / record["file"]).unlink()
+    assert list_runs(tmp_path)["checkpoint"].tolist() == ["corrupt"]
+    with pytest.raises(CorruptCheckpointError, match="--retrain"):
+        run.load_model("cpu")
+    assert get_or_train(config, tmp_path, device="cpu", progress=False).path == run.path  # finished: nothing trained
+    again = get_or_train(config, tmp_path, device="cpu", progress=False, retrain=True)
+    assert again.metrics["test_loss"] == run.metrics["test_loss"]  # the same training, bit for bit
+    assert again.load_model("cpu") is not None
+    assert list_runs(tmp_path)["checkpoint"].tolist() == ["epoch 1"]
+    (run.path / "checkpoint.json").unlink()
+    assert list_runs(tmp_path)["checkpoint"].tolist() == ["none"]
+
+
+def test_edited_config_or_metrics_are_refused_not_used(tmp_path):
+    config = small(epochs=1)
+    run = get_or_train(config, tmp_path, device="cpu", progress=False)
+    cfg, metrics = run.path / "config.json", run.path / "metrics.json"
+    original = cfg.read_text()
+    cfg.write_text(original.replace('"eps": 8', '"eps": 16'))
+    with pytest.raises(runs.BrokenRunError, match="does not hash to"):
+        runs.load_run(run.path)
+    with pytest.raises(runs.BrokenRunError):
+        get_or_train(config, tmp_path, device="cpu", progress=False)
+    assert list_runs(tmp_path)["status"].iloc[0].startswith("broken")
+    cfg.write_text(original)
+    full = metrics.read_text()
+    metrics.write_text("{}")
+    with pytest.raises(runs.BrokenRunError, match="lacks train_acc"):
+        runs.load_run(run.path)
+    metrics.write_text(full[: len(full) // 2])
+    with pytest.raises(runs.BrokenRunError, match="not valid JSON"):
+        runs.load_run(run.path)
+
+
+def test_a_checkpoint_with_pickled_code_is_not_a_checkpoint_of_ours(tmp_path):
+    import hashlib
+
+    path = tmp_path / "run"
+    path.mkdir()
+    buf = __import__("io").BytesIO()
+    torch.save({"model": NotATensor()}, buf)
+    (path / "checkpoint-0001.pt").write_bytes(buf.getvalue())
+    (path / "checkpoint.json").write_text(json.dumps(
+        {"epoch": 1, "file": "checkpoint-0001.pt", "sha256": hashlib.sha256(buf.getvalue()).hexdigest()}))
+    with pytest.raises(CorruptCheckpointError, match="not a checkpoint this project wrote") as err:
+        load_checkpoint(path)
+    assert "weights_only=False" not in str(err.value) and "\n" not in str(err.value)
+
+
+def test_nan_loss_stops_the_run_and_marks_it_failed(tmp_path, monkeypatch):
+    from arreg_core import train
+
+    real_epoch = train.train_epoch
+
+    def nan_at_epoch_2(*a, **k):
+        row = real_epoch(*a, **k)
+        return {**row, "train_input_loss": float("nan")} if row["epoch"] == 2 else row
+
+    monkeypatch.setattr(train, "train_epoch", nan_at_epoch_2)
+    with pytest.raises(runs.TrainingFailedError, match="training loss is nan at epoch 2") as err:
+        get_or_train(small(epochs=3), tmp_path, device="cpu", progress=False)
+    assert "\n" not in str(err.value)
+    path = run_path(small(epochs=3), tmp_path)
+    assert json.loads((path / "checkpoint.json").read_text())["epoch"] == 1  # stopped at that epoch
+    status = list_runs(tmp_path)["status"].iloc[0]
+    assert status.startswith("failed: TrainingFailedError") and "nan" in status
+
+
+def test_a_bad_device_leaves_no_run_directory(tmp_path):
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        get_or_train(small(epochs=1), tmp_path, device="tpu", progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            get_or_train(small(epochs=1), tmp_path, device="cuda", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- issue 8: housekeeping
+
+def test_store_files_are_readable_by_all(tmp_path):
+    old = os.umask(0o022)
+    try:
+        run = get_or_train(small(epochs=1), tmp_path, device="cpu", progress=False)
+    finally:
+        os.umask(old)
+    for p in run.path.iterdir():
+        assert p.stat().st_mode & 0o777 == (0o755 if p.is_dir() else 0o644), p.name
+
+
+def test_a_waiting_process_says_so_once_and_gives_up_after_the_timeout(tmp_path, capsys):
+    config = small(epochs=1)
+    path = run_path(config, tmp_path)
+    path.mkdir(parents=True)
+    with runs.run_lock(path):
+        assert (path / ".lock").read_text().strip() == str(os.getpid())
+        with pytest.raises(runs.LockTimeoutError, match=f"still locked by pid {os.getpid()} after 0.5 s"):
+            get_or_train(config, tmp_path, device="cpu", progress=False, lock_timeout=0.5)
+    err = capsys.readouterr().err
+    assert err.count("waiting for") == 1 and f"waiting for {path.name}, locked by pid {os.getpid()}" in err
