@@ -97,15 +97,85 @@ def prepare_runs(profile: str, runs_dir: Path, parameters: dict | None = None, w
                            **overrides)
 
 
+# The parameters cell every notebook shares: the only names `arreg book -p` passes on.
+NOTEBOOK_PARAMETERS = ("profile", "datasets", "eps_list", "arch", "epochs", "n_train", "n_test", "seed", "device",
+                       "data_root", "runs_dir")
+
+
+def _number_list(name: str, value) -> list:
+    """A notebook's list parameter (eps_list, datasets), given as a list or as the YAML/JSON text
+    papermill passes; errors name the parameter."""
+    import yaml
+
+    example = "[4, 8, 16]" if name == "eps_list" else "[cifar10]"
+    if isinstance(value, str):
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ValueError(f"-p {name}={value!r} is not a list: write it as {name}={example}") from None
+    value = value if isinstance(value, list) else [value]
+    kind = (int, float) if name == "eps_list" else str
+    bad = [v for v in value if isinstance(v, bool) or not isinstance(v, kind)]
+    if bad or not value:
+        raise ValueError(f"-p {name}: {bad[0] if bad else value!r} is not "
+                         f"{'a number' if name == 'eps_list' else 'a data set name'}: write it as {name}={example}")
+    return value
+
+
+def check_parameters(profile: str, parameters: dict | None) -> dict:
+    """The notebooks' parameters, checked before anything runs or is deleted: known names, lists
+    that parse, a device that exists here, and every experiment's configs valid. Returns them with
+    eps_list and datasets as lists. Raises ValueError naming the parameter."""
+    from .profiles import EXPERIMENTS, experiment_configs
+    from .runs import resolve_device
+
+    params = {k: v for k, v in (parameters or {}).items() if v is not None}
+    unknown = sorted(set(params) - set(NOTEBOOK_PARAMETERS))
+    if unknown:
+        raise ValueError(f"unknown notebook parameters {unknown}; the notebooks take {', '.join(NOTEBOOK_PARAMETERS)}")
+    if params.get("profile", profile) != profile:
+        raise ValueError("choose the profile with --profile, not as a notebook parameter")
+    for name in ("eps_list", "datasets"):
+        if name in params:
+            params[name] = _number_list(name, params[name])
+    for name in ("runs_dir", "data_root", "device", "arch"):
+        if name in params and not isinstance(params[name], str):
+            raise ValueError(f"-p {name}={params[name]!r}: text expected")
+    resolve_device(params.get("device", "auto"))
+    overrides = {("eps" if k == "eps_list" else k): v for k, v in params.items()
+                 if k not in ("profile", "device", "data_root", "runs_dir")}
+    for experiment in EXPERIMENTS:
+        try:
+            experiment_configs(profile, experiment, **overrides)
+        except ValueError as err:
+            given = " ".join(f"-p {k}={v}" for k, v in params.items() if k not in ("device", "data_root", "runs_dir"))
+            raise ValueError(f"{given}: {err}") from None
+    return params
+
+
+def fresh_start(runs_dir: Path) -> None:
+    """Delete the run store `runs_dir` for `--fresh`, but only if it is one (every entry a run
+    directory this project wrote, or none); anything else is refused in one line naming it."""
+    from .runs import is_run_store
+
+    if not runs_dir.exists() and not runs_dir.is_symlink():
+        return
+    if not is_run_store(runs_dir):
+        raise BookError(f"--fresh deletes only a run store, and {runs_dir} is not one (it holds files other than "
+                        f"runs this project wrote): name the run store with -p runs_dir=, or empty it yourself")
+    shutil.rmtree(runs_dir)
+
+
 def build_book(profile: str = "cpu", fresh: bool = False, parameters: dict | None = None,
                notebooks=NOTEBOOKS, workers: int = 2) -> Path:
     """Train what is missing (`workers` processes), execute the notebooks under `profile` and
-    render the book; returns the HTML folder. `fresh` deletes the run store first, so everything
-    is trained and analysed again."""
+    render the book; returns the HTML folder. Every parameter is checked first; `fresh` then
+    deletes the run store (only a run store), so everything is trained and analysed again."""
     root = repo_root()
-    runs_dir = root / ((parameters or {}).get("runs_dir") or load_profile(profile)["runs_dir"])
-    if fresh and runs_dir.exists():
-        shutil.rmtree(runs_dir)
+    parameters = check_parameters(profile, parameters)
+    runs_dir = root / (parameters.get("runs_dir") or load_profile(profile)["runs_dir"])
+    if fresh:
+        fresh_start(runs_dir)
     prepare_runs(profile, runs_dir, parameters, workers)
     src = stage(profile, root)
     execute(profile, src, root, notebooks, parameters)

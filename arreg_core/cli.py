@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
+import os
 import sys
 import types
 import typing
+from pathlib import Path
 
 import pandas as pd
 
@@ -19,18 +22,43 @@ from .book import BookError
 from .train import TrainConfig
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors as one line, `arreg: error: ...` (no usage block)."""
+
+    def error(self, message):
+        self.exit(2, f"arreg: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _convert(kind: type):
+    """argparse type for int/float/bool/str values, whose error says what was expected."""
+    expected = {int: "integer", float: "number", bool: "true or false", str: "text"}[kind]
+
+    def convert(text: str):
+        try:
+            if kind is bool:
+                return {"true": True, "1": True, "false": False, "0": False}[text.lower()]
+            return kind(text)
+        except (KeyError, ValueError):
+            raise argparse.ArgumentTypeError(f"{expected} expected, got {text!r}") from None
+
+    convert.__name__ = expected
+    return convert
+
+
 def _field_parser(field: dataclasses.Field):
     """argparse type (and nargs) for a TrainConfig field, from its annotation."""
     hint = typing.get_type_hints(TrainConfig)[field.name]
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        base = args[0]
-        return (lambda s: None if s.lower() == "none" else base(s)), None
+        base = _convert(args[0])
+
+        def optional(text: str):
+            return None if text.lower() == "none" else base(text)
+
+        return optional, None
     if typing.get_origin(hint) is tuple:
-        return args[0], "*"
-    if hint is bool:
-        return (lambda s: {"true": True, "1": True, "false": False, "0": False}[s.lower()]), None
-    return hint, None
+        return _convert(args[0]), "*"
+    return _convert(hint), None
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -40,28 +68,58 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
                             default=argparse.SUPPRESS, help=f"default: {field.default}")
 
 
+def read_config_file(path: str) -> dict:
+    """The TrainConfig fields of a JSON file (a run's config.json, say); errors name the file."""
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise ValueError(f"--config {path}: {err.strerror or err}") from None
+    try:
+        values = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        where = f" at line {err.lineno} column {err.colno}" if isinstance(err, json.JSONDecodeError) else ""
+        raise ValueError(f"{path} is not valid JSON{where}: "
+                         f"{getattr(err, 'msg', err)}; fix the file (a run's config.json is an example)") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} must hold a JSON object of TrainConfig fields ({{\"eps\": 8, ...}}), "
+                         f"got a {type(values).__name__}")
+    return values
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    values = json.load(open(args.config)) if args.config else {}
-    values.update({k: v for k, v in vars(args).items() if k in fields})
-    return TrainConfig.from_dict(values)
+    values = read_config_file(args.config) if args.config else {}
+    flags = {k: v for k, v in vars(args).items() if k in fields}
+    try:
+        return TrainConfig.from_dict({**values, **flags})
+    except ValueError as err:
+        if values:
+            try:
+                TrainConfig.from_dict(values)
+            except ValueError:
+                raise ValueError(f"{args.config}: {err}") from None
+        raise
 
 
 def cmd_train(args) -> int:
     config = config_from_args(args)
     run = runs.get_or_train(config, args.runs_dir, device=args.device, data_root=args.data_root,
-                            channels_last=args.channels_last, progress=not args.quiet)
+                            channels_last=args.channels_last, progress=not args.quiet, retrain=args.retrain,
+                            lock_timeout=args.lock_timeout)
     print(run.path)
     print(json.dumps(run.metrics, indent=2))
     return 0
 
 
 def cmd_runs(args) -> int:
+    if args.migrate:
+        for old, new in runs.migrate_keys(args.runs_dir):
+            print(f"renamed {old} -> {new}")
     table = runs.list_runs(args.runs_dir)
     if table.empty:
         print(f"no runs under {args.runs_dir or runs.default_runs_dir()}")
         return 0
-    cols = [c for c in ["run", "status", "epochs", "train_acc", "test_acc", "gap_acc", "train_loss",
+    cols = [c for c in ["run", "status", "checkpoint", "epochs", "train_acc", "test_acc", "gap_acc", "train_loss",
                         "test_loss", "gap_loss", "pgd_acc"] if c in table]
     with pd.option_context("display.width", 200, "display.max_columns", None, "display.float_format", "{:.3f}".format):
         print(table[cols].to_string(index=False))
@@ -103,9 +161,16 @@ def parse_notebook_param(text: str) -> tuple[str, object]:
     return name, _json_or_string(value)
 
 
+def _set_lock_timeout(seconds: float | None) -> None:
+    """--lock-timeout for every process this one starts (the workers of prepare_profile)."""
+    if seconds is not None:
+        os.environ["ARREG_LOCK_TIMEOUT"] = str(seconds)
+
+
 def cmd_book(args) -> int:
     from .book import build_book
 
+    _set_lock_timeout(args.lock_timeout)
     html = build_book(args.profile, fresh=args.fresh, parameters=dict(args.param or []), workers=args.workers)
     print(f"book: {html / 'index.html'}")
     return 0
@@ -114,6 +179,8 @@ def cmd_book(args) -> int:
 def cmd_prepare(args) -> int:
     from .experiments import prepare_profile
 
+    runs.resolve_device(args.device)
+    _set_lock_timeout(args.lock_timeout)
     done = prepare_profile(args.profile, workers=args.workers, runs_dir=args.runs_dir, device=args.device,
                            data_root=args.data_root)
     print(f"{len(done)} runs trained and analysed (or found) for profile {args.profile}")
@@ -121,9 +188,15 @@ def cmd_prepare(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="arreg", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the traceback of an error (also: ARREG_DEBUG=1)")
+    lock = argparse.ArgumentParser(add_help=False)
+    lock.add_argument("--lock-timeout", type=_convert(float), default=None, metavar="SECONDS",
+                      help="give up after waiting this long for a run another process holds (default: wait)")
+    parser = Parser(prog="arreg", description=__doc__, parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train (or load) one run of the run store")
+    train = sub.add_parser("train", help="train (or load) one run of the run store", parents=[common, lock])
     train.add_argument("--config", help="JSON file of TrainConfig fields; flags override it")
     add_config_flags(train)
     train.add_argument("--runs-dir", default=None, help="run store (default: $ARREG_RUNS or ./runs)")
@@ -131,11 +204,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     train.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--retrain", action="store_true",
+                       help="train the run again from scratch into its directory (a missing or corrupt checkpoint)")
     train.set_defaults(func=cmd_train)
-    listing = sub.add_parser("runs", help="list the run store's runs and their metrics")
+    listing = sub.add_parser("runs", help="list the run store's runs, their checkpoints and metrics", parents=[common])
     listing.add_argument("--runs-dir", default=None)
+    listing.add_argument("--migrate", action="store_true",
+                         help="first rename runs stored under their pre-0.2 keys (how a number was written) to their keys")
     listing.set_defaults(func=cmd_runs)
-    analysis_cmd = sub.add_parser("analyze", help="compute (or reuse) the analysis artifacts of one finished run")
+    analysis_cmd = sub.add_parser("analyze", help="compute (or reuse) the analysis artifacts of one finished run",
+                                  parents=[common])
     analysis_cmd.add_argument("run_dir", help="the run's directory")
     analysis_cmd.add_argument("--pieces", nargs="+", choices=PIECES, default=list(PIECES))
     analysis_cmd.add_argument("--set", action="append", type=parse_param, metavar="PIECE.NAME=VALUE",
@@ -143,17 +221,19 @@ def build_parser() -> argparse.ArgumentParser:
     analysis_cmd.add_argument("--data-root", default=None, help="data folder (default: $ARREG_DATA)")
     analysis_cmd.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     analysis_cmd.set_defaults(func=cmd_analyze)
-    book = sub.add_parser("book", help="execute every notebook under a profile and build the Jupyter Book")
+    book = sub.add_parser("book", help="execute every notebook under a profile and build the Jupyter Book",
+                          parents=[common, lock])
     book.add_argument("--profile", default="cpu", choices=PROFILES)
     book.add_argument("--fresh", action="store_true", help="delete the profile's run store first: recompute everything")
     book.add_argument("-p", "--param", action="append", type=parse_notebook_param, metavar="NAME=VALUE",
                       help="a notebook parameter for every chapter, e.g. -p eps_list=[2,6] (repeatable)")
-    book.add_argument("--workers", type=int, default=2,
+    book.add_argument("--workers", type=_convert(int), default=2,
                       help="processes that train missing runs before the notebooks execute (1 on a single GPU)")
     book.set_defaults(func=cmd_book)
-    prepare = sub.add_parser("prepare", help="train and analyse every run of a profile in parallel processes")
+    prepare = sub.add_parser("prepare", help="train and analyse every run of a profile in parallel processes",
+                             parents=[common, lock])
     prepare.add_argument("--profile", default="cpu", choices=PROFILES)
-    prepare.add_argument("--workers", type=int, default=2)
+    prepare.add_argument("--workers", type=_convert(int), default=2)
     prepare.add_argument("--runs-dir", default=None, help="default: the profile's")
     prepare.add_argument("--data-root", default=None, help="data folder (default: $ARREG_DATA)")
     prepare.add_argument("--device", default="auto")
@@ -161,12 +241,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe(err: BaseException) -> str:
+    """One line: what went wrong and the fix."""
+    if isinstance(err, OSError) and err.errno in FIXES:
+        where = f" ({err.filename})" if err.filename else ""
+        return f"{os.strerror(err.errno).lower()}{where}: {FIXES[err.errno]}"
+    if isinstance(err, (ValueError, OSError, runs.RunError, BookError)):
+        return " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, RuntimeError) and "out of memory" in str(err):
+        return "out of memory: lower --batch-size (or use a smaller network)"
+    return f"{type(err).__name__}: {' '.join(str(err).split())} (unexpected: rerun with --debug for the traceback)"
+
+
+FIXES = {
+    errno.ENOSPC: "free some space (or choose another --runs-dir) and rerun: a run resumes from its last finished epoch",
+    errno.EDQUOT: "free some space (or choose another --runs-dir) and rerun: a run resumes from its last finished epoch",
+    errno.EACCES: "choose a folder you can write (--runs-dir, ARREG_CACHE) or fix its permissions",
+    errno.EPERM: "choose a folder you can write (--runs-dir, ARREG_CACHE) or fix its permissions",
+    errno.EROFS: "the run store is on a read-only file system: choose a writable --runs-dir (or copy the store)",
+}
+
+
 def main(argv=None) -> int:
+    """Every error a user can cause ends as one line, `arreg: error: <what and the fix>`, exit 2;
+    --debug (or ARREG_DEBUG=1) shows the traceback instead."""
     args = build_parser().parse_args(argv)
+    debug = getattr(args, "debug", False) or os.environ.get("ARREG_DEBUG", "") not in ("", "0")
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, runs.CorruptCheckpointError, BookError) as err:
-        print(f"arreg: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("arreg: interrupted (a run resumes from its last finished epoch)", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if debug:
+            raise
+        print(f"arreg: error: {describe(err)}", file=sys.stderr)
         return 2
 
 
