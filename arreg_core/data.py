@@ -8,8 +8,10 @@ state reproduces the exact same batches.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
 import io
+import lzma
 import os
 import pathlib
 import re
@@ -18,6 +20,7 @@ import tarfile
 import tempfile
 import time
 import zipfile
+import zlib
 
 import numpy as np
 import torch
@@ -29,11 +32,19 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
 CROP_PAD = 4  # appendix D.1: zero-pad 4 pixels, random 32x32 crop, horizontal flip
 TINY_SIZE = 56  # appendix D.1: Tiny ImageNet is trained and tested on 56x56 crops of 64x64 images
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
+# The largest image file a loader reads: CIFAR-10's JPEGs are 1-3 KB and Tiny ImageNet's 2-4 KB,
+# so a member hundreds of times larger is not one of them (and is never read into memory).
+MAX_IMAGE_BYTES = 1 << 20
 
 
 class DataNotFoundError(FileNotFoundError):
     """A dataset's files are missing; the message says what to download and where to put it."""
+
+
+class DataError(ValueError):
+    """A dataset's files are there but unusable (truncated archive, not an image, wrong size);
+    the message names the file and says what to do."""
 
 
 @dataclasses.dataclass
@@ -111,12 +122,12 @@ def _cached(name: str, key: str, build) -> dict[str, torch.Tensor]:
 
 
 def _file_key(path: pathlib.Path) -> str:
-    """Cache key of an archive: size, first and last MiB (a gzip's tail holds the CRC of its content)."""
-    h = hashlib.sha256(f"v{_CACHE_VERSION}:{path.stat().st_size}".encode())
+    """Cache key of an archive: the sha256 of all its bytes (about 0.1 s for CIFAR-10's 20 MB),
+    so an archive with other images is decoded again whatever its size."""
+    h = hashlib.sha256(f"v{_CACHE_VERSION}:".encode())
     with open(path, "rb") as f:
-        h.update(f.read(1 << 20))
-        f.seek(max(0, path.stat().st_size - (1 << 20)))
-        h.update(f.read())
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
     return h.hexdigest()
 
 
@@ -129,14 +140,39 @@ def _tree_key(root: pathlib.Path, files) -> str:
     return h.hexdigest()
 
 
-def _decode(blobs) -> np.ndarray:
-    """Decode image bytes to a uint8 (N, 3, H, W) array (RGB)."""
-    from PIL import Image
-    out = []
-    for b in blobs:
-        with Image.open(io.BytesIO(b)) as im:
-            out.append(np.asarray(im.convert("RGB")))
-    return np.ascontiguousarray(np.stack(out).transpose(0, 3, 1, 2))
+def _decode_member(blob: bytes, name: str, size: int) -> np.ndarray:
+    """One image file's bytes as a uint8 (size, size, 3) RGB array; DataError (naming the file)
+    if it is not an image or not size x size."""
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(io.BytesIO(blob)) as im:
+            if im.size != (size, size):
+                raise DataError(f"{name} is {im.size[0]}x{im.size[1]} pixels, not {size}x{size}: "
+                                f"this is not the data set's image; remove it or download the data set again")
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise DataError(f"{name} is not an image that can be read ({err}): remove it from the class folder "
+                        "or download the data set again") from None
+
+
+def _decode(blobs, size: int) -> np.ndarray:
+    """Decode (name, image bytes) pairs to a uint8 (N, 3, size, size) array (RGB)."""
+    arrays = [_decode_member(b, name, size) for name, b in blobs]
+    return _stack(arrays, size)
+
+
+def _stack(arrays: list, size: int) -> np.ndarray:
+    if not arrays:
+        return np.zeros((0, 3, size, size), dtype=np.uint8)
+    return np.ascontiguousarray(np.stack(arrays).transpose(0, 3, 1, 2))
+
+
+def _read_limited(name: str, nbytes: int, read):
+    """`read()` the bytes of an image file of `nbytes`, refusing (unread) one that cannot be an image."""
+    if nbytes > MAX_IMAGE_BYTES:
+        raise DataError(f"{name} is {nbytes:,} bytes, far more than any image of the data set "
+                        f"(at most {MAX_IMAGE_BYTES:,}): it was not read; download the data set again")
+    return read()
 
 
 # ----------------------------------------------------------------------------- loaders
@@ -171,11 +207,18 @@ def _cifar10_jpeg(root: pathlib.Path):
     if archive.is_file():
         key = _file_key(archive)
 
-        def read():
-            with tarfile.open(archive, "r:*") as tf:
-                for m in tf:
-                    if m.isreg() and (g := _JPEG_MEMBER.match(m.name)):
-                        yield (*g.groups(), tf.extractfile(m).read())
+        def read():  # each member is decoded as it is read: only the decoded arrays stay in memory
+            try:
+                with tarfile.open(archive, "r:*") as tf:
+                    for m in tf:
+                        if m.isreg() and (g := _JPEG_MEMBER.match(m.name)):
+                            name = f"{archive}:{m.name}"
+                            blob = _read_limited(name, m.size, lambda: tf.extractfile(m).read())
+                            yield (*g.groups(), _decode_member(blob, name, 32))
+            except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as err:
+                why = " ".join(str(err).split()) or type(err).__name__
+                raise DataError(f"{archive} is not a readable tar.gz archive ({why}): "
+                                "it is truncated or corrupt; download it again") from None
     elif folder is not None:
         files = sorted(folder.glob("t*/*/*.jp*g"))
         key = _tree_key(folder, files)
@@ -183,20 +226,24 @@ def _cifar10_jpeg(root: pathlib.Path):
         def read():
             for p in files:
                 if g := _JPEG_MEMBER.match(p.relative_to(folder).as_posix()):
-                    yield (*g.groups(), p.read_bytes())
+                    yield (*g.groups(), _decode_member(_read_limited(str(p), p.stat().st_size, p.read_bytes), str(p), 32))
     else:
         raise DataNotFoundError(f"cifar10-jpeg: no cifar10-jpeg.tar.gz or CIFAR-10-images/ under {root}; "
                                 "put the archive there or set ARREG_DATA to its folder")
 
     def build():
         items = sorted(read(), key=lambda t: t[:3])
+        source = archive if archive.is_file() else folder
+        if not items:
+            raise DataError(f"cifar10-jpeg: {source} holds no train/<class>/*.jpg or test/<class>/*.jpg images: "
+                            "it is not CIFAR-10-images; download it again")
         classes = tuple(sorted({c for _, c, _, _ in items}))
         if classes != CIFAR10_CLASSES:
-            raise ValueError(f"cifar10-jpeg: class folders {classes} are not CIFAR-10's {CIFAR10_CLASSES}")
+            raise DataError(f"cifar10-jpeg: class folders {classes} of {source} are not CIFAR-10's {CIFAR10_CLASSES}")
         out = {}
         for split in ("train", "test"):
             part = [t for t in items if t[0] == split]
-            out[f"x_{split}"] = _decode(b for *_, b in part)
+            out[f"x_{split}"] = _stack([a for *_, a in part], 32)
             out[f"y_{split}"] = np.array([classes.index(c) for _, c, _, _ in part], dtype=np.int64)
         return out
 
@@ -218,9 +265,10 @@ def _tinyimagenet(root: pathlib.Path):
 
     def build():
         label = {w: i for i, w in enumerate(wnids)}
-        return {"x_train": _decode(p.read_bytes() for p in train),
+        blobs = lambda paths: ((str(p), _read_limited(str(p), p.stat().st_size, p.read_bytes)) for p in paths)
+        return {"x_train": _decode(blobs(train), 64),
                 "y_train": np.array([label[p.parent.parent.name] for p in train], dtype=np.int64),
-                "x_test": _decode(p.read_bytes() for p in val),
+                "x_test": _decode(blobs(val), 64),
                 "y_test": np.array([label[ann[p.name]] for p in val], dtype=np.int64)}
 
     a = _cached("tinyimagenet", _tree_key(d, train + val), build)

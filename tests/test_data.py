@@ -278,9 +278,9 @@ def test_cifar10_jpeg_real(cifar10_jpeg_root, monkeypatch):
     mean = d.x_train.sum((0, 2, 3), dtype=torch.int64).double() / (50000 * 32 * 32 * 255)
     assert torch.allclose(mean, torch.tensor([0.4913, 0.4821, 0.4465], dtype=torch.float64), atol=0.002)
 
-    def no_decode(_):
+    def no_decode(*_):
         raise AssertionError("decoded again instead of reading the cache")
-    monkeypatch.setattr(D, "_decode", no_decode)
+    monkeypatch.setattr(D, "_decode_member", no_decode)
     t = time.perf_counter()
     d2 = D.load_data("cifar10-jpeg", root=cifar10_jpeg_root)
     assert time.perf_counter() - t < 10
@@ -289,3 +289,89 @@ def test_cifar10_jpeg_real(cifar10_jpeg_root, monkeypatch):
     assert s.x_train.shape == (1000, 3, 32, 32) and torch.bincount(s.y_test).tolist() == [20] * 10
     i = D.balanced_subset(d.y_train, 1000, 0)
     assert torch.equal(s.x_train, d.x_train[i])
+
+
+# ----------------------------------------------------------------------------- issue 8: stale cache, bad archives
+
+def _tar(path, members, mode="w"):
+    """A tar of (name, bytes) members."""
+    with tarfile.open(path, mode) as tf:
+        for name, blob in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tf.addfile(info, io.BytesIO(blob))
+
+
+def _cifar_members(shade_of_first_test=0, pad_to=1500):
+    """Every CIFAR-10 class with one train and one test image, each padded to `pad_to` bytes (a
+    JPEG decoder ignores what follows its end marker), so that archives of other pixels have the
+    same size."""
+    out = []
+    for c, cls in enumerate(D.CIFAR10_CLASSES):
+        for split in ("train", "test"):
+            shade = shade_of_first_test if (split, c) == ("test", 0) else 20 * c
+            blob = _jpeg((shade, 0, 0))
+            out.append((f"{split}/{cls}/0000.jpg", blob + bytes(pad_to - len(blob))))
+    return out
+
+
+def test_a_same_size_archive_with_other_images_in_the_middle_is_decoded_again(tmp_path, tmp_cache):
+    pad = [("pad-head.bin", bytes(3 << 19))], [("pad-tail.bin", bytes(3 << 19))]  # 1.5 MiB each end
+    archive = tmp_path / "cifar10-jpeg.tar.gz"  # an uncompressed tar: "r:*" reads it whatever its name
+    _tar(archive, pad[0] + _cifar_members(shade_of_first_test=0) + pad[1])
+    size, first = archive.stat().st_size, D.load_data("cifar10-jpeg", root=tmp_path)
+    _tar(archive, pad[0] + _cifar_members(shade_of_first_test=200) + pad[1])
+    assert archive.stat().st_size == size  # same size, same first and last MiB
+    second = D.load_data("cifar10-jpeg", root=tmp_path)
+    assert first.x_test[0, 0].float().mean() < 10 and second.x_test[0, 0].float().mean() > 190
+
+
+def _fails_in_one_line(root, *needles):
+    with pytest.raises(D.DataError) as err:
+        D.load_data("cifar10-jpeg", root=root)
+    msg = str(err.value)
+    assert "\n" not in msg and all(n in msg for n in needles), msg
+    return msg
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random", "empty", "empty tar"])
+def test_a_broken_archive_is_one_line_naming_it(tmp_path, tmp_cache, damage):
+    archive = tmp_path / "cifar10-jpeg.tar.gz"
+    _fake_cifar_tar(archive)
+    blob = archive.read_bytes()
+    if damage == "truncated":
+        archive.write_bytes(blob[: len(blob) // 2])
+    elif damage == "random":
+        archive.write_bytes(np.random.default_rng(0).bytes(len(blob)))
+    elif damage == "empty":
+        archive.write_bytes(b"")
+    else:
+        _tar(archive, [], mode="w:gz")
+    _fails_in_one_line(tmp_path, str(archive), "download it again")
+
+
+def test_a_non_jpeg_or_wrong_size_image_is_one_line_naming_it(tmp_path, tmp_cache):
+    good = _cifar_members()
+    _tar(tmp_path / "cifar10-jpeg.tar.gz", good + [("train/cat/0001.jpg", b"<html>not an image</html>")])
+    _fails_in_one_line(tmp_path, "train/cat/0001.jpg", "is not an image")
+    _tar(tmp_path / "cifar10-jpeg.tar.gz", good + [("train/cat/0002.jpg", _jpeg((1, 2, 3), size=64))])
+    _fails_in_one_line(tmp_path, "train/cat/0002.jpg", "64x64 pixels, not 32x32")
+
+
+def test_a_huge_member_is_refused_unread(tmp_path, tmp_cache):
+    import tracemalloc
+
+    huge = 64 << 20  # 64 MiB of zeros: a 64 KB member of the compressed archive
+    archive = tmp_path / "cifar10-jpeg.tar.gz"
+    with tarfile.open(archive, "w:gz", compresslevel=1) as tf:
+        info = tarfile.TarInfo("train/cat/huge.jpg")
+        info.size = huge
+        tf.addfile(info, io.BytesIO(bytes(huge)))
+    assert archive.stat().st_size < huge // 50
+    tracemalloc.start()
+    try:
+        _fails_in_one_line(tmp_path, "train/cat/huge.jpg", "it was not read")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < huge // 8, peak
