@@ -64,3 +64,199 @@ def test_analyze_computes_then_reuses(tmp_path, capsys):
     assert "unknown params" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         build_parser().parse_args(["analyze", run_dir, "--set", "n_examples"])
+
+
+# ----------------------------------------------------------------------------- issue 8: one line, never a traceback
+
+import errno
+import os
+from pathlib import Path
+
+from arreg_core import runs
+
+TINY = ["--dataset", "synthetic", "--arch", "resnet8", "--n-train", "50", "--n-test", "20", "--epochs", "2",
+        "--milestones", "1", "--batch-size", "50", "--eps", "8", "--attack-steps", "1", "--attack-step", "8",
+        "--device", "cpu", "--quiet"]
+
+
+def one_line_error(argv, capsys) -> str:
+    """Run the CLI in this process; it must exit non-zero with exactly one line on stderr."""
+    try:
+        rc = main(argv)
+    except SystemExit as exit_:
+        rc = exit_.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc not in (0, None) and len(err) == 1 and err[0].startswith("arreg: error: "), err
+    return err[0]
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["train", "--n-train", "abc"], "integer expected, got 'abc'"),
+    (["train", "--augment", "yes"], "true or false expected, got 'yes'"),
+    (["train", "--device", "tpu", *TINY[:-3]], "unknown device 'tpu'"),
+    (["train", "--eps", "nan"], "at most 255"),
+    (["train", "--lr", "-1"], "lr must be a number > 0"),
+    (["train", "--epochs", "4", "--milestones", "5"], "milestones must be sorted epochs in 1..3"),
+    (["train", "--method", "pgd", "--attack-steps", "0"], "attack_steps >= 1"),
+    (["prepare", "--device", "tpu"], "unknown device 'tpu'"),
+    (["prepare", "--workers", "two"], "integer expected"),
+    (["book", "--profile", "smoke", "-p", "eps_list=abc"], "eps_list"),
+    (["book", "--profile", "smoke", "-p", "eps_list=[2,"], "-p eps_list='[2,' is not a list"),
+    (["book", "--profile", "smoke", "-p", "epochs=2.5"], "epochs must be an integer, got 2.5"),
+    (["book", "--profile", "smoke", "-p", "device=tpu"], "unknown device"),
+    (["book", "--profile", "smoke", "-p", "bogus=1"], "unknown notebook parameters ['bogus']"),
+    (["analyze", "/nonexistent/run"], "not a finished run"),
+])
+def test_user_errors_are_one_line(argv, says, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert says in one_line_error(argv, capsys)
+    assert list(tmp_path.iterdir()) == []  # and nothing was created
+
+
+def test_cuda_without_a_gpu_is_one_line(capsys, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert "no CUDA GPU" in one_line_error(["train", *TINY, "--device", "cuda", "--runs-dir", str(tmp_path)], capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("content, says", [
+    ("[1, 2]", "must hold a JSON object of TrainConfig fields"),
+    ('{"eps": "8"}', "eps must be a number, got '8' (a string"),
+    ('{"eps": 8,', "is not valid JSON at line 1"),
+    ('{"epochs": 2.5}', "epochs must be an integer, got 2.5"),
+])
+def test_config_file_errors_name_the_file(content, says, tmp_path, capsys):
+    cfg = tmp_path / "my-config.json"
+    cfg.write_text(content)
+    line = one_line_error(["train", "--config", str(cfg)], capsys)
+    assert str(cfg) in line and says in line
+
+
+def test_debug_shows_the_traceback(monkeypatch):
+    with pytest.raises(ValueError, match="unknown device"):
+        main(["train", "--device", "tpu", "--debug"])
+    monkeypatch.setenv("ARREG_DEBUG", "1")
+    with pytest.raises(ValueError, match="unknown device"):
+        main(["train", "--device", "tpu"])
+
+
+def test_disk_full_is_one_line_and_the_run_resumes(tmp_path, capsys, monkeypatch):
+    real_fsync = os.fsync
+    calls = []
+
+    def fsync(fd):  # the disk fills up in the middle of the second epoch's checkpoint
+        calls.append(fd)
+        if len(calls) == 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    line = one_line_error(["train", *TINY, "--runs-dir", str(tmp_path)], capsys)
+    assert "no space left on device" in line and "resumes from its last finished epoch" in line
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert main(["train", *TINY, "--runs-dir", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["epochs_trained"] == 2
+
+
+def _unwritable(folder: Path, monkeypatch, code: int) -> None:
+    """Make `folder` unwritable: chmod where that binds (not as root), else mkdir and mkstemp
+    fail with `code` as a read-only or forbidden folder makes them."""
+    folder.mkdir()
+    folder.chmod(0o555)
+    if os.access(folder, os.W_OK):  # root writes anyway: inject the same error
+        folder.chmod(0o755)
+
+        def refuse(*a, **k):
+            raise OSError(code, os.strerror(code), str(folder))
+
+        monkeypatch.setattr(runs.tempfile, "mkstemp", refuse)
+        monkeypatch.setattr(Path, "mkdir", refuse)
+
+
+@pytest.mark.parametrize("code, says", [(errno.EACCES, "permission denied"), (errno.EROFS, "read-only file system")])
+def test_unwritable_store_is_one_line(code, says, tmp_path, capsys, monkeypatch):
+    store = tmp_path / "store"
+    _unwritable(store, monkeypatch, code)
+    try:
+        line = one_line_error(["train", *TINY, "--runs-dir", str(store)], capsys)
+    finally:
+        store.chmod(0o755)
+    if code == errno.EACCES:
+        assert says in line and "--runs-dir" in line
+    else:  # chmod gives EACCES, not EROFS; only the injected error can say read-only
+        assert ("read-only" in line or "permission denied" in line) and "--runs-dir" in line
+
+
+def test_retrain_and_runs_show_checkpoints(tmp_path, capsys):
+    assert main(["train", *TINY, "--runs-dir", str(tmp_path)]) == 0
+    run_dir = Path(capsys.readouterr().out.splitlines()[0])
+    record = json.loads((run_dir / "checkpoint.json").read_text())
+    (run_dir / record["file"]).write_bytes(b"garbage")
+    assert main(["runs", "--runs-dir", str(tmp_path)]) == 0
+    assert "corrupt" in capsys.readouterr().out
+    line = one_line_error(["analyze", str(run_dir), "--pieces", "spectrum", "--device", "cpu"], capsys)
+    assert "--retrain" in line
+    assert main(["train", "--config", str(run_dir / "config.json"), "--runs-dir", str(tmp_path), "--device", "cpu",
+                 "--quiet", "--retrain"]) == 0
+    capsys.readouterr()
+    assert main(["runs", "--runs-dir", str(tmp_path)]) == 0
+    listing = capsys.readouterr().out
+    assert "epoch 2" in listing and "corrupt" not in listing
+
+
+def test_runs_lists_a_broken_store_without_a_traceback(tmp_path, capsys):
+    bad = tmp_path / "resnet8-synthetic-pgd-eps8-0123456789ab"
+    bad.mkdir()
+    (bad / "config.json").write_text("{not json")
+    (bad / "metrics.json").write_text("{}")
+    assert main(["runs", "--runs-dir", str(tmp_path)]) == 0
+    assert "broken" in capsys.readouterr().out
+
+
+def test_lock_timeout_flag(tmp_path, capsys):
+    from arreg_core.cli import config_from_args
+
+    args = build_parser().parse_args(["train", *TINY, "--runs-dir", str(tmp_path), "--lock-timeout", "0.2"])
+    path = runs.run_path(config_from_args(args), tmp_path)
+    path.mkdir(parents=True)
+    with runs.run_lock(path):
+        assert main(["train", *TINY, "--runs-dir", str(tmp_path), "--lock-timeout", "0.2"]) == 2
+    waiting, error = capsys.readouterr().err.strip().splitlines()
+    assert waiting == f"arreg: waiting for {path.name}, locked by pid {os.getpid()}"
+    assert error.startswith("arreg: error: ") and "still locked by pid" in error
+
+
+def test_fresh_deletes_only_a_run_store(tmp_path, capsys):
+    """`arreg book --fresh -p runs_dir=<a folder of yours>` leaves your files alone; a run store goes."""
+    from arreg_core.book import fresh_start
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("precious")
+    line = one_line_error(["book", "--profile", "smoke", "--fresh", "-p", f"runs_dir={mine}", "-p", "bogus=1"], capsys)
+    assert "bogus" in line and (mine / "thesis.tex").exists()  # parameters are checked before anything
+    line = one_line_error(["book", "--profile", "smoke", "--fresh", "-p", f"runs_dir={mine}", "-p", "device=tpu"], capsys)
+    assert (mine / "thesis.tex").exists()
+    from arreg_core.book import BookError
+    with pytest.raises(BookError, match=f"{mine} is not one"):
+        fresh_start(mine)
+    assert (mine / "thesis.tex").exists()
+    assert main(["train", *TINY, "--runs-dir", str(tmp_path / "store")]) == 0
+    fresh_start(tmp_path / "store")
+    assert not (tmp_path / "store").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    fresh_start(empty)
+    assert not empty.exists()
+
+
+def test_a_broken_data_archive_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ARREG_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cifar10-jpeg.tar.gz").write_bytes(b"\x1f\x8b\x08\x00" + bytes(100))  # a gzip header, then nothing
+    line = one_line_error(["train", "--dataset", "cifar10-jpeg", "--data-root", str(tmp_path), "--runs-dir",
+                           str(tmp_path / "runs"), "--device", "cpu"], capsys)
+    assert "cifar10-jpeg.tar.gz is not a readable tar.gz archive" in line and "download it again" in line
+    assert not (tmp_path / "runs").exists()
