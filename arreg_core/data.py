@@ -217,6 +217,8 @@ def _cifar10_jpeg(root: pathlib.Path):
                             yield (*g.groups(), _decode_member(blob, name, 32))
             except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as err:
                 why = " ".join(str(err).split()) or type(err).__name__
+                if "could not be opened successfully" in why:  # tarfile lists every method it tried
+                    why = "neither a tar nor a gzip, bzip2 or xz compressed tar"
                 raise DataError(f"{archive} is not a readable tar.gz archive ({why}): "
                                 "it is truncated or corrupt; download it again") from None
     elif folder is not None:

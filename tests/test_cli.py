@@ -256,7 +256,9 @@ def test_fresh_deletes_only_a_run_store(tmp_path, capsys):
 def test_a_broken_data_archive_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("ARREG_CACHE", str(tmp_path / "cache"))
     (tmp_path / "cifar10-jpeg.tar.gz").write_bytes(b"\x1f\x8b\x08\x00" + bytes(100))  # a gzip header, then nothing
-    line = one_line_error(["train", "--dataset", "cifar10-jpeg", "--data-root", str(tmp_path), "--runs-dir",
-                           str(tmp_path / "runs"), "--device", "cpu"], capsys)
+    assert main(["train", "--dataset", "cifar10-jpeg", "--data-root", str(tmp_path), "--runs-dir",
+                 str(tmp_path / "runs"), "--device", "cpu"]) == 2
+    *progress, line = capsys.readouterr().err.strip().splitlines()
+    assert all(p.startswith("arreg: decoding") for p in progress) and line.startswith("arreg: error: ")
     assert "cifar10-jpeg.tar.gz is not a readable tar.gz archive" in line and "download it again" in line
     assert not (tmp_path / "runs").exists()
