@@ -144,6 +144,7 @@ def parse_param(text: str) -> tuple[str, str, object]:
 
 
 def cmd_analyze(args) -> int:
+    runs.resolve_device(args.device)
     params: dict = {}
     for piece, key, value in args.set or []:
         params.setdefault(piece, {})[key] = value
