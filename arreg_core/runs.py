@@ -264,6 +264,9 @@ def stored_config(path: Path) -> TrainConfig:
     except ValueError as err:
         raise BrokenRunError(f"{file} is not a valid config ({err}): restore it, or delete {path}") from None
     name = RUN_NAME.match(path.name)
+    if name and name["key"] != run_key(config) and name["key"] == _legacy_key(fields):
+        raise BrokenRunError(f"{path.name} is stored under its key of before canonical keys: rename it with "
+                             f"`arreg runs --migrate --runs-dir {path.parent}`")
     if name and name["key"] != run_key(config):
         raise BrokenRunError(f"{file} does not hash to {name['key']}, the key in its folder's name: it was edited "
                              f"after the run was trained. Restore it, or delete {path} to train that run again")

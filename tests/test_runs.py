@@ -164,6 +164,8 @@ def test_runs_under_the_old_key_are_migrated_with_their_files(tmp_path, monkeypa
     old = run.path.with_name(run.path.name.rsplit("-", 1)[0] + "-" + runs._legacy_key(fields))
     assert old != run.path  # attack_step 8.0 hashed differently from 8 before canonical keys
     run.path.rename(old)
+    with pytest.raises(runs.BrokenRunError, match="arreg runs --migrate"):
+        runs.load_run(old)
     assert runs.migrate_keys(tmp_path) == [(old.name, run.path.name)]
     monkeypatch.setattr(runs, "fit", lambda *a, **k: pytest.fail("a migrated run was trained again"))
     assert get_or_train(config, tmp_path, device="cpu", progress=False).path == run.path
