@@ -16,7 +16,7 @@ from . import runs
 from .profiles import PROFILES
 from .analysis import PIECES, analyze
 from .book import BookError
-from .train import TrainConfig
+from .train import TrainConfig, resolve_precision
 
 
 def _field_parser(field: dataclasses.Field):
@@ -44,13 +44,15 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     values = json.load(open(args.config)) if args.config else {}
     values.update({k: v for k, v in vars(args).items() if k in fields})
+    if "precision" in values:
+        values["precision"] = resolve_precision(values["precision"], getattr(args, "device", "auto"))
     return TrainConfig.from_dict(values)
 
 
 def cmd_train(args) -> int:
     config = config_from_args(args)
     run = runs.get_or_train(config, args.runs_dir, device=args.device, data_root=args.data_root,
-                            channels_last=args.channels_last, progress=not args.quiet)
+                            channels_last=args.channels_last, compile=args.compile, progress=not args.quiet)
     print(run.path)
     print(json.dumps(run.metrics, indent=2))
     return 0
@@ -130,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-root", default=None, help="data folder (default: $ARREG_DATA)")
     train.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     train.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    train.add_argument("--compile", action="store_true", help="torch.compile the forward passes")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
     listing = sub.add_parser("runs", help="list the run store's runs and their metrics")

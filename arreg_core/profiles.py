@@ -17,7 +17,7 @@ from importlib.resources import files
 
 import yaml
 
-from .train import TrainConfig
+from .train import TrainConfig, resolve_precision
 
 PROFILES = ("paper", "cpu", "smoke")
 EXPERIMENTS = ("ar_sweep", "tinyimagenet", "deeper", "spectral_norm", "fgsm")
@@ -32,8 +32,11 @@ def load_profile(name: str) -> dict:
 
 
 def make_config(fields: dict) -> TrainConfig:
-    """A TrainConfig from profile fields; `attack_step: auto` becomes 2.5 * eps / attack_steps."""
+    """A TrainConfig from profile fields; `attack_step: auto` becomes 2.5 * eps / attack_steps and
+    `precision: auto` bf16 where this machine computes it natively, else fp32."""
     fields = dict(fields)
+    if fields.get("precision") == "auto":
+        fields["precision"] = resolve_precision("auto")
     if fields.get("attack_step") == "auto":
         steps = fields.get("attack_steps", TrainConfig.attack_steps)
         eps = fields.get("eps", TrainConfig.eps)

@@ -41,8 +41,12 @@ def default_runs_dir() -> Path:
 
 
 def run_key(config: TrainConfig) -> str:
-    """Stable 12-hex-digit key: sha256 of the config's canonical JSON."""
-    blob = json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
+    """Stable 12-hex-digit key: sha256 of the config's canonical JSON. `precision` counts only when
+    it is not the default fp32, so the keys of runs stored before the field existed stay valid."""
+    fields = config.to_dict()
+    if fields["precision"] == "fp32":
+        del fields["precision"]
+    blob = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -147,7 +151,7 @@ def epoch_hooks(config: TrainConfig, data: data_module.ImageData) -> list:
 
 def get_or_train(config: TrainConfig, runs_dir=None, *, device="auto", data_root=None,
                  data: data_module.ImageData | None = None, channels_last: bool = False,
-                 progress: bool = True) -> Run:
+                 compile: bool = False, progress: bool = True) -> Run:
     """The finished run of `config`: loaded if stored, else trained (resuming from the last
     finished epoch of an interrupted attempt), evaluated and stored."""
     path = run_path(config, runs_dir)
@@ -162,7 +166,7 @@ def get_or_train(config: TrainConfig, runs_dir=None, *, device="auto", data_root
         done = load_run(path)  # another process may have finished it while we waited
         if done is not None:
             return done
-        if (path / "config.json").exists() and read_json(path / "config.json") != config.to_dict():
+        if (path / "config.json").exists() and TrainConfig.from_dict(read_json(path / "config.json")) != config:
             raise RuntimeError(f"{path} holds another config (hash collision?): move it away and retry")
         atomic_write_json(path / "config.json", config.to_dict())
         device = prepare_device(device)
@@ -178,7 +182,7 @@ def get_or_train(config: TrainConfig, runs_dir=None, *, device="auto", data_root
         model, history = fit(config, data, device, model=model, optimizer=optimizer, scheduler=scheduler,
                              start_epoch=len(history), history=history, on_epoch_end=epoch_hooks(config, data),
                              save_checkpoint=lambda *state: save_checkpoint(path, *state),
-                             channels_last=channels_last, progress=progress)
+                             channels_last=channels_last, compile=compile, progress=progress)
         metrics = evaluate(model, data, device=device)
         metrics["epochs_trained"] = len(history)
         metrics["train_seconds"] = sum(row["seconds"] for row in history)
