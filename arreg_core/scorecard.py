@@ -15,6 +15,7 @@ decide).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -185,8 +186,9 @@ def _trend_side(networks: list[Network], metric: str, fit, n_boot: int, seed: in
         notes.append("1 seed: the interval covers the sampling of test and training examples only, not the "
                      "variation between training runs")
     if est.point_only:
-        notes.append(f"no spread published for the {' and '.join(READABLE.get(c, c) for c in est.point_only)}: "
-                     "the verdict rests on the published values alone")
+        what = " and ".join(READABLE.get(c, c) for c in est.point_only)
+        notes.append(f"no spread published for the {what}: the verdict rests on the published values alone" if paper
+                     else f"no per-example data for the {what}: taken as exact")
     return Side(est, fit, "; ".join(notes))
 
 
@@ -238,7 +240,7 @@ def _layers_ours(inputs, claim, **_) -> Side:
     seeds = wide.index.get_level_values("seed").nunique()
     note = (f"{fell} of {len(wide)} convolutions (eps {low:g} vs {high:g}"
             + (f", {seeds} seeds pooled" if seeds > 1 else ", 1 seed") + "); the classifier layer is not counted, as in B.2")
-    return Side(majority_estimate(fell, len(wide)), fit, note)
+    return Side(dataclasses.replace(majority_estimate(fell, len(wide)), n_seeds=seeds), fit, note)
 
 
 def _layers_paper(claim, **_) -> Side:
