@@ -171,6 +171,7 @@ class Claim:
     statistic: str
     ours: Callable[[dict, "Claim"], Side]
     paper: Callable[["Claim"], Side | None]  # None: no published numbers (figure only)
+    expected: str = ""  # the expected outcome in words (default: rises / falls)
 
 
 READABLE = {"train:loss": "mean training loss", "test:loss": "mean test loss"}
@@ -293,7 +294,7 @@ def _claims() -> list[Claim]:
               lambda claim, **_: None),
         Claim("Per-layer singular-value std falls from the weakest to the strongest AR in most layers",
               "Fig. 5c/d, B.2", +1, "fraction of convolutions whose singular-value std falls (no effect: 1/2)",
-              _layers_ours, _layers_paper),
+              _layers_ours, _layers_paper, expected="a majority falls"),
         Claim("Loss variation around test examples falls as AR grows", "Fig. 8, Table 1", -1,
               f"{change} mean loss variation under an attack of 4/255",
               *sweep_claim("loss_variation", needs_examples=True)),
@@ -322,7 +323,7 @@ def scorecard(inputs: dict, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     rows = []
     for c in CLAIMS:
         row = {"claim": c.claim, "paper figure": c.figure, "statistic": c.statistic,
-               "expected": "rises" if c.direction > 0 else "falls"}
+               "expected": c.expected or ("rises" if c.direction > 0 else "falls")}
         paper = c.paper(c, n_boot=n_boot, seed=seed)
         ours = c.ours(inputs, c, n_boot=n_boot, seed=seed)
         for side, s in (("paper", paper), ("this build", ours)):
@@ -414,3 +415,37 @@ def sentence(what: str, rho: float, sign: int) -> str:
         here = f"mostly {here}"
     return (f"**{what}** — the paper: it {claimed} with AR. This build: it {here} over the AR strengths "
             f"(Spearman rho = {rho:+.2f}, a description only: the scorecard tests the claim with a confidence interval).")
+
+
+def seeds_line(inputs: dict) -> str:
+    """One sentence: how many training seeds each experiment of this build has, and what a
+    single seed means for the intervals."""
+    parts, fewest = [], None
+    for experiment, name in (("ar_sweep", "AR sweep"), ("fgsm", "FGSM"), ("spectral_norm", "spectral norm")):
+        t = inputs.get(experiment)
+        if t is None or t.empty:
+            continue
+        n = int(t.groupby([c for c in ("eps", "spectral_norm") if c in t and t[c].notna().any()] or ["eps"])
+                .seed.nunique().min())
+        fewest = n if fewest is None else min(fewest, n)
+        parts.append(f"{name} {n}")
+    if not parts:
+        return "This build has no runs yet: every claim is *not run here*."
+    line = "Training seeds per network setting: " + ", ".join(parts) + "."
+    if fewest == 1:
+        line += (" Where there is one seed, a claim's interval covers only the sampling of the test and training "
+                 "examples, not the variation from one training run to the next.")
+    return line
+
+
+def summary_line(card: pd.DataFrame) -> str:
+    """The verdict counts of this build and of the paper's own numbers, as one sentence."""
+    def counts(side):
+        return ", ".join(f"{n} {v}" for v, n in verdict_counts(card, side).items() if n)
+    figure_only = int((card["paper verdict"] == "").sum())
+    reproduced = card["this build verdict"] == REPRODUCED
+    in_regime = int((reproduced & card["this build regime"].str.startswith("fits")).sum())
+    caveat = (f" (of the {int(reproduced.sum())} reproduced, {in_regime} rest only on networks that fit their "
+              "training sets)" if reproduced.any() else "")
+    return (f"Of {len(card)} claims, **this build**: {counts('this build')}{caveat}. **The paper's own numbers**: "
+            f"{counts('paper')}" + (f"; {figure_only} with no published numbers (figure only)." if figure_only else "."))

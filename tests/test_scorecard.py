@@ -9,7 +9,7 @@ import pytest
 from arreg_core.experiments import Experiments
 from arreg_core.profiles import load_profile
 from arreg_core.scorecard import (CLAIMS, SN_DIRECTION, display_table, paper_layer_counts, regime_table, scorecard,
-                                  sentence, trend)
+                                  seeds_line, sentence, summary_line, trend)
 from arreg_core.verdicts import CONTRADICTED, INCONCLUSIVE, NOT_RUN, REPRODUCED, VERDICTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +43,7 @@ def test_the_papers_own_numbers_judged_by_the_rule(empty_card):
     assert row(card, "Loss variation")["paper verdict"] == REPRODUCED
     layers = row(card, "Per-layer singular-value std")
     assert layers["paper"] == pytest.approx(41 / 55) and layers["paper verdict"] == REPRODUCED
+    assert layers["expected"] == "a majority falls"
     assert "41 of 55" in layers["paper note"]
     assert "no published numbers" in row(card, "Test margins")["paper [95% CI]"]
     # losses have no published spread: judged on the values, and the row says so
@@ -172,3 +173,13 @@ def test_chapter_sentences_describe_without_a_verdict():
     text = sentence("Loss gap", -1.0, -1)
     assert "falls" in text and "reproduced" not in text and "scorecard" in text
     assert "Not measurable" in sentence("Loss gap", float("nan"), -1)
+
+
+def test_summary_and_seed_lines(cpu_inputs, empty_card):
+    line = summary_line(empty_card)
+    assert f"Of {len(CLAIMS)} claims" in line and f"{len(CLAIMS)} not run here" in line
+    assert "1 with no published numbers" in line
+    assert "AR sweep 1" in seeds_line(cpu_inputs) and "only the sampling" in seeds_line(cpu_inputs)
+    assert "no runs" in seeds_line({})
+    cpu_line = summary_line(scorecard(cpu_inputs, n_boot=100))
+    assert "reproduced, 0 rest only on networks that fit" in cpu_line  # every reproduced claim needs eps 16 (28.6%)
