@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from .paper import paper_dataset, paper_table
+from .paper import paper_table
 from .verdicts import (CONTRADICTED, INCONCLUSIVE, MISSING, NOT_RUN, REPRODUCED, RULE, Estimate, Network,
                        majority_estimate, regime_check, summary_network, trend_estimate)
 
