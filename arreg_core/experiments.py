@@ -61,28 +61,33 @@ class Experiments:
             out[Path(path).name] = analysis.load_artifact(path, piece, params)
         return out
 
-    def scorecard_inputs(self) -> dict[str, pd.DataFrame]:
-        """The tables `scorecard.scorecard` reads, for the first data set of the sweep (CIFAR-10,
-        whose published numbers the scorecard compares with): the runs of the AR sweep, FGSM and
-        spectral norm experiments, and per eps of the sweep the test-margin std (Fig. 4), the
-        mean loss variation at the largest attack (Table 1) and, per layer, whether the
-        singular-value std falls from the lowest to the highest eps (Fig. 5c/d)."""
+    def scorecard_inputs(self) -> dict:
+        """What `scorecard.scorecard` reads, for the first data set of the sweep (CIFAR-10, whose
+        published numbers the scorecard compares with): the runs tables of the AR sweep, FGSM and
+        spectral-norm experiments (every seed); `examples`, per run with analysis artifacts
+        (the sweep's and FGSM's), the per-example columns the bootstrap resamples (margins of
+        both splits, loss variation); and `spectra`, per sweep run and layer, the singular-value
+        std (Fig. 5c/d, B.2). The spectral-norm runs enter by their metrics only."""
+        from .scorecard import example_columns
+
         dataset = self.configs("ar_sweep")[0].dataset
         runs = {exp: self.runs(exp) for exp in ("ar_sweep", "fgsm", "spectral_norm")}
-        runs = {exp: t[t.dataset == dataset] if not t.empty else t for exp, t in runs.items()}
-        sweep = runs["ar_sweep"].sort_values("eps")
-        margins = self.artifacts(sweep, "margins")
-        spectra = self.artifacts(sweep, "spectrum")
-        variation = self.artifacts(sweep, "loss_variation")
-        low, high = sweep.run.iloc[0], sweep.run.iloc[-1]
-        return {
-            "ar_sweep": sweep, "fgsm": runs["fgsm"], "spectral_norm": runs["spectral_norm"],
-            "margins": pd.DataFrame([{"eps": r.eps, "test_std": margins[r.run]["meta"]["summary"]["test"]["margin"]["std"]}
-                                     for r in sweep.itertuples()]),
-            "spectra": pd.DataFrame({"std_falls": spectra[low]["std"] > spectra[high]["std"]}),
-            "loss_variation": pd.DataFrame([{"eps": r.eps, "mean": variation[r.run]["meta"]["summary"]["mean"][-1]}
-                                            for r in sweep.itertuples()]),
-        }
+        runs = {exp: t[t.dataset == dataset].sort_values(["eps", "seed"]) if not t.empty else t
+                for exp, t in runs.items()}
+        examples: dict[str, dict] = {}
+        for experiment, pieces in (("ar_sweep", ("margins", "loss_variation")), ("fgsm", ("margins",))):
+            if runs[experiment].empty:
+                continue
+            for piece in pieces:
+                for name, artifact in self.artifacts(runs[experiment], piece).items():
+                    examples.setdefault(name, {}).update(example_columns(piece, artifact))
+        sweep = runs["ar_sweep"]
+        spectra = self.artifacts(sweep, "spectrum") if not sweep.empty else {}
+        layers = pd.DataFrame([{"run": r.run, "eps": r.eps, "seed": r.seed, "layer": name, "kind": kind, "std": std}
+                               for r in sweep.itertuples()
+                               for name, kind, std in zip(spectra[r.run]["name"], spectra[r.run]["kind"],
+                                                          spectra[r.run]["std"])])
+        return {**runs, "examples": examples, "spectra": layers}
 
     def scale_table(self, experiment: str) -> pd.DataFrame:
         """This build's settings next to the paper's for `experiment` (every page states its scale)."""

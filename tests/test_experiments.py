@@ -1,5 +1,5 @@
 """The notebook runner against the committed `cpu` run store: it must be complete (a fresh clone
-renders the cpu book without training or data), and the scorecard's inputs come from it."""
+renders the cpu book without training or data); the scorecard's inputs from it: tests/test_scorecard.py."""
 from pathlib import Path
 
 import pytest
@@ -24,16 +24,6 @@ def test_the_committed_cpu_store_has_every_run_and_artifact(experiment):
         assert (path / "metrics.json").exists(), f"{path.name} is not committed: run `arreg prepare --profile cpu`"
         for piece in ANALYSED[experiment]:
             assert artifact_path(path, piece, analysis.get(piece)).exists(), f"{path.name}: no {piece} artifact"
-
-
-def test_scorecard_inputs_from_the_cpu_store():
-    inputs = Experiments.from_parameters("cpu", runs_dir=CPU_RUNS).scorecard_inputs()
-    sweep = inputs["ar_sweep"]
-    assert list(sweep.eps) == [4, 8, 16] and set(sweep.dataset) == {"cifar10-jpeg"}
-    assert len(inputs["fgsm"]) == 3 and len(inputs["spectral_norm"]) == 9
-    assert list(inputs["margins"].eps) == [4, 8, 16] and (inputs["margins"].test_std > 0).all()
-    assert len(inputs["spectra"]) == 8  # resnet8: 7 convolutions and the classifier
-    assert inputs["loss_variation"]["mean"].notna().all()
 
 
 def test_a_run_in_two_experiments_gets_the_pieces_of_both(tmp_path):
