@@ -9,7 +9,7 @@ STAMP := $(VENV)/.arreg-installed
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,book]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,book,cluster]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
