@@ -276,7 +276,8 @@ def require_ray():
 class RayExecutor:
     """Each job one Ray task with `cpus_per_run` CPUs and `gpus_per_run` GPUs (fractional GPUs let
     small networks share one). `address`: "auto" joins the running cluster of this machine, an
-    address "host:port" joins that cluster, None starts a local one (or uses the connected one).
+    address "host:port" joins that cluster, None starts a local one on 127.0.0.1 for the duration
+    of `map` (or uses the cluster this process is connected to).
     `init_kwargs` go to ray.init when this executor starts or joins the cluster. The run store must
     be on a filesystem every node sees at the same path: each task checks it first. A task whose
     worker or node dies is retried `max_retries` times and resumes from its checkpoint."""
@@ -313,14 +314,14 @@ class RayExecutor:
         progress = progress or Progress(len(jobs))
         runs_dirs = {job.runs_dir for job in jobs}
         token, marker = uuid.uuid4().hex, STORE_MARKER.format(uuid.uuid4().hex[:12])
-        for runs_dir in runs_dirs:
-            write_store_marker(Path(runs_dir) / marker, token)
         threads = max(1, int(self.cpus_per_run))
         task = ray.remote(_ray_task).options(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run,
                                              max_retries=self.max_retries, name="arreg-run")
-        refs = {task.remote(replace(job, threads=threads), marker, token): job for job in jobs}
-        results = []
+        refs, results = {}, []
         try:
+            for runs_dir in runs_dirs:
+                write_store_marker(Path(runs_dir) / marker, token)
+            refs = {task.remote(replace(job, threads=threads), marker, token): job for job in jobs}
             while refs:
                 (ref,), _ = ray.wait(list(refs), num_returns=1)
                 job = refs.pop(ref)

@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 
+import numpy as np
 import psutil
 import pytest
 import torch
@@ -190,8 +191,12 @@ def test_smoke_profile_through_ray_matches_the_local_executor(ray_cluster, tmp_p
         a, b = load_run(tmp_path / "local" / name), load_run(tmp_path / "ray" / name)
         assert {k: v for k, v in a.metrics.items() if k not in TIMING} == \
                {k: v for k, v in b.metrics.items() if k not in TIMING}
-        assert sorted(p.name for p in (tmp_path / "local" / name).glob("*.npz")) == \
-               sorted(p.name for p in (tmp_path / "ray" / name).glob("*.npz"))
+        artifacts = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local" / name).rglob("*.npz"))
+        assert len(artifacts) == 2  # margins and spectrum
+        for artifact in artifacts:  # every array equal; "meta" names the checkpoint, whose history has timings
+            a, b = np.load(tmp_path / "local" / artifact), np.load(tmp_path / "ray" / artifact)
+            assert sorted(a.files) == sorted(b.files)
+            assert all(np.array_equal(a[k], b[k]) for k in a.files if k != "meta"), artifact
     assert len(lines) == 2 and all(re.search(r" \d+\.\d s  on \S+ \(127\.0\.0\.1, node [0-9a-f]{8}\)", line)
                                    for line in lines), lines
     assert len({re.search(r"node ([0-9a-f]{8})", line).group(1) for line in lines}) == 2, "one node idle"
