@@ -80,10 +80,11 @@ def build_html(profile: str, src: Path, root: Path) -> Path:
     return html_dir(profile, root)
 
 
-def prepare_runs(profile: str, runs_dir: Path, parameters: dict | None = None, workers: int = 2) -> list[str]:
-    """Train and analyse every run the notebooks will read, before executing them, in `workers`
-    parallel processes (arreg_core.experiments.prepare_profile). `parameters` are the notebooks'
-    papermill parameters: the same overrides reach the same runs."""
+def prepare_runs(profile: str, runs_dir: Path, parameters: dict | None = None, workers: int = 2,
+                 executor=None) -> list[str]:
+    """Train and analyse every run the notebooks will read, before executing them, with `executor`
+    (default: `workers` parallel processes; arreg_core.experiments.prepare_profile). `parameters`
+    are the notebooks' papermill parameters: the same overrides reach the same runs."""
     from .experiments import prepare_profile
 
     overrides = {k: v for k, v in (parameters or {}).items() if v is not None}
@@ -94,19 +95,19 @@ def prepare_runs(profile: str, runs_dir: Path, parameters: dict | None = None, w
     if "eps_list" in overrides:
         overrides["eps"] = overrides.pop("eps_list")
     return prepare_profile(profile, workers=workers, runs_dir=runs_dir, device=device, data_root=data_root,
-                           **overrides)
+                           executor=executor, **overrides)
 
 
 def build_book(profile: str = "cpu", fresh: bool = False, parameters: dict | None = None,
-               notebooks=NOTEBOOKS, workers: int = 2) -> Path:
-    """Train what is missing (`workers` processes), execute the notebooks under `profile` and
-    render the book; returns the HTML folder. `fresh` deletes the run store first, so everything
+               notebooks=NOTEBOOKS, workers: int = 2, executor=None) -> Path:
+    """Train what is missing (`executor`, default `workers` processes), execute the notebooks
+    under `profile` and render the book; returns the HTML folder. `fresh` deletes the run store first, so everything
     is trained and analysed again."""
     root = repo_root()
     runs_dir = root / ((parameters or {}).get("runs_dir") or load_profile(profile)["runs_dir"])
     if fresh and runs_dir.exists():
         shutil.rmtree(runs_dir)
-    prepare_runs(profile, runs_dir, parameters, workers)
+    prepare_runs(profile, runs_dir, parameters, workers, executor)
     src = stage(profile, root)
     execute(profile, src, root, notebooks, parameters)
     return build_html(profile, src, root)

@@ -108,16 +108,35 @@ def parse_notebook_param(text: str) -> tuple[str, object]:
 def cmd_book(args) -> int:
     from .book import build_book
 
-    html = build_book(args.profile, fresh=args.fresh, parameters=dict(args.param or []), workers=args.workers)
+    executor = executor_from_args(args)
+    html = build_book(args.profile, fresh=args.fresh, parameters=dict(args.param or []), workers=args.workers,
+                      executor=executor)
     print(f"book: {html / 'index.html'}")
     return 0
+
+
+def add_executor_flags(parser: argparse.ArgumentParser) -> None:
+    """--executor and the Ray executor's flags (arreg_core.executors), for `prepare` and `book`."""
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="local: --workers processes on this machine (default); ray: one Ray task per run")
+    parser.add_argument("--address", default=None,
+                        help="ray: the cluster to join (auto: the one running on this machine); default: start a local one")
+    parser.add_argument("--gpus-per-run", type=float, default=None, metavar="G",
+                        help="ray: GPUs per run; fractional ones share a GPU (default 0)")
+    parser.add_argument("--cpus-per-run", type=float, default=None, metavar="C", help="ray: CPUs per run (default 1)")
+
+
+def executor_from_args(args):
+    from .executors import make_executor
+
+    return make_executor(args.executor, args.workers, args.address, args.gpus_per_run, args.cpus_per_run)
 
 
 def cmd_prepare(args) -> int:
     from .experiments import prepare_profile
 
     done = prepare_profile(args.profile, workers=args.workers, runs_dir=args.runs_dir, device=args.device,
-                           data_root=args.data_root)
+                           data_root=args.data_root, executor=executor_from_args(args))
     print(f"{len(done)} runs trained and analysed (or found) for profile {args.profile}")
     return 0
 
@@ -153,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a notebook parameter for every chapter, e.g. -p eps_list=[2,6] (repeatable)")
     book.add_argument("--workers", type=int, default=2,
                       help="processes that train missing runs before the notebooks execute (1 on a single GPU)")
+    add_executor_flags(book)
     book.set_defaults(func=cmd_book)
     prepare = sub.add_parser("prepare", help="train and analyse every run of a profile in parallel processes")
     prepare.add_argument("--profile", default="cpu", choices=PROFILES)
@@ -160,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--runs-dir", default=None, help="default: the profile's")
     prepare.add_argument("--data-root", default=None, help="data folder (default: $ARREG_DATA)")
     prepare.add_argument("--device", default="auto")
+    add_executor_flags(prepare)
     prepare.set_defaults(func=cmd_prepare)
     return parser
 

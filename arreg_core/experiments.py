@@ -9,16 +9,15 @@ runs (trained only when missing) and analysis artifacts (computed only when miss
 
 from __future__ import annotations
 
-import multiprocessing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from . import analysis
+from .executors import Job, LocalExecutor
 from .profiles import experiment_configs, load_profile
-from .runs import get_or_train, get_or_train_all, runs_table
+from .runs import get_or_train_all, runs_table
 from .train import TrainConfig
 
 SCALE_FIELDS = ("dataset", "arch", "width", "n_train", "n_test", "epochs", "batch_size", "lr", "milestones",
@@ -110,16 +109,6 @@ class Experiments:
         return table.astype(str)
 
 
-def _prepare_one(job) -> str:
-    """Worker: train one run (if missing) and compute its artifacts (if missing)."""
-    config, runs_dir, device, data_root, pieces, analysis_params, one_thread = job
-    if one_thread:
-        torch.set_num_threads(1)
-    run = get_or_train(config, runs_dir, device=device, data_root=data_root, progress=False)
-    analysis.analyze(run, pieces=pieces, params=analysis_params, device=device, data_root=data_root)
-    return run.path.name
-
-
 # Every experiment and the analysis pieces its notebooks read. prepare_profile queues the jobs in
 # this order: longest first (the deeper network, then the runs with the Theorem 3.1 bound), so the
 # last jobs to finish in parallel workers are short ones.
@@ -128,11 +117,12 @@ ANALYSED = {"deeper": (), "ar_sweep": ("margins", "spectrum", "loss_variation", 
 
 
 def prepare_profile(profile: str, workers: int = 2, runs_dir=None, device="auto", data_root=None,
-                    experiments=tuple(ANALYSED), **overrides) -> list[str]:
-    """Train every run of a profile and compute the artifacts its notebooks read, in `workers`
-    processes of one torch thread each (on 2 cores, two 1-thread runs train more images per
-    second than one 2-thread run for small networks). Locks in the run store make this safe
-    beside a notebook or another `prepare_profile`. Returns the run names in completion order."""
+                    experiments=tuple(ANALYSED), executor=None, **overrides) -> list[str]:
+    """Train every run of a profile and compute the artifacts its notebooks read, with `executor`
+    (arreg_core.executors; default: LocalExecutor(workers), `workers` processes of one torch thread
+    each: on 2 cores, two 1-thread runs train more images per second than one 2-thread run for
+    small networks). Locks in the run store make this safe beside a notebook or another
+    `prepare_profile`. Returns the run names in completion order."""
     ex = Experiments.from_parameters(profile, runs_dir=runs_dir, device=device, data_root=data_root, **overrides)
     profile_params = load_profile(profile).get("analysis", {})
     pieces_of: dict[TrainConfig, tuple] = {}  # a config in several experiments gets all their pieces
@@ -140,14 +130,8 @@ def prepare_profile(profile: str, workers: int = 2, runs_dir=None, device="auto"
         for config in ex.configs(experiment):
             known = pieces_of.get(config, ())
             pieces_of[config] = known + tuple(p for p in ANALYSED[experiment] if p not in known)
-    jobs = [(config, str(ex.runs_dir), device, data_root, pieces,
-             {p: profile_params[p] for p in pieces if p in profile_params} or None, workers > 1)
+    jobs = [Job(config, str(ex.runs_dir), device, data_root, pieces,
+                {p: profile_params[p] for p in pieces if p in profile_params} or None)
             for config, pieces in pieces_of.items()]
-    if workers <= 1:
-        return [_prepare_one(job) for job in jobs]
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        done = []
-        for name in pool.imap_unordered(_prepare_one, jobs):
-            print(f"[arreg prepare] {len(done) + 1}/{len(jobs)} {name}", flush=True)
-            done.append(name)
-    return done
+    executor = executor or LocalExecutor(workers)
+    return [result["run"] for result in executor.map(jobs)]
