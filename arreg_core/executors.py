@@ -19,7 +19,7 @@ import time
 import traceback
 import uuid
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from multiprocessing import connection, get_context
 from pathlib import Path
 
@@ -46,6 +46,7 @@ class Job:
     pieces: tuple = ()
     analysis_params: dict | None = None
     threads: int | None = None  # torch threads of the process that runs it (None: leave as is)
+    execution: dict = field(default_factory=dict)  # channels_last / compile (profiles.execution_options)
 
     @property
     def name(self) -> str:
@@ -74,7 +75,8 @@ def run_job(job: Job, node: str | None = None) -> dict:
     path = run_path(job.config, job.runs_dir)
     found, resumed_from = (path / "metrics.json").exists(), checkpoint_epoch(job)
     start = time.perf_counter()
-    run = get_or_train(job.config, job.runs_dir, device=job.device, data_root=job.data_root, progress=False)
+    run = get_or_train(job.config, job.runs_dir, device=job.device, data_root=job.data_root, progress=False,
+                       **job.execution)
     analysis.analyze(run, pieces=job.pieces, params=job.analysis_params, device=job.device, data_root=job.data_root)
     return {"run": run.path.name, "seconds": time.perf_counter() - start, "node": node or socket.gethostname(),
             "found": found, "resumed_from": 0 if found else resumed_from}

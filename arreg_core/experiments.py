@@ -16,7 +16,7 @@ import pandas as pd
 
 from . import analysis
 from .executors import Job, LocalExecutor
-from .profiles import experiment_configs, load_profile
+from .profiles import execution_options, experiment_configs, load_profile
 from .runs import get_or_train_all, runs_table
 from .train import TrainConfig
 
@@ -47,6 +47,7 @@ class Experiments:
     def runs(self, experiment: str) -> pd.DataFrame:
         """Every run of `experiment` (trained if missing) as a table, with a `path` column."""
         runs = get_or_train_all(self.configs(experiment), self.runs_dir, device=self.device,
+                                **execution_options(self.profile),
                                 data_root=self.data_root, progress=self.progress)
         return runs_table(runs)
 
@@ -131,7 +132,8 @@ def prepare_profile(profile: str, workers: int = 2, runs_dir=None, device="auto"
             known = pieces_of.get(config, ())
             pieces_of[config] = known + tuple(p for p in ANALYSED[experiment] if p not in known)
     jobs = [Job(config, str(ex.runs_dir), device, data_root, pieces,
-                {p: profile_params[p] for p in pieces if p in profile_params} or None)
+                {p: profile_params[p] for p in pieces if p in profile_params} or None,
+                execution=execution_options(profile))
             for config, pieces in pieces_of.items()]
     executor = executor or LocalExecutor(workers)
     return [result["run"] for result in executor.map(jobs)]

@@ -34,6 +34,16 @@ def load_profile(name: str) -> dict:
         return yaml.safe_load(f)[name]
 
 
+def execution_options(name: str) -> dict:
+    """How a profile's runs are executed, beside what they are (not part of the run key):
+    `channels_last` and `compile` (torch.compile) from the profile's `execution` entry, default off."""
+    options = load_profile(name).get("execution") or {}
+    unknown = set(options) - {"channels_last", "compile"}
+    if unknown:
+        raise ValueError(f"profile {name}: unknown execution options {sorted(unknown)}; valid: channels_last, compile")
+    return {"channels_last": bool(options.get("channels_last", False)), "compile": bool(options.get("compile", False))}
+
+
 def make_config(fields: dict) -> TrainConfig:
     """A TrainConfig from profile fields; `attack_step: auto` becomes 2.5 * eps / attack_steps and
     `precision: auto` bf16 where this machine computes it natively, else fp32."""

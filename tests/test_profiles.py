@@ -81,3 +81,26 @@ def test_seeds_are_validated():
         experiment_configs("smoke", "ar_sweep", seed=1, seeds=[0, 1])
     with pytest.raises(ValueError, match="distinct"):
         experiment_configs("smoke", "ar_sweep", seeds=[1, 1])
+
+
+def test_execution_options_default_off_and_reach_the_jobs(monkeypatch, tmp_path):
+    """A profile's `execution` entry (channels_last, compile) travels with every job of
+    `arreg prepare`; it is not part of any run key. Unknown options are one clear error."""
+    from arreg_core import experiments, profiles
+
+    assert profiles.execution_options("cpu") == {"channels_last": False, "compile": False}
+    smoke = profiles.load_profile("smoke")
+    monkeypatch.setattr(profiles, "load_profile", lambda name: {**smoke, "execution": {"channels_last": True}})
+    assert profiles.execution_options("smoke") == {"channels_last": True, "compile": False}
+    seen = []
+
+    class Recorder:
+        def map(self, jobs):
+            seen.extend(jobs)
+            return [{"run": job.name} for job in jobs]
+
+    experiments.prepare_profile("smoke", runs_dir=tmp_path, executor=Recorder(), experiments=("fgsm",))
+    assert seen and all(job.execution == {"channels_last": True, "compile": False} for job in seen)
+    monkeypatch.setattr(profiles, "load_profile", lambda name: {**smoke, "execution": {"amp": True}})
+    with pytest.raises(ValueError, match="unknown execution options"):
+        profiles.execution_options("smoke")
