@@ -59,7 +59,7 @@ if [ "$DEVICE" = cuda ] && ! $PY -c "import torch, sys; sys.exit(not torch.cuda.
   exit 1
 fi
 if [ "$SCALE" = tiny ]; then
-  COST=(--n-train 32 --epochs 2 --batch-size 16 --probe-batches 1 --experiments ar_sweep)
+  COST=(--n-train 16 --epochs 1 --batch-size 8 --probe-batches 1 --experiments ar_sweep)
   THROUGHPUT=(--archs resnet8 --images 32 --batch-size 16 --repeats 1 --variants fp32-cl0-c0 bf16-cl1-c0)
   TEST_LIMIT=300 COST_LIMIT=300 THROUGHPUT_LIMIT=300
 else

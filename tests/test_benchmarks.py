@@ -36,7 +36,10 @@ def test_gpu_check_script_cpu_side(tmp_path, cifar10_jpeg_root):
     import subprocess
     import sys
 
+    from arreg_core.data import cache_dir
+
     env = {**os.environ, "DEVICE": "cpu", "SCALE": "tiny", "ARREG_DATA": str(cifar10_jpeg_root),
+           "ARREG_CACHE": str(cache_dir()),  # the decoded archive the other tests use
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     done = subprocess.run(["bash", str(BENCH / "gpu_check.sh"), str(tmp_path)], env=env, capture_output=True,
                           text=True, timeout=900)
