@@ -1,6 +1,6 @@
 """The book's profiles (`profiles.yaml`): `paper` (the paper's settings), `cpu` (the published
-book, scaled to 2 CPU cores) and `smoke` (generated data, CI), expanded into the TrainConfigs of
-each of the paper's experiments.
+book, scaled to 2 CPU cores), `smoke` (generated data, CI) and `class` (the exercises' scale:
+minutes on a laptop CPU), expanded into the TrainConfigs of each of the paper's experiments.
 
 Experiments:
     ar_sweep       one network per AR strength eps and data set (Sections 4.1, 4.2, B.3, B.5, D.2)
@@ -19,7 +19,7 @@ import yaml
 
 from .train import TrainConfig
 
-PROFILES = ("paper", "cpu", "smoke")
+PROFILES = ("paper", "cpu", "smoke", "class")
 EXPERIMENTS = ("ar_sweep", "tinyimagenet", "deeper", "spectral_norm", "fgsm")
 
 
