@@ -148,3 +148,8 @@ def exercise(profile: str, experiment: str = "ar_sweep", **overrides) -> Experim
     ex = Experiments.from_environment(scale, **overrides)
     ex.runs(experiment)
     return ex
+
+
+def table(*parts) -> pd.DataFrame:
+    """One table from DataFrames and lists of row dicts, stacked in order."""
+    return pd.concat([p if isinstance(p, pd.DataFrame) else pd.DataFrame(p) for p in parts], ignore_index=True)

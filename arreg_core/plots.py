@@ -250,8 +250,7 @@ def smallest_singular_values(factors: dict[float, tuple[np.ndarray, np.ndarray]]
         zero = sigma <= 0
         ax.plot(x[zero], np.full(zero.sum(), floor), "x", ms=9, mew=2, color=color)
     ax.axhline(floor, color="gray", lw=0.8, ls=":")
-    ax.text(0.99, 0.02, "x on the dotted floor: smallest singular value exactly 0", transform=ax.transAxes,
-            ha="right", va="bottom", fontsize=8, color="gray")
+    ax.plot([], [], "x", ms=9, mew=2, color="gray", label="exactly 0 (on the dotted floor)")
     names = next(iter(factors.values()))[0]
     ax.set_xticks(np.arange(1, len(names) + 1))
     ax.set_xticklabels(names, rotation=30, ha="right")
