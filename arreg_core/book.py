@@ -94,10 +94,13 @@ def stage(profile: str, root: Path) -> Path:
         shutil.copy2(root / name, src / name)
     shutil.copytree(root / "book", src / "book")
     shutil.copytree(root / "book" / "_static", src / "_static")
-    es5 = mathjax_dir(root)
+    # MathJax goes to the output's _static/mathjax through html_extra_path (_extra/): Jupyter Book
+    # would load every .js under a static path as a script of every page
+    es5, mathjax = mathjax_dir(root), src / "_extra" / "_static" / "mathjax"
+    mathjax.mkdir(parents=True)
     for part in MATHJAX_PARTS:
         copy = shutil.copytree if (es5 / part).is_dir() else shutil.copy2
-        copy(es5 / part, src / "_static" / "mathjax" / part)
+        copy(es5 / part, mathjax / part)
     (src / "book" / "exercise_timings.md").write_text(timings_table(root))
     return src
 

@@ -101,7 +101,7 @@ def test_smoke_book_executes_every_notebook_and_builds(tmp_path):
         assert "tag_parameters" not in text or re.search(r'cell tag_parameters tag_hide-input|cell tag_hide-input', text)
     for name in EXERCISE_CHAPTERS:
         text = (html / "chapters" / f"{name}.html").read_text()
-        assert text.count('class="admonition exercise') >= 2, f"{name}: fewer than 2 exercises rendered"
+        assert text.count('class="exercise admonition') >= 2, f"{name}: fewer than 2 exercises rendered"
         assert "Not run while the book was built" not in text  # the smoke book runs every exercise cell
     assert (html / "_static" / "mathjax" / "tex-chtml.js").exists()
     assert (html / "book" / "intro.html").exists() and (html / "book" / "references.html").exists()
