@@ -1,17 +1,21 @@
 """What a notebook runs: a profile plus the notebook's papermill parameters, turned into trained
 runs (trained only when missing) and analysis artifacts (computed only when missing).
 
-    ex = Experiments.from_parameters(profile, runs_dir=runs_dir, device=device, data_root=data_root,
-                                     eps=eps_list, datasets=datasets, epochs=epochs)
-    sweep = ex.runs("ar_sweep")                  # runs table: config fields + the paper's metrics
-    margins = ex.artifacts(sweep, "margins")     # {run name: arrays and meta}
+    ex = Experiments.from_environment("cpu", eps=[2, 6])  # device, data, store: ARREG_* variables
+    ex.metrics("ar_sweep")                       # tidy: one row per run (dataset, eps, seed, metrics)
+    ex.summary("ar_sweep", "margins")            # tidy: one row per run and split (margin statistics)
+    ex.by_eps("ar_sweep", "margins", "test_margin")   # {eps: per-example array} of one seed
+
+Every tidy table keeps a `seed` column, so that several seeds per configuration stay apart.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import analysis
@@ -20,6 +24,7 @@ from .profiles import execution_options, experiment_configs, load_profile
 from .runs import get_or_train_all, runs_table
 from .train import TrainConfig
 
+ID_COLUMNS = ("run", "dataset", "arch", "method", "spectral_norm", "eps", "seed")
 SCALE_FIELDS = ("dataset", "arch", "width", "n_train", "n_test", "epochs", "batch_size", "lr", "milestones",
                 "method", "attack_steps", "attack_step", "augment")
 
@@ -32,6 +37,7 @@ class Experiments:
     data_root: str | None = None
     overrides: dict = field(default_factory=dict)
     progress: bool = False
+    _tables: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_parameters(cls, profile: str, runs_dir=None, device="auto", data_root=None, **overrides):
@@ -41,15 +47,25 @@ class Experiments:
         kept = {k: v for k, v in overrides.items() if v is not None}
         return cls(profile, runs_dir, device, data_root, kept)
 
+    @classmethod
+    def from_environment(cls, profile: str, **overrides) -> "Experiments":
+        """The machine's settings from the environment, not from every notebook: ARREG_DEVICE
+        (auto | cpu | cuda; default auto), ARREG_DATA (data root), ARREG_RUNS (run store; default
+        the profile's `runs_dir`). `overrides` as in `from_parameters`."""
+        return cls.from_parameters(profile, runs_dir=store(profile), device=os.environ.get("ARREG_DEVICE") or "auto",
+                                   data_root=os.environ.get("ARREG_DATA") or None, **overrides)
+
     def configs(self, experiment: str) -> list[TrainConfig]:
         return experiment_configs(self.profile, experiment, **self.overrides)
 
     def runs(self, experiment: str) -> pd.DataFrame:
         """Every run of `experiment` (trained if missing) as a table, with a `path` column."""
-        runs = get_or_train_all(self.configs(experiment), self.runs_dir, device=self.device,
-                                **execution_options(self.profile),
-                                data_root=self.data_root, progress=self.progress)
-        return runs_table(runs)
+        if experiment not in self._tables:
+            runs = get_or_train_all(self.configs(experiment), self.runs_dir, device=self.device,
+                                    **execution_options(self.profile),
+                                    data_root=self.data_root, progress=self.progress)
+            self._tables[experiment] = runs_table(runs)
+        return self._tables[experiment].copy()
 
     def artifacts(self, table: pd.DataFrame, piece: str, params: dict | None = None) -> dict[str, dict]:
         """The `piece` artifact of every run in `table` (computed if missing), by run name."""
@@ -89,6 +105,68 @@ class Experiments:
                                                           spectra[r.run]["std"])])
         return {**runs, "examples": examples, "spectra": layers}
 
+    # ------------------------------------------------------------------ tidy tables for the chapters
+
+    def datasets(self, experiment: str) -> list[str]:
+        """The data sets of `experiment`, in the profile's order."""
+        return list(dict.fromkeys(c.dataset for c in self.configs(experiment)))
+
+    def metrics(self, experiment: str, dataset: str | None = None) -> pd.DataFrame:
+        """One row per run of `experiment` (of `dataset`, if given): its identifying columns
+        (ID_COLUMNS), the paper's metrics, train_error and test_error (100 - accuracy), path;
+        sorted by dataset, spectral norm, eps and seed."""
+        t = self.runs(experiment)
+        if t.empty:
+            return t
+        if dataset is not None:
+            t = t[t.dataset == dataset]
+        t = t.assign(train_error=100 - t.train_acc, test_error=100 - t.test_acc)
+        order = [c for c in ("dataset", "spectral_norm", "eps", "seed") if c in t]
+        return t.sort_values(order, na_position="first").reset_index(drop=True)
+
+    def summary(self, experiment: str, piece: str, dataset: str | None = None) -> pd.DataFrame:
+        """The `piece` artifact's summary of every run, tidy: ID_COLUMNS and
+        margins          one row per split: accuracy, mean_loss, mean_prob and the margin
+                         statistics (mean, std, skewness, median, frac_near_zero, frac_negative, n)
+        loss_variation   one row per attack strength eps_attack: mean, std
+        spectrum         one row per layer (1-based `layer`, `name`, `kind`): std, max, min
+        bound            one row: the scalar terms of eq. (5)"""
+        runs = self.metrics(experiment, dataset)
+        if runs.empty:
+            return pd.DataFrame()
+        artifacts = self.artifacts(runs, piece)
+        rows = []
+        for r in runs.itertuples():
+            ids = {c: getattr(r, c) for c in ID_COLUMNS}
+            a = artifacts[r.run]
+            s = a["meta"]["summary"]
+            if piece == "margins":
+                rows += [{**ids, "split": split, **{k: v for k, v in s[split].items() if k != "margin"},
+                          **{k: v for k, v in s[split]["margin"].items() if k != "t"}} for split in ("train", "test")]
+            elif piece == "loss_variation":
+                rows += [{**ids, "eps_attack": e, "mean": m, "std": sd} for e, m, sd in zip(s["eps"], s["mean"], s["std"])]
+            elif piece == "spectrum":
+                rows += [{**ids, "layer": i + 1, "name": str(a["name"][i]), "kind": str(a["kind"][i]),
+                          "std": float(a["std"][i]), "max": float(a["max"][i]), "min": float(a["min"][i])}
+                         for i in range(len(a["std"]))]
+            elif piece == "bound":
+                rows.append({**ids, **{k: float(v) if isinstance(v, str) else v for k, v in s.items()
+                                       if not isinstance(v, (list, dict))}})
+            else:
+                raise ValueError(f"unknown piece {piece!r}; choose one of {', '.join(analysis.PIECES)}")
+        return pd.DataFrame(rows)
+
+    def by_eps(self, experiment: str, piece: str, key: str, dataset: str | None = None,
+               seed: int | None = None) -> dict[float, np.ndarray]:
+        """{eps: the `key` array of the `piece` artifact} for one data set (default: the first)
+        and one seed (default: the lowest), e.g. by_eps("ar_sweep", "margins", "test_margin")."""
+        runs = self.metrics(experiment, dataset or self.datasets(experiment)[0])
+        if runs.empty:
+            return {}
+        runs = runs[runs.seed == (runs.seed.min() if seed is None else seed)]
+        artifacts = self.artifacts(runs, piece)
+        return {float(r.eps): artifacts[r.run][key] for r in runs.itertuples()}
+
     def scale_table(self, experiment: str) -> pd.DataFrame:
         """This build's settings next to the paper's for `experiment` (every page states its scale)."""
         ours = self.configs(experiment)
@@ -101,6 +179,7 @@ class Experiments:
         for name, configs in (("this build", ours), ("paper", paper)):
             if configs:
                 rows[name]["AR strengths (eps)"] = sorted({c.eps for c in configs})
+                rows[name]["seeds"] = sorted({c.seed for c in configs})
         for name, profile in (("this build", self.profile), ("paper", "paper")):
             if name in rows and load_profile(profile)["defaults"].get("attack_step") == "auto":
                 rows[name]["attack_step"] = "2.5 eps / attack_steps"
@@ -108,6 +187,11 @@ class Experiments:
         table.loc["n_train"] = table.loc["n_train"].map(lambda n: "all" if n is None else n)
         table.loc["n_test"] = table.loc["n_test"].map(lambda n: "all" if n is None else n)
         return table.astype(str)
+
+
+def store(profile: str) -> Path:
+    """The run store of `profile`: $ARREG_RUNS where set, else the profile's `runs_dir`."""
+    return Path(os.environ.get("ARREG_RUNS") or load_profile(profile)["runs_dir"])
 
 
 # Every experiment and the analysis pieces its notebooks read. prepare_profile queues the jobs in

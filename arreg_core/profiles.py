@@ -1,6 +1,6 @@
 """The book's profiles (`profiles.yaml`): `paper` (the paper's settings), `cpu` (the published
-book, scaled to 2 CPU cores) and `smoke` (generated data, CI), expanded into the TrainConfigs of
-each of the paper's experiments.
+book, scaled to 2 CPU cores), `smoke` (generated data, CI) and `class` (the exercises' scale:
+minutes on a laptop CPU), expanded into the TrainConfigs of each of the paper's experiments.
 
 Every experiment runs once per training seed of the profile's `seeds` list (TrainConfig.seed:
 initialisation, batch order, augmentation and attack starts; the data subset stays the same).
@@ -22,7 +22,7 @@ import yaml
 
 from .train import TrainConfig, resolve_precision
 
-PROFILES = ("paper", "cpu", "smoke")
+PROFILES = ("paper", "cpu", "smoke", "class")
 EXPERIMENTS = ("ar_sweep", "tinyimagenet", "deeper", "spectral_norm", "fgsm")
 
 

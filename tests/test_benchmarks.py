@@ -58,3 +58,15 @@ def test_pgd_at_throughput_rejects_a_bad_variant():
 
     with pytest.raises(SystemExit, match="PRECISION-clN-cN"):
         load("pgd_at_throughput").parse_variant("bf16-cl2")
+
+
+def test_exercise_timings_runs_every_exercise_cell_of_a_chapter(tmp_path):
+    """Under smoke (tiny runs on generated data): one timing per exercise cell, from an empty store."""
+    module = load("exercise_timings")
+    cells = module.exercise_cells("secB5")
+    assert len(cells) == 2 and all(label and title and "chapter.exercise(profile" in src for label, title, src in cells)
+    out = tmp_path / "timings.json"
+    result = module.main(["--profile", "smoke", "--notebooks", "secB5", "--threads", "1", "--json", str(out)])
+    assert json.loads(out.read_text()) == result
+    assert result["profile"] == "smoke" and [t["label"] for t in result["timings"]] == [c[0] for c in cells]
+    assert all(t["seconds"] > 0 for t in result["timings"])
