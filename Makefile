@@ -9,7 +9,10 @@ STAMP := $(VENV)/.arreg-installed
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,book]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,book,cluster]'
+	@# benchmark-only: torchattacks pins requests~=2.25 (for downloads it never makes here), which would
+	@# downgrade what Sphinx needs; installed without its dependencies (all already present)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps torchattacks==3.5.1
 	@touch $(STAMP)
 
 venv: $(STAMP)

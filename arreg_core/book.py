@@ -4,23 +4,38 @@ parameters into a staging tree beside the book's pages, then `jupyter-book build
     arreg book --profile cpu      # = make book; HTML in _build/html
     arreg book --profile smoke    # CI; HTML in _build/smoke/_build/html
 
-Runs and analysis artifacts come from the profile's run store, so a second build trains nothing.
+Runs and analysis artifacts come from the profile's run store ($ARREG_RUNS where set), so a
+second build trains nothing. The chapters are those of `_toc.yml` (the one list). Every code
+cell's input is hidden behind a toggle in the rendered book; MathJax is served by the book
+itself (npm package pinned in package.json, installed on first build), so math typesets offline.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from .profiles import load_profile
+from .experiments import store
 
-# Source notebook -> chapter, in reading order (_toc.yml lists the same chapters).
-NOTEBOOKS = (
-    "overview", "sec4_1", "sec4_2_1", "sec4_2_2", "secB3", "secB4", "secB5", "secB6", "secD2", "scorecard",
-)
 BOOK_FILES = ("_config.yml", "_toc.yml")
+# The MathJax files the book serves (node_modules/mathjax/es5 of the pinned npm package).
+MATHJAX_PARTS = ("tex-chtml.js", "input", "output", "ui", "a11y", "adaptors")
+EXERCISE_TIMINGS = Path("benchmarks") / "results" / "exercise_timings.json"
+NOTEBOOK_PARAMETERS = ("profile", "eps", "overrides")  # the parameters cell of every chapter
+
+
+def toc_chapters(root: Path | None = None) -> tuple[str, ...]:
+    """The executed chapters (`file: chapters/NAME` in _toc.yml), in reading order."""
+    toc = (root or Path(__file__).resolve().parents[1]) / "_toc.yml"
+    return tuple(re.findall(r"file:\s*chapters/(\w+)", toc.read_text())) if toc.exists() else ()
+
+
+NOTEBOOKS = toc_chapters()  # source notebook notebooks/NAME.ipynb -> chapter chapters/NAME
 
 
 class BookError(RuntimeError):
@@ -40,34 +55,111 @@ def html_dir(profile: str, root: Path | None = None) -> Path:
     return root / "_build" / "html" if profile == "cpu" else root / "_build" / profile / "_build" / "html"
 
 
+def mathjax_dir(root: Path) -> Path:
+    """node_modules/mathjax/es5, installed from package.json (npm ci) when missing."""
+    es5 = root / "node_modules" / "mathjax" / "es5"
+    if not (es5 / "tex-chtml.js").exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            raise BookError("npm is needed once to install MathJax for the book (apt-get install npm, or "
+                            "conda install nodejs): the book serves it itself so that math renders offline")
+        print("[arreg book] installing MathJax (npm ci)", flush=True)
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--silent"], cwd=root, check=True)
+    return es5
+
+
+def timings_table(root: Path) -> str:
+    """The teaching page's table of exercise timings, from benchmarks/results/exercise_timings.json
+    (benchmarks/exercise_timings.py); says so where nothing has been measured yet."""
+    path = root / EXERCISE_TIMINGS
+    if not path.exists():
+        return (f"*Not measured yet: run `python benchmarks/exercise_timings.py` on a quiet machine; it "
+                f"writes `{EXERCISE_TIMINGS}`, which this table shows.*\n")
+    data = json.loads(path.read_text())
+    lines = [f"Measured at the `{data['profile']}` scale on {data['machine']} ({data['threads']} torch threads, "
+             f"{data['date']}), each exercise from an empty run store:\n",
+             "| chapter | exercise | seconds | minutes |", "|---|---|---:|---:|"]
+    lines += [f"| {t['chapter']} | {t['exercise']} | {t['seconds']:.0f} | {t['seconds'] / 60:.1f} |"
+              for t in data["timings"]]
+    return "\n".join(lines) + "\n"
+
+
 def stage(profile: str, root: Path) -> Path:
-    """A fresh staging tree for `profile`: the book's config, table of contents and pages."""
+    """A fresh staging tree for `profile`: the book's config, table of contents and pages, its
+    static files (book/_static, MathJax) and the exercise timings table."""
     src = root / "_build" / f"src-{profile}"
     shutil.rmtree(src, ignore_errors=True)
     (src / "chapters").mkdir(parents=True)
     for name in BOOK_FILES:
         shutil.copy2(root / name, src / name)
     shutil.copytree(root / "book", src / "book")
+    shutil.copytree(root / "book" / "_static", src / "_static")
+    # MathJax goes to the output's _static/mathjax through html_extra_path (_extra/): Jupyter Book
+    # would load every .js under a static path as a script of every page
+    es5, mathjax = mathjax_dir(root), src / "_extra" / "_static" / "mathjax"
+    mathjax.mkdir(parents=True)
+    for part in MATHJAX_PARTS:
+        copy = shutil.copytree if (es5 / part).is_dir() else shutil.copy2
+        copy(es5 / part, mathjax / part)
+    (src / "book" / "exercise_timings.md").write_text(timings_table(root))
     return src
+
+
+def notebook_parameters(path: Path, profile: str, parameters: dict | None) -> dict:
+    """The papermill parameters of one notebook: profile, eps and the rest as `overrides`
+    (NOTEBOOK_PARAMETERS). A notebook with an older parameters cell (one variable per setting,
+    the AR strengths as `eps_list`) gets them one by one."""
+    import papermill
+
+    rest = dict(parameters or {})
+    if "overrides" not in papermill.inspect_notebook(str(path)):
+        if "eps" in rest:
+            rest["eps_list"] = rest.pop("eps")
+        return {"profile": profile, **rest}
+    params = {"profile": profile}
+    if "eps" in rest:
+        params["eps"] = rest.pop("eps")
+    if rest:
+        params["overrides"] = rest
+    return params
+
+
+def hide_inputs(path: Path) -> None:
+    """Tag every code cell of an executed notebook `hide-input` (papermill's injected parameters
+    too): the book shows results first, the code one click away."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if cell.cell_type == "code" and "hide-input" not in tags:
+            tags.append("hide-input")
+    nbformat.write(nb, path)
 
 
 def execute(profile: str, src: Path, root: Path, notebooks=NOTEBOOKS, parameters: dict | None = None,
             kernel: str = "python3") -> list[Path]:
-    """Papermill-execute each notebook into src/chapters with {"profile": profile, **parameters}."""
+    """Papermill-execute each notebook into src/chapters (`notebook_parameters`), with
+    ARREG_BOOK_BUILD set so that exercise cells train nothing outside the smoke book."""
     import papermill
 
     out = []
-    for name in notebooks:
-        target = src / "chapters" / f"{name}.ipynb"
-        print(f"[arreg book] executing {name} ({profile})", flush=True)
-        try:
-            papermill.execute_notebook(str(root / "notebooks" / f"{name}.ipynb"), str(target),
-                                       parameters={"profile": profile, **(parameters or {})},
-                                       kernel_name=kernel, cwd=str(root), progress_bar=False)
-        except papermill.PapermillExecutionError as err:
-            raise BookError(f"notebook {name} failed under profile {profile}: {err.ename}: {err.evalue} "
-                            f"(the executed notebook with the traceback: {target})") from None
-        out.append(target)
+    os.environ["ARREG_BOOK_BUILD"] = "1"
+    try:
+        for name in notebooks:
+            source, target = root / "notebooks" / f"{name}.ipynb", src / "chapters" / f"{name}.ipynb"
+            print(f"[arreg book] executing {name} ({profile})", flush=True)
+            try:
+                papermill.execute_notebook(str(source), str(target),
+                                           parameters=notebook_parameters(source, profile, parameters),
+                                           kernel_name=kernel, cwd=str(root), progress_bar=False)
+            except papermill.PapermillExecutionError as err:
+                raise BookError(f"notebook {name} failed under profile {profile}: {err.ename}: {err.evalue} "
+                                f"(the executed notebook with the traceback: {target})") from None
+            hide_inputs(target)
+            out.append(target)
+    finally:
+        os.environ.pop("ARREG_BOOK_BUILD", None)
     return out
 
 
@@ -80,75 +172,66 @@ def build_html(profile: str, src: Path, root: Path) -> Path:
     return html_dir(profile, root)
 
 
-def prepare_runs(profile: str, runs_dir: Path, parameters: dict | None = None, workers: int = 2) -> list[str]:
-    """Train and analyse every run the notebooks will read, before executing them, in `workers`
-    parallel processes (arreg_core.experiments.prepare_profile). `parameters` are the notebooks'
-    papermill parameters: the same overrides reach the same runs."""
+def prepare_runs(profile: str, runs_dir: Path, parameters: dict | None = None, workers: int = 2,
+                 executor=None) -> list[str]:
+    """Train and analyse every run the notebooks will read, before executing them, with `executor`
+    (default: `workers` parallel processes; arreg_core.experiments.prepare_profile). `parameters`
+    are the notebooks' parameters (eps and overrides): the same overrides reach the same runs.
+    Device and data root come from ARREG_DEVICE and ARREG_DATA, as in the notebooks."""
     from .experiments import prepare_profile
 
     overrides = {k: v for k, v in (parameters or {}).items() if v is not None}
     if overrides.pop("profile", profile) != profile:
         raise ValueError("choose the profile with --profile, not as a notebook parameter")
-    overrides.pop("runs_dir", None)  # given resolved against the repository
-    device, data_root = overrides.pop("device", None) or "auto", overrides.pop("data_root", None)
-    if "eps_list" in overrides:
-        overrides["eps"] = overrides.pop("eps_list")
-    return prepare_profile(profile, workers=workers, runs_dir=runs_dir, device=device, data_root=data_root,
-                           **overrides)
+    machine = {"device", "data_root", "runs_dir"} & set(overrides)
+    if machine:
+        raise ValueError(f"{sorted(machine)} are the machine's settings: set ARREG_DEVICE, ARREG_DATA, ARREG_RUNS")
+    return prepare_profile(profile, workers=workers, runs_dir=runs_dir, device=os.environ.get("ARREG_DEVICE") or "auto",
+                           data_root=os.environ.get("ARREG_DATA") or None, executor=executor, **overrides)
 
 
-# The parameters cell every notebook shares: the only names `arreg book -p` passes on.
-NOTEBOOK_PARAMETERS = ("profile", "datasets", "eps_list", "arch", "epochs", "n_train", "n_test", "seed", "device",
-                       "data_root", "runs_dir")
-
-
-def _number_list(name: str, value) -> list:
-    """A notebook's list parameter (eps_list, datasets), given as a list or as the YAML/JSON text
-    papermill passes; errors name the parameter."""
+def _list_parameter(name: str, value) -> list:
+    """A list parameter (eps, datasets), given as a list or as the YAML/JSON text of one, as
+    `-p eps=[2,6]` or papermill pass it; errors name the parameter."""
     import yaml
 
-    example = "[4, 8, 16]" if name == "eps_list" else "[cifar10]"
+    example = "[4, 8, 16]" if name == "eps" else "[cifar10]"
     if isinstance(value, str):
         try:
             value = yaml.safe_load(value)
         except yaml.YAMLError:
             raise ValueError(f"-p {name}={value!r} is not a list: write it as {name}={example}") from None
     value = value if isinstance(value, list) else [value]
-    kind = (int, float) if name == "eps_list" else str
+    kind = (int, float) if name == "eps" else str
     bad = [v for v in value if isinstance(v, bool) or not isinstance(v, kind)]
     if bad or not value:
         raise ValueError(f"-p {name}: {bad[0] if bad else value!r} is not "
-                         f"{'a number' if name == 'eps_list' else 'a data set name'}: write it as {name}={example}")
+                         f"{'a number' if name == 'eps' else 'a data set name'}: write it as {name}={example}")
     return value
 
 
 def check_parameters(profile: str, parameters: dict | None) -> dict:
-    """The notebooks' parameters, checked before anything runs or is deleted: known names, lists
-    that parse, a device that exists here, and every experiment's configs valid. Returns them with
-    eps_list and datasets as lists. Raises ValueError naming the parameter."""
+    """`arreg book`'s -p parameters, checked before anything runs or is deleted: no machine
+    settings, lists that parse, the device of ARREG_DEVICE present here, and every experiment's
+    configs valid. Returns them with eps and datasets as lists. Raises ValueError naming the parameter."""
     from .profiles import EXPERIMENTS, experiment_configs
     from .runs import resolve_device
 
     params = {k: v for k, v in (parameters or {}).items() if v is not None}
-    unknown = sorted(set(params) - set(NOTEBOOK_PARAMETERS))
-    if unknown:
-        raise ValueError(f"unknown notebook parameters {unknown}; the notebooks take {', '.join(NOTEBOOK_PARAMETERS)}")
-    if params.get("profile", profile) != profile:
+    if params.pop("profile", profile) != profile:
         raise ValueError("choose the profile with --profile, not as a notebook parameter")
-    for name in ("eps_list", "datasets"):
+    machine = {"device", "data_root", "runs_dir"} & set(params)
+    if machine:
+        raise ValueError(f"{sorted(machine)} are the machine's settings: set ARREG_DEVICE, ARREG_DATA, ARREG_RUNS")
+    for name in ("eps", "datasets"):
         if name in params:
-            params[name] = _number_list(name, params[name])
-    for name in ("runs_dir", "data_root", "device", "arch"):
-        if name in params and not isinstance(params[name], str):
-            raise ValueError(f"-p {name}={params[name]!r}: text expected")
-    resolve_device(params.get("device", "auto"))
-    overrides = {("eps" if k == "eps_list" else k): v for k, v in params.items()
-                 if k not in ("profile", "device", "data_root", "runs_dir")}
+            params[name] = _list_parameter(name, params[name])
+    resolve_device(os.environ.get("ARREG_DEVICE") or "auto")
     for experiment in EXPERIMENTS:
         try:
-            experiment_configs(profile, experiment, **overrides)
+            experiment_configs(profile, experiment, **params)
         except ValueError as err:
-            given = " ".join(f"-p {k}={v}" for k, v in params.items() if k not in ("device", "data_root", "runs_dir"))
+            given = " ".join(f"-p {k}={v}" for k, v in params.items())
             raise ValueError(f"{given}: {err}") from None
     return params
 
@@ -162,21 +245,22 @@ def fresh_start(runs_dir: Path) -> None:
         return
     if not is_run_store(runs_dir):
         raise BookError(f"--fresh deletes only a run store, and {runs_dir} is not one (it holds files other than "
-                        f"runs this project wrote): name the run store with -p runs_dir=, or empty it yourself")
+                        f"runs this project wrote): point ARREG_RUNS at the run store, or empty it yourself")
     shutil.rmtree(runs_dir)
 
 
 def build_book(profile: str = "cpu", fresh: bool = False, parameters: dict | None = None,
-               notebooks=NOTEBOOKS, workers: int = 2) -> Path:
-    """Train what is missing (`workers` processes), execute the notebooks under `profile` and
-    render the book; returns the HTML folder. Every parameter is checked first; `fresh` then
-    deletes the run store (only a run store), so everything is trained and analysed again."""
+               notebooks=NOTEBOOKS, workers: int = 2, executor=None) -> Path:
+    """Train what is missing (`executor`, default `workers` processes), execute the notebooks
+    under `profile` and render the book; returns the HTML folder. Every parameter is checked
+    first; `fresh` then deletes the run store (only a run store), so everything is trained and
+    analysed again."""
     root = repo_root()
     parameters = check_parameters(profile, parameters)
-    runs_dir = root / (parameters.get("runs_dir") or load_profile(profile)["runs_dir"])
+    runs_dir = root / store(profile)
     if fresh:
         fresh_start(runs_dir)
-    prepare_runs(profile, runs_dir, parameters, workers)
+    prepare_runs(profile, runs_dir, parameters, workers, executor)
     src = stage(profile, root)
     execute(profile, src, root, notebooks, parameters)
     return build_html(profile, src, root)

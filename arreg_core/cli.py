@@ -19,7 +19,7 @@ from . import runs
 from .profiles import PROFILES
 from .analysis import PIECES, analyze
 from .book import BookError
-from .train import TrainConfig
+from .train import TrainConfig, resolve_precision
 
 
 class Parser(argparse.ArgumentParser):
@@ -90,12 +90,15 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     values = read_config_file(args.config) if args.config else {}
     flags = {k: v for k, v in vars(args).items() if k in fields}
+    merged = {**values, **flags}
+    if merged.get("precision") == "auto":
+        merged["precision"] = resolve_precision("auto", getattr(args, "device", "auto"))
     try:
-        return TrainConfig.from_dict({**values, **flags})
+        return TrainConfig.from_dict(merged)
     except ValueError as err:
         if values:
             try:
-                TrainConfig.from_dict(values)
+                TrainConfig.from_dict({k: v for k, v in values.items() if k != "precision" or v != "auto"})
             except ValueError:
                 raise ValueError(f"{args.config}: {err}") from None
         raise
@@ -104,8 +107,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def cmd_train(args) -> int:
     config = config_from_args(args)
     run = runs.get_or_train(config, args.runs_dir, device=args.device, data_root=args.data_root,
-                            channels_last=args.channels_last, progress=not args.quiet, retrain=args.retrain,
-                            lock_timeout=args.lock_timeout)
+                            channels_last=args.channels_last, compile=args.compile, progress=not args.quiet,
+                            retrain=args.retrain, lock_timeout=args.lock_timeout)
     print(run.path)
     print(json.dumps(run.metrics, indent=2))
     return 0
@@ -172,9 +175,28 @@ def cmd_book(args) -> int:
     from .book import build_book
 
     _set_lock_timeout(args.lock_timeout)
-    html = build_book(args.profile, fresh=args.fresh, parameters=dict(args.param or []), workers=args.workers)
+    executor = executor_from_args(args)
+    html = build_book(args.profile, fresh=args.fresh, parameters=dict(args.param or []), workers=args.workers,
+                      executor=executor)
     print(f"book: {html / 'index.html'}")
     return 0
+
+
+def add_executor_flags(parser: argparse.ArgumentParser) -> None:
+    """--executor and the Ray executor's flags (arreg_core.executors), for `prepare` and `book`."""
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="local: --workers processes on this machine (default); ray: one Ray task per run")
+    parser.add_argument("--address", default=None,
+                        help="ray: the cluster to join (auto: the one running on this machine); default: start a local one")
+    parser.add_argument("--gpus-per-run", type=_convert(float), default=None, metavar="G",
+                        help="ray: GPUs per run; fractional ones share a GPU (default 0)")
+    parser.add_argument("--cpus-per-run", type=_convert(float), default=None, metavar="C", help="ray: CPUs per run (default 1)")
+
+
+def executor_from_args(args):
+    from .executors import make_executor
+
+    return make_executor(args.executor, args.workers, args.address, args.gpus_per_run, args.cpus_per_run)
 
 
 def cmd_prepare(args) -> int:
@@ -183,7 +205,7 @@ def cmd_prepare(args) -> int:
     runs.resolve_device(args.device)
     _set_lock_timeout(args.lock_timeout)
     done = prepare_profile(args.profile, workers=args.workers, runs_dir=args.runs_dir, device=args.device,
-                           data_root=args.data_root)
+                           data_root=args.data_root, executor=executor_from_args(args))
     print(f"{len(done)} runs trained and analysed (or found) for profile {args.profile}")
     return 0
 
@@ -204,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-root", default=None, help="data folder (default: $ARREG_DATA)")
     train.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     train.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    train.add_argument("--compile", action="store_true", help="torch.compile the forward passes")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--retrain", action="store_true",
                        help="train the run again from scratch into its directory (a missing or corrupt checkpoint)")
@@ -230,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a notebook parameter for every chapter, e.g. -p eps_list=[2,6] (repeatable)")
     book.add_argument("--workers", type=_convert(int), default=2,
                       help="processes that train missing runs before the notebooks execute (1 on a single GPU)")
+    add_executor_flags(book)
     book.set_defaults(func=cmd_book)
     prepare = sub.add_parser("prepare", help="train and analyse every run of a profile in parallel processes",
                              parents=[common, lock])
@@ -238,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--runs-dir", default=None, help="default: the profile's")
     prepare.add_argument("--data-root", default=None, help="data folder (default: $ARREG_DATA)")
     prepare.add_argument("--device", default="auto")
+    add_executor_flags(prepare)
     prepare.set_defaults(func=cmd_prepare)
     return parser
 

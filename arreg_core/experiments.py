@@ -1,26 +1,30 @@
 """What a notebook runs: a profile plus the notebook's papermill parameters, turned into trained
 runs (trained only when missing) and analysis artifacts (computed only when missing).
 
-    ex = Experiments.from_parameters(profile, runs_dir=runs_dir, device=device, data_root=data_root,
-                                     eps=eps_list, datasets=datasets, epochs=epochs)
-    sweep = ex.runs("ar_sweep")                  # runs table: config fields + the paper's metrics
-    margins = ex.artifacts(sweep, "margins")     # {run name: arrays and meta}
+    ex = Experiments.from_environment("cpu", eps=[2, 6])  # device, data, store: ARREG_* variables
+    ex.metrics("ar_sweep")                       # tidy: one row per run (dataset, eps, seed, metrics)
+    ex.summary("ar_sweep", "margins")            # tidy: one row per run and split (margin statistics)
+    ex.by_eps("ar_sweep", "margins", "test_margin")   # {eps: per-example array} of one seed
+
+Every tidy table keeps a `seed` column, so that several seeds per configuration stay apart.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
-import torch
 
 from . import analysis
-from .profiles import experiment_configs, load_profile
-from .runs import get_or_train, get_or_train_all, runs_table
+from .executors import Job, LocalExecutor
+from .profiles import execution_options, experiment_configs, load_profile
+from .runs import get_or_train_all, runs_table
 from .train import TrainConfig
 
+ID_COLUMNS = ("run", "dataset", "arch", "method", "spectral_norm", "eps", "seed")
 SCALE_FIELDS = ("dataset", "arch", "width", "n_train", "n_test", "epochs", "batch_size", "lr", "milestones",
                 "method", "attack_steps", "attack_step", "augment")
 
@@ -33,6 +37,7 @@ class Experiments:
     data_root: str | None = None
     overrides: dict = field(default_factory=dict)
     progress: bool = False
+    _tables: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_parameters(cls, profile: str, runs_dir=None, device="auto", data_root=None, **overrides):
@@ -42,14 +47,25 @@ class Experiments:
         kept = {k: v for k, v in overrides.items() if v is not None}
         return cls(profile, runs_dir, device, data_root, kept)
 
+    @classmethod
+    def from_environment(cls, profile: str, **overrides) -> "Experiments":
+        """The machine's settings from the environment, not from every notebook: ARREG_DEVICE
+        (auto | cpu | cuda; default auto), ARREG_DATA (data root), ARREG_RUNS (run store; default
+        the profile's `runs_dir`). `overrides` as in `from_parameters`."""
+        return cls.from_parameters(profile, runs_dir=store(profile), device=os.environ.get("ARREG_DEVICE") or "auto",
+                                   data_root=os.environ.get("ARREG_DATA") or None, **overrides)
+
     def configs(self, experiment: str) -> list[TrainConfig]:
         return experiment_configs(self.profile, experiment, **self.overrides)
 
     def runs(self, experiment: str) -> pd.DataFrame:
         """Every run of `experiment` (trained if missing) as a table, with a `path` column."""
-        runs = get_or_train_all(self.configs(experiment), self.runs_dir, device=self.device,
-                                data_root=self.data_root, progress=self.progress)
-        return runs_table(runs)
+        if experiment not in self._tables:
+            runs = get_or_train_all(self.configs(experiment), self.runs_dir, device=self.device,
+                                    **execution_options(self.profile),
+                                    data_root=self.data_root, progress=self.progress)
+            self._tables[experiment] = runs_table(runs)
+        return self._tables[experiment].copy()
 
     def artifacts(self, table: pd.DataFrame, piece: str, params: dict | None = None) -> dict[str, dict]:
         """The `piece` artifact of every run in `table` (computed if missing), by run name."""
@@ -61,28 +77,95 @@ class Experiments:
             out[Path(path).name] = analysis.load_artifact(path, piece, params)
         return out
 
-    def scorecard_inputs(self) -> dict[str, pd.DataFrame]:
-        """The tables `scorecard.scorecard` reads, for the first data set of the sweep (CIFAR-10,
-        whose published numbers the scorecard compares with): the runs of the AR sweep, FGSM and
-        spectral norm experiments, and per eps of the sweep the test-margin std (Fig. 4), the
-        mean loss variation at the largest attack (Table 1) and, per layer, whether the
-        singular-value std falls from the lowest to the highest eps (Fig. 5c/d)."""
+    def scorecard_inputs(self) -> dict:
+        """What `scorecard.scorecard` reads, for the first data set of the sweep (CIFAR-10, whose
+        published numbers the scorecard compares with): the runs tables of the AR sweep, FGSM and
+        spectral-norm experiments (every seed); `examples`, per run with analysis artifacts
+        (the sweep's and FGSM's), the per-example columns the bootstrap resamples (margins of
+        both splits, loss variation); and `spectra`, per sweep run and layer, the singular-value
+        std (Fig. 5c/d, B.2). The spectral-norm runs enter by their metrics only."""
+        from .scorecard import example_columns
+
         dataset = self.configs("ar_sweep")[0].dataset
         runs = {exp: self.runs(exp) for exp in ("ar_sweep", "fgsm", "spectral_norm")}
-        runs = {exp: t[t.dataset == dataset] if not t.empty else t for exp, t in runs.items()}
-        sweep = runs["ar_sweep"].sort_values("eps")
-        margins = self.artifacts(sweep, "margins")
-        spectra = self.artifacts(sweep, "spectrum")
-        variation = self.artifacts(sweep, "loss_variation")
-        low, high = sweep.run.iloc[0], sweep.run.iloc[-1]
-        return {
-            "ar_sweep": sweep, "fgsm": runs["fgsm"], "spectral_norm": runs["spectral_norm"],
-            "margins": pd.DataFrame([{"eps": r.eps, "test_std": margins[r.run]["meta"]["summary"]["test"]["margin"]["std"]}
-                                     for r in sweep.itertuples()]),
-            "spectra": pd.DataFrame({"std_falls": spectra[low]["std"] > spectra[high]["std"]}),
-            "loss_variation": pd.DataFrame([{"eps": r.eps, "mean": variation[r.run]["meta"]["summary"]["mean"][-1]}
-                                            for r in sweep.itertuples()]),
-        }
+        runs = {exp: t[t.dataset == dataset].sort_values(["eps", "seed"]) if not t.empty else t
+                for exp, t in runs.items()}
+        examples: dict[str, dict] = {}
+        for experiment, pieces in (("ar_sweep", ("margins", "loss_variation")), ("fgsm", ("margins",))):
+            if runs[experiment].empty:
+                continue
+            for piece in pieces:
+                for name, artifact in self.artifacts(runs[experiment], piece).items():
+                    examples.setdefault(name, {}).update(example_columns(piece, artifact))
+        sweep = runs["ar_sweep"]
+        spectra = self.artifacts(sweep, "spectrum") if not sweep.empty else {}
+        layers = pd.DataFrame([{"run": r.run, "eps": r.eps, "seed": r.seed, "layer": name, "kind": kind, "std": std}
+                               for r in sweep.itertuples()
+                               for name, kind, std in zip(spectra[r.run]["name"], spectra[r.run]["kind"],
+                                                          spectra[r.run]["std"])])
+        return {**runs, "examples": examples, "spectra": layers}
+
+    # ------------------------------------------------------------------ tidy tables for the chapters
+
+    def datasets(self, experiment: str) -> list[str]:
+        """The data sets of `experiment`, in the profile's order."""
+        return list(dict.fromkeys(c.dataset for c in self.configs(experiment)))
+
+    def metrics(self, experiment: str, dataset: str | None = None) -> pd.DataFrame:
+        """One row per run of `experiment` (of `dataset`, if given): its identifying columns
+        (ID_COLUMNS), the paper's metrics, train_error and test_error (100 - accuracy), path;
+        sorted by dataset, spectral norm, eps and seed."""
+        t = self.runs(experiment)
+        if t.empty:
+            return t
+        if dataset is not None:
+            t = t[t.dataset == dataset]
+        t = t.assign(train_error=100 - t.train_acc, test_error=100 - t.test_acc)
+        order = [c for c in ("dataset", "spectral_norm", "eps", "seed") if c in t]
+        return t.sort_values(order, na_position="first").reset_index(drop=True)
+
+    def summary(self, experiment: str, piece: str, dataset: str | None = None) -> pd.DataFrame:
+        """The `piece` artifact's summary of every run, tidy: ID_COLUMNS and
+        margins          one row per split: accuracy, mean_loss, mean_prob and the margin
+                         statistics (mean, std, skewness, median, frac_near_zero, frac_negative, n)
+        loss_variation   one row per attack strength eps_attack: mean, std
+        spectrum         one row per layer (1-based `layer`, `name`, `kind`): std, max, min
+        bound            one row: the scalar terms of eq. (5)"""
+        runs = self.metrics(experiment, dataset)
+        if runs.empty:
+            return pd.DataFrame()
+        artifacts = self.artifacts(runs, piece)
+        rows = []
+        for r in runs.itertuples():
+            ids = {c: getattr(r, c) for c in ID_COLUMNS}
+            a = artifacts[r.run]
+            s = a["meta"]["summary"]
+            if piece == "margins":
+                rows += [{**ids, "split": split, **{k: v for k, v in s[split].items() if k != "margin"},
+                          **{k: v for k, v in s[split]["margin"].items() if k != "t"}} for split in ("train", "test")]
+            elif piece == "loss_variation":
+                rows += [{**ids, "eps_attack": e, "mean": m, "std": sd} for e, m, sd in zip(s["eps"], s["mean"], s["std"])]
+            elif piece == "spectrum":
+                rows += [{**ids, "layer": i + 1, "name": str(a["name"][i]), "kind": str(a["kind"][i]),
+                          "std": float(a["std"][i]), "max": float(a["max"][i]), "min": float(a["min"][i])}
+                         for i in range(len(a["std"]))]
+            elif piece == "bound":
+                rows.append({**ids, **{k: float(v) if isinstance(v, str) else v for k, v in s.items()
+                                       if not isinstance(v, (list, dict))}})
+            else:
+                raise ValueError(f"unknown piece {piece!r}; choose one of {', '.join(analysis.PIECES)}")
+        return pd.DataFrame(rows)
+
+    def by_eps(self, experiment: str, piece: str, key: str, dataset: str | None = None,
+               seed: int | None = None) -> dict[float, np.ndarray]:
+        """{eps: the `key` array of the `piece` artifact} for one data set (default: the first)
+        and one seed (default: the lowest), e.g. by_eps("ar_sweep", "margins", "test_margin")."""
+        runs = self.metrics(experiment, dataset or self.datasets(experiment)[0])
+        if runs.empty:
+            return {}
+        runs = runs[runs.seed == (runs.seed.min() if seed is None else seed)]
+        artifacts = self.artifacts(runs, piece)
+        return {float(r.eps): artifacts[r.run][key] for r in runs.itertuples()}
 
     def scale_table(self, experiment: str) -> pd.DataFrame:
         """This build's settings next to the paper's for `experiment` (every page states its scale)."""
@@ -96,6 +179,7 @@ class Experiments:
         for name, configs in (("this build", ours), ("paper", paper)):
             if configs:
                 rows[name]["AR strengths (eps)"] = sorted({c.eps for c in configs})
+                rows[name]["seeds"] = sorted({c.seed for c in configs})
         for name, profile in (("this build", self.profile), ("paper", "paper")):
             if name in rows and load_profile(profile)["defaults"].get("attack_step") == "auto":
                 rows[name]["attack_step"] = "2.5 eps / attack_steps"
@@ -105,14 +189,9 @@ class Experiments:
         return table.astype(str)
 
 
-def _prepare_one(job) -> str:
-    """Worker: train one run (if missing) and compute its artifacts (if missing)."""
-    config, runs_dir, device, data_root, pieces, analysis_params, one_thread = job
-    if one_thread:
-        torch.set_num_threads(1)
-    run = get_or_train(config, runs_dir, device=device, data_root=data_root, progress=False)
-    analysis.analyze(run, pieces=pieces, params=analysis_params, device=device, data_root=data_root)
-    return run.path.name
+def store(profile: str) -> Path:
+    """The run store of `profile`: $ARREG_RUNS where set, else the profile's `runs_dir`."""
+    return Path(os.environ.get("ARREG_RUNS") or load_profile(profile)["runs_dir"])
 
 
 # Every experiment and the analysis pieces its notebooks read. prepare_profile queues the jobs in
@@ -123,11 +202,12 @@ ANALYSED = {"deeper": (), "ar_sweep": ("margins", "spectrum", "loss_variation", 
 
 
 def prepare_profile(profile: str, workers: int = 2, runs_dir=None, device="auto", data_root=None,
-                    experiments=tuple(ANALYSED), **overrides) -> list[str]:
-    """Train every run of a profile and compute the artifacts its notebooks read, in `workers`
-    processes of one torch thread each (on 2 cores, two 1-thread runs train more images per
-    second than one 2-thread run for small networks). Locks in the run store make this safe
-    beside a notebook or another `prepare_profile`. Returns the run names in completion order."""
+                    experiments=tuple(ANALYSED), executor=None, **overrides) -> list[str]:
+    """Train every run of a profile and compute the artifacts its notebooks read, with `executor`
+    (arreg_core.executors; default: LocalExecutor(workers), `workers` processes of one torch thread
+    each: on 2 cores, two 1-thread runs train more images per second than one 2-thread run for
+    small networks). Locks in the run store make this safe beside a notebook or another
+    `prepare_profile`. Returns the run names in completion order."""
     ex = Experiments.from_parameters(profile, runs_dir=runs_dir, device=device, data_root=data_root, **overrides)
     profile_params = load_profile(profile).get("analysis", {})
     pieces_of: dict[TrainConfig, tuple] = {}  # a config in several experiments gets all their pieces
@@ -135,14 +215,9 @@ def prepare_profile(profile: str, workers: int = 2, runs_dir=None, device="auto"
         for config in ex.configs(experiment):
             known = pieces_of.get(config, ())
             pieces_of[config] = known + tuple(p for p in ANALYSED[experiment] if p not in known)
-    jobs = [(config, str(ex.runs_dir), device, data_root, pieces,
-             {p: profile_params[p] for p in pieces if p in profile_params} or None, workers > 1)
+    jobs = [Job(config, str(ex.runs_dir), device, data_root, pieces,
+                {p: profile_params[p] for p in pieces if p in profile_params} or None,
+                execution=execution_options(profile))
             for config, pieces in pieces_of.items()]
-    if workers <= 1:
-        return [_prepare_one(job) for job in jobs]
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        done = []
-        for name in pool.imap_unordered(_prepare_one, jobs):
-            print(f"[arreg prepare] {len(done) + 1}/{len(jobs)} {name}", flush=True)
-            done.append(name)
-    return done
+    executor = executor or LocalExecutor(workers)
+    return [result["run"] for result in executor.map(jobs)]

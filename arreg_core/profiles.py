@@ -1,6 +1,9 @@
 """The book's profiles (`profiles.yaml`): `paper` (the paper's settings), `cpu` (the published
-book, scaled to 2 CPU cores) and `smoke` (generated data, CI), expanded into the TrainConfigs of
-each of the paper's experiments.
+book, scaled to 2 CPU cores), `smoke` (generated data, CI) and `class` (the exercises' scale:
+minutes on a laptop CPU), expanded into the TrainConfigs of each of the paper's experiments.
+
+Every experiment runs once per training seed of the profile's `seeds` list (TrainConfig.seed:
+initialisation, batch order, augmentation and attack starts; the data subset stays the same).
 
 Experiments:
     ar_sweep       one network per AR strength eps and data set (Sections 4.1, 4.2, B.3, B.5, D.2)
@@ -17,9 +20,9 @@ from importlib.resources import files
 
 import yaml
 
-from .train import TrainConfig
+from .train import TrainConfig, resolve_precision
 
-PROFILES = ("paper", "cpu", "smoke")
+PROFILES = ("paper", "cpu", "smoke", "class")
 EXPERIMENTS = ("ar_sweep", "tinyimagenet", "deeper", "spectral_norm", "fgsm")
 
 
@@ -31,11 +34,24 @@ def load_profile(name: str) -> dict:
         return yaml.safe_load(f)[name]
 
 
+def execution_options(name: str) -> dict:
+    """How a profile's runs are executed, beside what they are (not part of the run key):
+    `channels_last` and `compile` (torch.compile) from the profile's `execution` entry, default off."""
+    options = load_profile(name).get("execution") or {}
+    unknown = set(options) - {"channels_last", "compile"}
+    if unknown:
+        raise ValueError(f"profile {name}: unknown execution options {sorted(unknown)}; valid: channels_last, compile")
+    return {"channels_last": bool(options.get("channels_last", False)), "compile": bool(options.get("compile", False))}
+
+
 def make_config(fields: dict) -> TrainConfig:
-    """A TrainConfig from profile fields; `attack_step: auto` becomes 2.5 * eps / attack_steps, and
-    milestones at or after the last epoch (an `epochs` override below them) are dropped: they
-    never change the learning rate of a trained epoch."""
+    """A TrainConfig from profile fields; `attack_step: auto` becomes 2.5 * eps / attack_steps,
+    `precision: auto` bf16 where this machine computes it natively, else fp32, and milestones at
+    or after the last epoch (an `epochs` override below them) are dropped: they never change the
+    learning rate of a trained epoch."""
     fields = dict(fields)
+    if fields.get("precision") == "auto":
+        fields["precision"] = resolve_precision("auto")
     if fields.get("attack_step") == "auto":
         steps = fields.get("attack_steps", TrainConfig.attack_steps)
         eps = fields.get("eps", TrainConfig.eps)
@@ -59,23 +75,35 @@ def _grid_value(name: str, value):
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+GRID_KEYS = ("datasets", "eps", "seeds", "spectral_norms", "spectral_norm_datasets", "fgsm_eps", "deeper_arch")
+
+
 def experiment_configs(profile: str | dict, experiment: str, **overrides) -> list[TrainConfig]:
-    """The TrainConfigs of one experiment under a profile. `overrides` replace the profile's
-    grid entries (datasets, eps, spectral_norms, fgsm_eps, deeper_arch) or any TrainConfig field
-    (e.g. epochs=10): the notebooks' papermill parameters end up here."""
+    """The TrainConfigs of one experiment under a profile, one per grid point and seed (seed
+    outermost, so that a store fills one complete seed first). `overrides` replace the profile's
+    grid entries (GRID_KEYS, e.g. seeds=[0, 1, 2]) or any TrainConfig field (e.g. epochs=10): the
+    notebooks' papermill parameters end up here. A single `seed` stands for seeds=[seed]."""
     if experiment not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {experiment!r}; choose one of {', '.join(EXPERIMENTS)}")
     p = load_profile(profile) if isinstance(profile, str) else dict(profile)
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    grid_keys = {"datasets", "eps", "spectral_norms", "spectral_norm_datasets", "fgsm_eps", "deeper_arch"}
-    unknown = set(overrides) - fields - grid_keys
+    unknown = set(overrides) - fields - set(GRID_KEYS)
     if unknown:
-        raise ValueError(f"unknown parameters {sorted(unknown)}; use TrainConfig fields or {', '.join(sorted(grid_keys))}")
-    p.update({k: _grid_value(k, v) for k, v in overrides.items() if k in grid_keys and v is not None})
-    base = {**p["defaults"], **{k: v for k, v in overrides.items() if k in fields and v is not None}}
+        raise ValueError(f"unknown parameters {sorted(unknown)}; use TrainConfig fields or {', '.join(GRID_KEYS)}")
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if "seed" in overrides:
+        if "seeds" in overrides:
+            raise ValueError("give either seed or seeds, not both")
+        overrides["seeds"] = [overrides.pop("seed")]
+    p.update({k: _grid_value(k, v) for k, v in overrides.items() if k in GRID_KEYS})
+    seeds = [int(s) for s in p.get("seeds", [p["defaults"].get("seed", TrainConfig.seed)])]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be a non-empty list of distinct integers, got {p.get('seeds')!r}")
+    base = {**p["defaults"], **{k: v for k, v in overrides.items() if k in fields}}
 
     def configs(datasets, eps_list, **extra):
-        return [make_config({**base, "dataset": d, "eps": e, **extra}) for d in datasets for e in eps_list]
+        return [make_config({**base, "dataset": d, "eps": e, **extra, "seed": s})
+                for s in seeds for d in datasets for e in eps_list]
 
     if experiment == "ar_sweep":
         return configs(p["datasets"], p["eps"], method="pgd")
@@ -89,6 +117,7 @@ def experiment_configs(profile: str | dict, experiment: str, **overrides) -> lis
     tiny = p.get("tinyimagenet")
     if not tiny:
         return []
-    tiny = {**tiny, **{k: v for k, v in overrides.items() if k in fields and v is not None}}
+    tiny = {**tiny, **{k: v for k, v in overrides.items() if k in fields}}
     eps_list = tiny.pop("eps")
-    return [make_config({**base, **tiny, "eps": e, "method": "pgd" if e else "none"}) for e in eps_list]
+    return [make_config({**base, **tiny, "eps": e, "method": "pgd" if e else "none", "seed": s})
+            for s in seeds for e in eps_list]

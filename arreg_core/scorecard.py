@@ -1,15 +1,21 @@
-"""The reproduction scorecard: each empirical claim of the paper, the statistic this build
-computes for it, the same statistic on the paper's published numbers, and a verdict.
+"""The reproduction scorecard: each empirical claim of the paper, the statistic that tests it with
+a 95% confidence interval and a verdict (arreg_core.verdicts; the rule in `verdicts.RULE`), once
+on the paper's own published numbers and once on this build's networks, with the regime check of
+the networks each rests on.
 
-A trend over AR strengths is summarised by Spearman's rank correlation rho between eps and the
-quantity (scipy.stats.spearmanr). With the paper's three strengths (4, 8, 16), rho = +1 or -1 means
-a monotone trend; a claim counts as reproduced when rho has the claimed sign with |rho| >= 0.8
-(a monotone trend over 3 or 4 strengths), "not reproduced" otherwise, and "not run here" when
-this build has no runs for it ("not measurable" when it has runs but the series is constant).
+`scorecard(inputs)` reads the tables `Experiments.scorecard_inputs()` returns:
+    ar_sweep, fgsm, spectral_norm   runs tables (config fields + metrics, one row per network)
+    examples                        {run name: {"split:quantity": per-example array}} (`example_columns`)
+    spectra                         one row per (run, layer): run, eps, seed, layer, kind, std
+
+`trend`, `metric_trend` and `sentence` describe a trend on the chapter pages (Spearman's rho, no
+verdict: with three strengths rho takes only a few values, and only the scorecard's intervals
+decide).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -19,11 +25,367 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from .paper import paper_table
+from .verdicts import (CONTRADICTED, INCONCLUSIVE, MISSING, NOT_RUN, REPRODUCED, RULE, Estimate, Network,
+                       majority_estimate, regime_check, summary_network, trend_estimate)
 
-REPRODUCED, NOT_REPRODUCED, NOT_RUN = "reproduced", "not reproduced", "not run here"
-NOT_MEASURABLE = "not measurable (constant series or fewer than 3 strengths)"
-THRESHOLD = 0.8
+__all__ = ["RULE", "CLAIMS", "scorecard", "display_table", "regime_table", "example_columns", "SN_DIRECTION",
+           "trend", "metric_trend", "sentence"]
 
+# Full split sizes (training, test) where a config takes the whole split (n_train / n_test None);
+# the paper's tables are on the full CIFAR splits.
+FULL_SPLITS = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000), "cifar10-jpeg": (50_000, 10_000),
+               "tinyimagenet": (100_000, 10_000)}
+PAPER_ARCH = "resnet56"
+LOSS_VARIATION_ATTACK = 4.0  # Table 1's largest attack strength (0-255 scale), the loss_variation default's too
+
+# Table 6: the error gap falls with AR under the tightest clip (SN 1: 6.44, 5.51, 4.76) and still
+# rises under SN 3 (9.63, 10.44, 10.51) and SN 5 (10.04, 10.24, 10.64) - "gradually changes".
+SN_DIRECTION = {1.0: -1, 3.0: +1, 5.0: +1}
+
+
+# ----------------------------------------------------------------------------- this build's data
+
+def example_columns(piece: str, artifact: dict) -> dict[str, np.ndarray]:
+    """The per-example columns the verdicts resample, from one analysis artifact: margins (both
+    splits: correct, loss; test margins and their squares) or loss_variation (its largest attack)."""
+    if piece == "margins":
+        cols = {}
+        for split in ("train", "test"):
+            cols[f"{split}:correct"] = (artifact[f"{split}_pred"] == artifact[f"{split}_label"]).astype(np.float64)
+            cols[f"{split}:loss"] = artifact[f"{split}_loss"].astype(np.float64)
+        m = artifact["test_margin"].astype(np.float64)
+        return {**cols, "test:margin": m, "test:margin_sq": m ** 2}
+    if piece == "loss_variation":
+        return {"test:loss_variation": artifact["values"][int(np.argmax(artifact["eps"]))].astype(np.float64)}
+    raise ValueError(f"no per-example columns for piece {piece!r}")
+
+
+def _splits(row) -> tuple[int | None, int | None]:
+    """A run's (training, test) set sizes: its config's subset sizes, else the full splits."""
+    full = FULL_SPLITS.get(getattr(row, "dataset", None), (None, None))
+    sizes = [getattr(row, f"n_{split}", None) for split in ("train", "test")]
+    return tuple(int(n) if n is not None and not pd.isna(n) else f for n, f in zip(sizes, full))
+
+
+def networks_of(table: pd.DataFrame | None, examples: dict | None = None) -> list[Network]:
+    """This build's networks of a runs table: per-example columns where artifacts exist, and the
+    run's metrics (binomial noise over its set sizes) for everything else."""
+    if table is None or table.empty:
+        return []
+    out = []
+    for row in table.itertuples():
+        n_train, n_test = _splits(row)
+        metrics = {k: getattr(row, k) for k in ("train_acc", "test_acc", "train_loss", "test_loss", "pgd_acc")
+                   if hasattr(row, k) and not pd.isna(getattr(row, k))}
+        net = summary_network(row.eps, metrics, n_train, n_test, seed=int(getattr(row, "seed", 0)))
+        net.examples = dict((examples or {}).get(row.run, {}))
+        out.append(net)
+    return out
+
+
+def _clip(table: pd.DataFrame | None, clip: float | None) -> pd.DataFrame | None:
+    if table is None or table.empty:
+        return table
+    if clip is None:
+        return table[table.spectral_norm.isna()] if "spectral_norm" in table else table
+    return table[np.isclose(table.spectral_norm.astype(float), clip)]
+
+
+def _fit_of(table: pd.DataFrame | None, prefix: str = "") -> tuple[tuple[str, float], ...]:
+    """(label, clean training accuracy) of every network in a runs table, for the regime check."""
+    if table is None or table.empty:
+        return ()
+    t = table.sort_values(["eps", "seed"] if "seed" in table else ["eps"])
+    multi = "seed" in t and t.seed.nunique() > 1
+    return tuple((f"{prefix}eps {r.eps:g}" + (f" seed {r.seed}" if multi else ""), float(r.train_acc))
+                 for r in t.itertuples())
+
+
+# ----------------------------------------------------------------------------- the paper's data
+
+def _paper_wide(table_ids, dataset="cifar10", method="pgd", spectral_norm="none") -> pd.DataFrame:
+    t = paper_table("paper_results")
+    rows = t[(t.dataset == dataset) & (t.arch == PAPER_ARCH) & (t.method == method)
+             & (t.spectral_norm.astype(str) == spectral_norm) & t.table.isin(table_ids)]
+    return rows.pivot_table(index="eps_train", columns="metric", values="value")
+
+
+def paper_networks(dataset="cifar10", method="pgd", spectral_norm="none") -> list[Network]:
+    """The paper's networks (one per strength) with the noise its set sizes imply."""
+    table_ids = {"pgd": [3, 4] if spectral_norm == "none" else [6], "fgsm": [2]}[method]
+    wide = _paper_wide(table_ids, dataset, method, spectral_norm)
+    n_train, n_test = FULL_SPLITS.get(dataset, (None, None))
+    lv = paper_table("loss_variation")
+    lv = lv[(lv.dataset == dataset) & (lv.arch == PAPER_ARCH) & (lv.method == method)
+            & (lv.eps_attack == LOSS_VARIATION_ATTACK)].set_index("eps_train")
+    nets = []
+    for eps, row in wide.iterrows():
+        variation = (lv.loc[eps, "mean"], lv.loc[eps, "std"]) if method == "pgd" and spectral_norm == "none" \
+            and eps in lv.index else None
+        nets.append(summary_network(eps, row.dropna().to_dict(), n_train, n_test, loss_variation=variation))
+    return nets
+
+
+def _paper_fit(dataset="cifar10", method="pgd", spectral_norm="none", prefix="") -> tuple[tuple[str, float], ...]:
+    """(label, published training accuracy) of the paper's networks (NaN where not published)."""
+    table_ids = {"pgd": [3, 4] if spectral_norm == "none" else [6], "fgsm": [2]}[method]
+    wide = _paper_wide(table_ids, dataset, method, spectral_norm)
+    accs = wide["train_acc"] if "train_acc" in wide else pd.Series(math.nan, index=wide.index)
+    return tuple((f"{prefix}eps {e:g}", float(a)) for e, a in accs.items())
+
+
+def paper_layer_counts(dataset="cifar10") -> tuple[int, int]:
+    """Appendix B.2: (layers whose singular-value std fell from eps 4 to 16, all layers), each
+    group's count being its printed sum / mean (CIFAR-10: 4.7465 / 0.1158 = 41 and
+    0.4372 / 0.0312 = 14, the 55 convolutions of ResNet-56)."""
+    t = paper_table("singular_value_std_summary")
+    t = t[t.dataset == dataset].set_index("group")
+    fell, rose = (round(t.loc[g, "sum"] / t.loc[g, "mean"]) for g in ("decreased", "increased"))
+    return int(fell), int(fell + rose)
+
+
+# ----------------------------------------------------------------------------- claims
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a claim row (the paper's numbers or this build's)."""
+
+    estimate: Estimate
+    fit: tuple[tuple[str, float], ...] = ()  # (network, clean training accuracy) it rests on
+    note: str = ""
+    verdict: str | None = None  # set when the rule is overridden (a claim that cannot be tested)
+
+    @property
+    def regime(self) -> str:
+        return regime_check([a for _, a in self.fit], [label for label, _ in self.fit])
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One empirical claim: where the paper makes it, its direction over eps (+1 rises, -1 falls),
+    the statistic in words, and how to compute each side."""
+
+    claim: str
+    figure: str
+    direction: int
+    statistic: str
+    ours: Callable[[dict, "Claim"], Side]
+    paper: Callable[["Claim"], Side | None]  # None: no published numbers (figure only)
+    expected: str = ""  # the expected outcome in words (default: rises / falls)
+
+
+READABLE = {"train:loss": "mean training loss", "test:loss": "mean test loss"}
+
+
+def _trend_side(networks: list[Network], metric: str, fit, n_boot: int, seed: int, paper: bool = False) -> Side:
+    est = trend_estimate(networks, metric, n_boot=n_boot, seed=seed) if networks else MISSING
+    notes = []
+    if paper:
+        notes.append("one published network per strength: the interval covers the sampling of its test and "
+                     "training images only")
+    elif est.n_seeds == 1:
+        notes.append("1 seed: the interval covers the sampling of test and training examples only, not the "
+                     "variation between training runs")
+    if est.point_only:
+        what = " and ".join(READABLE.get(c, c) for c in est.point_only)
+        notes.append(f"no spread published for the {what}: the verdict rests on the published values alone" if paper
+                     else f"no per-example data for the {what}: taken as exact")
+    return Side(est, fit, "; ".join(notes))
+
+
+def sweep_claim(metric: str, experiment: str = "ar_sweep", clip: float | None = None, needs_examples=False):
+    """(ours, paper) computing the fitted change of `metric` over this build's `experiment` runs
+    (under spectral-norm `clip`) and over the paper's matching table."""
+    def ours(inputs, claim, n_boot=2000, seed=0):
+        table = _clip(inputs.get(experiment), clip)
+        examples = inputs.get("examples") or {}
+        if needs_examples and table is not None:
+            table = table[table.run.isin([r for r, cols in examples.items() if _has(cols, metric)])]
+        prefix = f"SN {clip:g} " if clip is not None else "FGSM " if experiment == "fgsm" else ""
+        side = _trend_side(networks_of(table, examples), metric, _fit_of(table, prefix), n_boot, seed)
+        if clip is not None and table is not None and not table.empty:
+            regime = regime_table(inputs)
+            unbound = regime[(regime.experiment == experiment) & (regime["spectral norm"] == f"{clip:g}")
+                             & (regime.note != "")]
+            if len(unbound):
+                side = Side(side.estimate, side.fit, _join(side.note, ", ".join(
+                    f"eps {r.eps:g}" for r in unbound.itertuples()) + ": " + unbound.note.iloc[0]))
+        return side
+
+    def paper(claim, n_boot=2000, seed=0):
+        method = "fgsm" if experiment == "fgsm" else "pgd"
+        sn = "none" if clip is None else f"{clip:g}"
+        prefix = f"SN {clip:g} " if clip is not None else "FGSM " if experiment == "fgsm" else ""
+        nets = paper_networks("cifar10", method, sn)
+        return _trend_side(nets, metric, _paper_fit("cifar10", method, sn, prefix), n_boot, seed, paper=True)
+    return ours, paper
+
+
+def _has(columns: dict, metric: str) -> bool:
+    needed = {"margin_std": "test:margin", "loss_variation": "test:loss_variation"}[metric]
+    return needed in columns
+
+
+def _layers_ours(inputs, claim, **_) -> Side:
+    """Per seed, each convolution's singular-value std at the weakest vs the strongest AR."""
+    spectra = inputs.get("spectra")
+    if spectra is None or spectra.empty or spectra.eps.nunique() < 2:
+        return Side(majority_estimate(0, 0))
+    convs = spectra[spectra.kind == "conv"]
+    low, high = convs.eps.min(), convs.eps.max()
+    wide = convs[convs.eps.isin([low, high])].pivot_table(index=["seed", "layer"], columns="eps", values="std")
+    wide = wide.dropna()
+    fell = int((wide[low] > wide[high]).sum())
+    sweep = inputs.get("ar_sweep")
+    fit = _fit_of(sweep[sweep.eps.isin([low, high])]) if sweep is not None and not sweep.empty else ()
+    seeds = wide.index.get_level_values("seed").nunique()
+    note = (f"{fell} of {len(wide)} convolutions (eps {low:g} vs {high:g}"
+            + (f", {seeds} seeds pooled" if seeds > 1 else ", 1 seed") + "); the classifier layer is not counted, as in B.2")
+    return Side(dataclasses.replace(majority_estimate(fell, len(wide)), n_seeds=seeds), fit, note)
+
+
+def _layers_paper(claim, **_) -> Side:
+    fell, n = paper_layer_counts("cifar10")
+    return Side(majority_estimate(fell, n), _paper_fit(), f"{fell} of {n} convolutions of ResNet-56 (B.2: "
+                                                      "count = printed sum / mean)")
+
+
+def _sn_turn(side_of_gap: Callable, side_of_clip: Callable):
+    """Fig. 6: the tightest clip turns a rising error gap into a falling one. Testable only where
+    the unclipped error gap rises (its own verdict is 'reproduced'); the statistic is the fitted
+    change of the error gap under the tightest clip (claimed: it falls)."""
+    def compute(*args, **kwargs):
+        free, clipped = side_of_gap(*args, **kwargs), side_of_clip(*args, **kwargs)
+        if math.isnan(clipped.estimate.value) or math.isnan(free.estimate.value):
+            return Side(MISSING)
+        free_verdict = free.estimate.verdict(+1)
+        note = clipped.note
+        if free_verdict != REPRODUCED:
+            shown = free.estimate.interval
+            why = "falls" if free_verdict == CONTRADICTED else "does not clearly rise"
+            return Side(clipped.estimate, free.fit + clipped.fit, _join(
+                f"not testable: without clipping the error gap {why} (fitted change {shown}), so there is no "
+                "rising trend for the clip to turn", note), verdict=INCONCLUSIVE)
+        return Side(clipped.estimate, free.fit + clipped.fit, note)
+    return compute
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in dict.fromkeys(parts) if p)
+
+
+def _claims() -> list[Claim]:
+    gap_ours, gap_paper = sweep_claim("gap_acc")
+    sn1_ours, sn1_paper = sweep_claim("gap_acc", "spectral_norm", clip=1.0)
+    change = "fitted change from the weakest to the strongest AR of the"
+    claims = [
+        Claim("The loss gap (test - train) shrinks as AR grows", "Fig. 3a, Table 3", -1,
+              f"{change} loss gap", *sweep_claim("gap_loss")),
+        Claim("The error gap (train - test accuracy) grows with AR on CIFAR-10", "B.3, Table 3", +1,
+              f"{change} error gap (points)", gap_ours, gap_paper),
+        Claim("The training loss grows with AR", "Fig. 3b, Table 3", +1, f"{change} training loss",
+              *sweep_claim("train_loss")),
+        Claim("The test error grows with AR", "Fig. 3b, Table 3", +1, f"{change} test error (points)",
+              *sweep_claim("test_error")),
+        Claim("On CIFAR-10 the test loss falls while the test error rises", "Fig. 3b, Table 3", -1,
+              f"{change} test loss", *sweep_claim("test_loss")),
+        Claim("Test margins concentrate around zero as AR grows", "Fig. 4", -1,
+              f"{change} std of the test margins", sweep_claim("margin_std", needs_examples=True)[0],
+              lambda claim, **_: None),
+        Claim("Per-layer singular-value std falls from the weakest to the strongest AR in most layers",
+              "Fig. 5c/d, B.2", +1, "fraction of convolutions whose singular-value std falls (no effect: 1/2)",
+              _layers_ours, _layers_paper, expected="a majority falls"),
+        Claim("Loss variation around test examples falls as AR grows", "Fig. 8, Table 1", -1,
+              f"{change} mean loss variation under an attack of 4/255",
+              *sweep_claim("loss_variation", needs_examples=True)),
+        Claim("Robustness (PGD accuracy of the correctly classified) grows with AR", "Fig. 12, D.2, Table 3", +1,
+              f"{change} PGD accuracy (points)", *sweep_claim("pgd_acc")),
+        Claim("With FGSM training the loss gap still shrinks as AR grows", "Fig. 9, Table 2", -1,
+              f"{change} loss gap, FGSM", *sweep_claim("gap_loss", "fgsm")),
+    ]
+    for clip, direction in SN_DIRECTION.items():
+        claims.append(Claim(f"With the spectral norm clipped to {clip:g} the error gap {'rises' if direction > 0 else 'falls'}"
+                            " with AR", "Fig. 6, Table 6", direction, f"{change} error gap (points), SN {clip:g}",
+                            *sweep_claim("gap_acc", "spectral_norm", clip=clip)))
+    claims.append(Claim("Spectral normalisation turns the error-gap trend from rising to falling", "Fig. 6, Table 6", -1,
+                        f"{change} error gap (points) under SN 1, given that it rises without clipping",
+                        _sn_turn(gap_ours, sn1_ours), _sn_turn(gap_paper, sn1_paper)))
+    return claims
+
+
+CLAIMS = _claims()
+
+
+def scorecard(inputs: dict, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """One row per claim: the claim, its statistic, and for the paper's numbers and this build
+    each: value, interval bounds, the interval as text, verdict, regime check and note.
+    Deterministic given `seed` (the bootstrap's)."""
+    rows = []
+    for c in CLAIMS:
+        row = {"claim": c.claim, "paper figure": c.figure, "statistic": c.statistic,
+               "expected": c.expected or ("rises" if c.direction > 0 else "falls")}
+        paper = c.paper(c, n_boot=n_boot, seed=seed)
+        ours = c.ours(inputs, c, n_boot=n_boot, seed=seed)
+        for side, s in (("paper", paper), ("this build", ours)):
+            if s is None:
+                row.update({f"{side}": math.nan, f"{side} low": math.nan, f"{side} high": math.nan,
+                            f"{side} [95% CI]": "figure only: no published numbers", f"{side} verdict": "",
+                            f"{side} regime": "", f"{side} note": ""})
+                continue
+            e = s.estimate
+            row.update({f"{side}": e.value, f"{side} low": e.low, f"{side} high": e.high,
+                        f"{side} [95% CI]": e.interval if not math.isnan(e.value) else "",
+                        f"{side} verdict": s.verdict or e.verdict(c.direction), f"{side} regime": s.regime,
+                        f"{side} note": s.note})
+        row["seeds"] = ours.estimate.n_seeds
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def display_table(card: pd.DataFrame) -> pd.DataFrame:
+    """The scorecard's columns for reading: claim, paper statistic + interval + verdict, this
+    build's statistic + interval + verdict, regime checks and notes."""
+    cols = ["claim", "paper figure", "expected", "statistic", "paper [95% CI]", "paper verdict", "paper regime",
+            "this build [95% CI]", "this build verdict", "this build regime", "this build note", "paper note"]
+    return card[cols].set_index("claim")
+
+
+def regime_table(inputs: dict) -> pd.DataFrame:
+    """Every network of this build the scorecard rests on: its experiment, strength, seed and
+    clip, clean training and test accuracy, and whether it fits its training set. A clipped
+    network whose metrics equal the unclipped one's at the same strength and seed is flagged:
+    its clip never bound."""
+    from .verdicts import FIT_THRESHOLD, fits
+
+    rows = []
+    sweep = inputs.get("ar_sweep")
+    for experiment in ("ar_sweep", "fgsm", "spectral_norm"):
+        t = inputs.get(experiment)
+        if t is None or t.empty:
+            continue
+        for r in t.sort_values(["eps", "seed"]).itertuples():
+            clip = getattr(r, "spectral_norm", None)
+            clip = None if clip is None or pd.isna(clip) else float(clip)
+            note = ""
+            if clip is not None and sweep is not None and not sweep.empty:
+                same = sweep[(sweep.eps == r.eps) & (sweep.seed == r.seed) & (sweep.arch == r.arch)]
+                keys = ["train_acc", "test_acc", "train_loss", "test_loss"]
+                if len(same) and all(np.isclose(getattr(r, k), same.iloc[0][k], rtol=0, atol=1e-9) for k in keys):
+                    note = "metrics identical to the unclipped network: the clip never bound"
+            rows.append({"experiment": experiment, "arch": r.arch, "eps": r.eps, "seed": r.seed,
+                         "spectral norm": "none" if clip is None else f"{clip:g}", "train acc": r.train_acc,
+                         "test acc": r.test_acc, f"fits (>= {FIT_THRESHOLD:g}% train)": fits(r.train_acc),
+                         "note": note})
+    return pd.DataFrame(rows)
+
+
+def verdict_counts(card: pd.DataFrame, side: str = "this build") -> dict[str, int]:
+    """How many claims got each verdict on one side ("this build" or "paper")."""
+    counts = card[f"{side} verdict"].value_counts()
+    return {v: int(counts.get(v, 0)) for v in (REPRODUCED, CONTRADICTED, INCONCLUSIVE, NOT_RUN)}
+
+
+# ----------------------------------------------------------------------------- chapter pages
 
 def trend(x, y) -> float:
     """Spearman's rho of y against x (NaN with fewer than 3 points or a constant series)."""
@@ -33,128 +395,57 @@ def trend(x, y) -> float:
     return float(spearmanr(x, y).statistic)
 
 
-def verdict(rho: float, sign: int) -> str:
-    if rho is None or math.isnan(rho):
-        return NOT_RUN
-    return REPRODUCED if sign * rho >= THRESHOLD else NOT_REPRODUCED
-
-
 def metric_trend(table: pd.DataFrame | None, metric: str) -> float:
-    """rho of `metric` over eps in a runs table (one network per eps); error = 100 - accuracy."""
+    """rho of `metric` over eps in a runs table (means over seeds); error = 100 - accuracy."""
     if table is None or table.empty:
         return math.nan
-    t = table.sort_values("eps")
-    y = 100 - t["test_acc"] if metric == "test_error" else t[metric]
-    return trend(t["eps"], y)
-
-
-def paper_trend(metric: str, dataset: str = "cifar10", arch: str = "resnet56", method: str = "pgd",
-                spectral_norm: str = "none") -> float:
-    """The same statistic on the paper's published table."""
-    t = paper_table()
-    table_ids = {"pgd": [3, 4] if spectral_norm == "none" else [6], "fgsm": [2]}[method]
-    rows = t[(t.dataset == dataset) & (t.arch == arch) & (t.method == method)
-             & (t.spectral_norm.astype(str) == spectral_norm) & t.table.isin(table_ids)]
-    wide = rows.pivot_table(index="eps_train", columns="metric", values="value").reset_index()
-    if wide.empty:
-        return math.nan
-    y = 100 - wide["test_acc"] if metric == "test_error" else wide.get(metric)
-    return math.nan if y is None else trend(wide["eps_train"], y)
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One empirical claim: where the paper makes it, what sign its trend over eps has, and how
-    to compute the trend from this build's tables (`inputs` maps names to DataFrames)."""
-
-    claim: str
-    figure: str
-    sign: int
-    statistic: str
-    ours: Callable[[dict], float]
-    paper: Callable[[], float] = lambda: math.nan
-    needs: tuple[str, ...] = ("ar_sweep",)  # the inputs this build must have run
-
-
-def _sweep(metric: str, key: str = "ar_sweep") -> Callable[[dict], float]:
-    return lambda inputs: metric_trend(inputs.get(key), metric)
-
-
-def _by_eps(key: str, column: str) -> Callable[[dict], float]:
-    """rho over eps of a per-eps summary table (margins, spectra, loss variation)."""
-    def compute(inputs):
-        t = inputs.get(key)
-        return math.nan if t is None or t.empty else trend(t["eps"], t[column])
-    return compute
-
-
-def _fraction(key: str, column: str) -> Callable[[dict], float]:
-    """A fraction in [0, 1] mapped to [-1, 1] (2f - 1), so that 'most' means a positive value."""
-    def compute(inputs):
-        t = inputs.get(key)
-        return math.nan if t is None or t.empty else 2 * float(t[column].mean()) - 1
-    return compute
-
-
-def _sn_turn(inputs) -> float:
-    """Fig. 6: rho of the error gap over eps without clipping minus rho with the strongest clip;
-    >= 0.8 (on a -2..2 scale) means the trend turns from rising towards falling."""
-    t = inputs.get("spectral_norm")
-    if t is None or t.empty:
-        return math.nan
-    free = metric_trend(inputs.get("ar_sweep"), "gap_acc")
-    strongest = t[t.spectral_norm == t.spectral_norm.min()]
-    return free - metric_trend(strongest, "gap_acc")
-
-
-def _paper_sn_turn() -> float:
-    return paper_trend("gap_acc") - paper_trend("gap_acc", spectral_norm="1")
-
-
-CLAIMS = [
-    Claim("The loss gap (test - train) shrinks as AR grows", "Fig. 3a", -1, "rho(eps, loss gap)",
-          _sweep("gap_loss"), lambda: paper_trend("gap_loss")),
-    Claim("The training loss grows with AR", "Fig. 3b", +1, "rho(eps, training loss)",
-          _sweep("train_loss"), lambda: paper_trend("train_loss")),
-    Claim("The test error grows with AR", "Fig. 3b", +1, "rho(eps, test error)",
-          _sweep("test_error"), lambda: paper_trend("test_error")),
-    Claim("On CIFAR-10 the test loss falls while the test error rises", "Fig. 3b", -1, "rho(eps, test loss)",
-          _sweep("test_loss"), lambda: paper_trend("test_loss")),
-    Claim("Test margins concentrate around zero as AR grows", "Fig. 4", -1, "rho(eps, std of test margins)",
-          _by_eps("margins", "test_std"), needs=("margins",)),
-    Claim("Per-layer singular-value std falls from AR 4 to 16 in most layers", "Fig. 5c/d, B.2", +1,
-          "2 x (fraction of layers whose std falls) - 1", _fraction("spectra", "std_falls"), needs=("spectra",)),
-    Claim("Loss variation around test examples falls as AR grows", "Fig. 8, Table 1", -1,
-          "rho(eps, mean loss variation at attack 4/255)", _by_eps("loss_variation", "mean"), needs=("loss_variation",)),
-    Claim("With FGSM training the loss gap still shrinks as AR grows", "Fig. 9, Table 2", -1,
-          "rho(eps, loss gap), FGSM", _sweep("gap_loss", "fgsm"), lambda: paper_trend("gap_loss", method="fgsm"),
-          needs=("fgsm",)),
-    Claim("Spectral normalisation turns the error-gap trend from rising to falling", "Fig. 6, Table 6", +1,
-          "rho(eps, error gap) unclipped - clipped to the smallest norm", _sn_turn, _paper_sn_turn,
-          needs=("ar_sweep", "spectral_norm")),
-]
-
-
-def scorecard(inputs: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """One row per claim: figure, statistic, this build's value, the paper's value, verdict.
-    `inputs` may hold: ar_sweep, fgsm, spectral_norm (runs tables with eps, metrics and
-    spectral_norm), margins (eps, test_std), spectra (layer, std_falls), loss_variation (eps, mean)."""
-    rows = []
-    for c in CLAIMS:
-        ours, paper = c.ours(inputs), c.paper()
-        has_runs = all(inputs.get(k) is not None and not inputs[k].empty for k in c.needs)
-        ours_verdict = NOT_RUN if not has_runs else NOT_MEASURABLE if math.isnan(ours) else verdict(ours, c.sign)
-        rows.append({"claim": c.claim, "paper figure": c.figure, "statistic": c.statistic,
-                     "expected sign": "+" if c.sign > 0 else "-", "this build": ours, "paper": paper,
-                     "verdict": ours_verdict, "paper's own numbers": verdict(paper, c.sign)
-                     if not math.isnan(paper) else "no published data"})
-    return pd.DataFrame(rows)
+    t = table.assign(test_error=100 - table["test_acc"]) if "test_acc" in table else table
+    by_eps = t.groupby("eps")[metric].mean()
+    return trend(by_eps.index, by_eps.values)
 
 
 def sentence(what: str, rho: float, sign: int) -> str:
-    """A computed sentence for the book: whether `what` follows the paper's trend here."""
-    if rho is None or math.isnan(rho):
-        return f"**{what}**: not measurable here (fewer than three AR strengths or a constant series)."
+    """A computed sentence for a chapter: the direction of `what` here, described, not judged
+    (the verdict, with its confidence interval, is the scorecard's)."""
     claimed = "rises" if sign > 0 else "falls"
-    return (f"**{what}** — the paper: it {claimed} with AR. This build: Spearman rho = {rho:+.2f} over AR "
-            f"strengths, so the claim is **{verdict(rho, sign)}** at this scale.")
+    if rho is None or math.isnan(rho):
+        return f"**{what}** — the paper: it {claimed} with AR. Not measurable here (fewer than three AR strengths or a constant series)."
+    here = "rises" if rho > 0 else "falls" if rho < 0 else "shows no order"
+    if abs(rho) < 1 and rho != 0:
+        here = f"mostly {here}"
+    return (f"**{what}** — the paper: it {claimed} with AR. This build: it {here} over the AR strengths "
+            f"(Spearman rho = {rho:+.2f}, a description only: the scorecard tests the claim with a confidence interval).")
+
+
+def seeds_line(inputs: dict) -> str:
+    """One sentence: how many training seeds each experiment of this build has, and what a
+    single seed means for the intervals."""
+    parts, fewest = [], None
+    for experiment, name in (("ar_sweep", "AR sweep"), ("fgsm", "FGSM"), ("spectral_norm", "spectral norm")):
+        t = inputs.get(experiment)
+        if t is None or t.empty:
+            continue
+        n = int(t.groupby([c for c in ("eps", "spectral_norm") if c in t and t[c].notna().any()] or ["eps"])
+                .seed.nunique().min())
+        fewest = n if fewest is None else min(fewest, n)
+        parts.append(f"{name} {n}")
+    if not parts:
+        return "This build has no runs yet: every claim is *not run here*."
+    line = "Training seeds per network setting: " + ", ".join(parts) + "."
+    if fewest == 1:
+        line += (" Where there is one seed, a claim's interval covers only the sampling of the test and training "
+                 "examples, not the variation from one training run to the next.")
+    return line
+
+
+def summary_line(card: pd.DataFrame) -> str:
+    """The verdict counts of this build and of the paper's own numbers, as one sentence."""
+    def counts(side):
+        return ", ".join(f"{n} {v}" for v, n in verdict_counts(card, side).items() if n)
+    figure_only = int((card["paper verdict"] == "").sum())
+    reproduced = card["this build verdict"] == REPRODUCED
+    in_regime = int((reproduced & card["this build regime"].str.startswith("fits")).sum())
+    caveat = (f" (of the {int(reproduced.sum())} reproduced, {in_regime} rest only on networks that fit their "
+              "training sets)" if reproduced.any() else "")
+    return (f"Of {len(card)} claims, **this build**: {counts('this build')}{caveat}. **The paper's own numbers**: "
+            f"{counts('paper')}" + (f"; {figure_only} with no published numbers (figure only)." if figure_only else "."))

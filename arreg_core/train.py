@@ -29,6 +29,7 @@ from . import attacks, data as data_module, models
 
 METHODS = ("none", "pgd", "fgsm")
 DEFAULT_MILESTONES = (100, 150)  # appendix B.1: the learning rate falls tenfold at epochs 100 and 150 of 200
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class TrainConfig:
     augment: bool = True
     spectral_norm: float | None = None  # clip every layer's spectral norm to this each epoch
     seed: int = 0
+    precision: str = "fp32"  # fp32 (the paper's) | bf16: autocast for the forward passes of training and attack
 
     def __post_init__(self):
         """Refuse, in one line naming the valid range, any value that cannot train as the paper
@@ -105,6 +107,10 @@ class TrainConfig:
                              f"got {list(milestones)}")
         if self.spectral_norm is not None and not (math.isfinite(self.spectral_norm) and self.spectral_norm > 0):
             raise ValueError(f"spectral_norm must be > 0 (or None for no clipping), got {self.spectral_norm}")
+        if self.precision not in PRECISIONS:
+            hint = " ('auto' is resolved by arreg_core.train.resolve_precision before a config is made)" \
+                if self.precision == "auto" else ""
+            raise ValueError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}{hint}")
         object.__setattr__(self, "milestones", milestones)
 
     def to_dict(self) -> dict:
@@ -164,6 +170,32 @@ def prepare_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
+def native_bf16(device: str | torch.device = "auto") -> bool:
+    """Whether `device` computes in bf16 natively: a CUDA GPU with bf16 units (Ampere or newer),
+    or a CPU with AMX tiles or AVX512-BF16. Elsewhere bf16 autocast is emulated and slower than fp32."""
+    device = prepare_device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        return any(getattr(torch.cpu, probe, lambda: False)()
+                   for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+    return False
+
+
+def resolve_precision(precision: str, device: str | torch.device = "auto") -> str:
+    """`precision` with "auto" replaced by "bf16" where `device` computes bf16 natively, else "fp32".
+    The result goes into the TrainConfig (and so into the run key): a config never says "auto"."""
+    if precision != "auto":
+        return precision
+    return "bf16" if native_bf16(device) else "fp32"
+
+
+def autocast(precision: str, device: torch.device):
+    """The autocast context of a training precision: bf16 for the forward passes under "bf16"
+    (losses, gradients w.r.t. inputs, optimizer state and master weights stay fp32); off under fp32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def epoch_generator(seed: int, epoch: int, device: torch.device, stream: int = 0) -> torch.Generator:
     """A generator on `device` seeded by (seed, epoch, stream): an epoch's randomness does not
     depend on what ran before it, which makes resumed runs exact."""
@@ -203,7 +235,9 @@ def training_inputs(model, x, y, config: TrainConfig, generator: torch.Generator
 def train_epoch(model, optimizer, data: data_module.ImageData, config: TrainConfig, epoch: int,
                 device: torch.device, channels_last: bool = False, progress: bool = True) -> dict:
     """One pass over the training set; returns the epoch's mean loss/accuracy on the inputs
-    the network was trained on (adversarial ones under AR)."""
+    the network was trained on (adversarial ones under AR). `model` may be a torch.compile
+    wrapper of the optimizer's network. Loss and accuracy accumulate on the device: the step
+    never waits for the host."""
     data_gen = epoch_generator(config.seed, epoch, device, stream=0)
     attack_gen = epoch_generator(config.seed, epoch, device, stream=1)
     augment = data.augment if config.augment else "none"
@@ -219,9 +253,10 @@ def train_epoch(model, optimizer, data: data_module.ImageData, config: TrainConf
                      leave=False, disable=not progress):
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        x = training_inputs(model, x, y, config, attack_gen)
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
+        with autocast(config.precision, device):
+            x = training_inputs(model, x, y, config, attack_gen)
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -238,11 +273,16 @@ EpochHook = Callable[[torch.nn.Module, int], dict | None]
 def fit(config: TrainConfig, data: data_module.ImageData, device="auto", *, model=None, optimizer=None,
         scheduler=None, start_epoch: int = 0, history: list | None = None,
         on_epoch_end: list[EpochHook] = (), save_checkpoint=None, channels_last: bool = False,
-        progress: bool = True):
+        compile: bool = False, progress: bool = True):
     """Train from `start_epoch` to `config.epochs`. Pass model/optimizer/scheduler/history from
     a checkpoint to resume. After each epoch the hooks run in order with (model, epoch) and a dict
     they return is merged into that epoch's history row; then
-    `save_checkpoint(model, optimizer, scheduler, history)` runs. Returns (model, history)."""
+    `save_checkpoint(model, optimizer, scheduler, history)` runs. Returns (model, history).
+
+    `channels_last` and `compile` (torch.compile of the forward passes) are execution options,
+    not part of the config: they change the arithmetic's order, so results agree with the plain
+    run to rounding, not bit for bit; a run resumed with the same options is exact.
+    benchmarks/pgd_at_throughput.py measures what each buys on a device."""
     device = prepare_device(device)
     data = data.to(device)
     if model is None:
@@ -251,8 +291,9 @@ def fit(config: TrainConfig, data: data_module.ImageData, device="auto", *, mode
     if optimizer is None:
         optimizer, scheduler = build_optimizer(config, model)
     history = list(history or [])
+    step_model = torch.compile(model) if compile else model
     for epoch in range(start_epoch, config.epochs):
-        row = train_epoch(model, optimizer, data, config, epoch, device, channels_last, progress)
+        row = train_epoch(step_model, optimizer, data, config, epoch, device, channels_last, progress)
         scheduler.step()
         for hook in on_epoch_end:
             row.update(hook(model, epoch) or {})

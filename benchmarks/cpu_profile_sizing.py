@@ -12,12 +12,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import torch
 
 from arreg_core.runs import get_or_train
-from arreg_core.train import TrainConfig
+from arreg_core.train import TrainConfig, resolve_precision
+
+try:
+    from common import cpu_model
+except ImportError:  # imported as a module from elsewhere (tests)
+    from benchmarks.common import cpu_model
 
 
 def main(argv=None):
@@ -32,7 +38,11 @@ def main(argv=None):
     p.add_argument("--eps", type=float, default=4)
     p.add_argument("--method", default="pgd")
     p.add_argument("--attack-steps", type=int, default=3)
+    p.add_argument("--attack-step-factor", type=float, default=2.5,
+                   help="attack step = factor * eps / attack steps (Madry et al.'s rule: 2.5)")
     p.add_argument("--augment", type=int, default=0)
+    p.add_argument("--precision", default="fp32", help="fp32 | bf16 | auto")
+    p.add_argument("--channels-last", type=int, default=0)
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--runs-dir", default="/tmp/arreg-sizing")
@@ -40,15 +50,18 @@ def main(argv=None):
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    step = 2.5 * a.eps / a.attack_steps if a.eps else 2.0  # Madry et al.'s rule for few steps
+    step = a.attack_step_factor * a.eps / a.attack_steps if a.eps else 2.0  # Madry et al.: factor 2.5
     config = TrainConfig(dataset="cifar10-jpeg", arch=a.arch, width=a.width, n_train=a.n_train, n_test=a.n_test,
                          method=a.method if a.eps else "none", eps=a.eps, attack_steps=a.attack_steps,
                          attack_step=round(step, 4), epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
                          weight_decay=a.weight_decay, milestones=(a.epochs // 2, 3 * a.epochs // 4),
-                         augment=bool(a.augment))
+                         augment=bool(a.augment), precision=resolve_precision(a.precision, "cpu"))
     start = time.perf_counter()
-    run = get_or_train(config, a.runs_dir, device="cpu", data_root=a.data_root, progress=False)
-    result = {"config": config.to_dict(), "threads": a.threads, "wall_s": time.perf_counter() - start,
+    run = get_or_train(config, a.runs_dir, device="cpu", data_root=a.data_root, channels_last=bool(a.channels_last),
+                       progress=False)
+    result = {"config": config.to_dict(), "threads": a.threads, "channels_last": bool(a.channels_last),
+              "cpu_model": cpu_model(), "load_average_at_end": os.getloadavg()[0],
+              "wall_s": time.perf_counter() - start,
               **{k: round(v, 4) for k, v in run.metrics.items()},
               "train_input_acc_by_epoch": [round(r["train_input_acc"], 1) for r in run.history]}
     print(json.dumps(result))

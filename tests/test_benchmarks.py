@@ -26,3 +26,47 @@ def test_spectrum_benchmark_runs(tmp_path):
     out = tmp_path / "sp.json"
     load("spectrum").main(["--arch", "resnet8", "--dense-max-size", "4", "--repeats", "1", "--json", str(out)])
     assert json.loads(out.read_text())
+
+
+def test_gpu_check_script_cpu_side(tmp_path, cifar10_jpeg_root):
+    """benchmarks/gpu_check.sh end to end at its tiny scale on the CPU: environment set-up, the
+    CUDA test selection, the paper profile's cost estimate and the throughput comparison, each
+    leaving its JSON (the GPU numbers themselves come from a lent machine)."""
+    import os
+    import subprocess
+    import sys
+
+    from arreg_core.data import cache_dir
+
+    env = {**os.environ, "DEVICE": "cpu", "SCALE": "tiny", "ARREG_DATA": str(cifar10_jpeg_root),
+           "ARREG_CACHE": str(cache_dir()),  # the decoded archive the other tests use
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", str(BENCH / "gpu_check.sh"), str(tmp_path)], env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    cost = json.loads((tmp_path / "paper_profile_cost_cpu.json").read_text())
+    total = next(r for r in cost["hours_by_experiment"] if r["experiment"] == "total")
+    assert total["hours_fp32"] > 0 and cost["meta"]["cpu_model"]
+    rows = json.loads((tmp_path / "pgd_at_throughput_cpu.json").read_text())["results"]
+    assert rows[0]["loop"].startswith("plain") and rows[0]["ratio_vs_plain"] == 1.0
+    assert {(r["precision"], r["channels_last"]) for r in rows[1:]} == {("fp32", False), ("bf16", True)}
+    assert "tests_cuda: exit 0" in done.stdout
+
+
+def test_pgd_at_throughput_rejects_a_bad_variant():
+    import pytest
+
+    with pytest.raises(SystemExit, match="PRECISION-clN-cN"):
+        load("pgd_at_throughput").parse_variant("bf16-cl2")
+
+
+def test_exercise_timings_runs_every_exercise_cell_of_a_chapter(tmp_path):
+    """Under smoke (tiny runs on generated data): one timing per exercise cell, from an empty store."""
+    module = load("exercise_timings")
+    cells = module.exercise_cells("secB5")
+    assert len(cells) == 2 and all(label and title and "chapter.exercise(profile" in src for label, title, src in cells)
+    out = tmp_path / "timings.json"
+    result = module.main(["--profile", "smoke", "--notebooks", "secB5", "--threads", "1", "--json", str(out)])
+    assert json.loads(out.read_text()) == result
+    assert result["profile"] == "smoke" and [t["label"] for t in result["timings"]] == [c[0] for c in cells]
+    assert all(t["seconds"] > 0 for t in result["timings"])

@@ -1,7 +1,10 @@
 """The rendered book in headless Chromium (Debian's chromium + chromium-driver, installed here
 when missing and we are root): every chapter page loads with no console errors, every figure is
-present and decoded (naturalWidth > 0), every sidebar link resolves; screenshots of two chapters
-are saved under _build/screenshots/. The book checked is the smoke one (what CI builds), or the
+present and decoded (naturalWidth > 0), every sidebar link resolves, no code input is visible
+until its toggle is clicked (one click is checked to open it), the math is typeset by the book's
+own MathJax with every request outside the book refused (no `\\(` or `$$` left in the visible
+text), and every chapter of Sections 4 and B shows at least two exercises; screenshots of two
+chapters at reading width are saved under _build/screenshots/. The book checked is the smoke one (what CI builds), or the
 one named by ARREG_BROWSER_BOOK (e.g. cpu, after `make book`)."""
 import functools
 import http.server
@@ -20,7 +23,8 @@ from arreg_core.book import NOTEBOOKS, build_book, html_dir
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = os.environ.get("ARREG_BROWSER_BOOK", "smoke")
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-SCREENSHOTS = ("sec4_1", "secB5")
+SCREENSHOTS = ("sec4_1", "secB4")
+EXERCISE_CHAPTERS = ("sec4_1", "sec4_2_1", "sec4_2_2", "secB3", "secB4", "secB5", "secB6")
 
 
 def ensure_chromium():
@@ -59,6 +63,8 @@ def browser(tmp_path_factory):
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--window-size=1280,1600", f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
         options.add_argument(flag)
+    # the book must not need the network: every host but the local server resolves nowhere
+    options.add_argument("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=DRIVER))
     yield driver
@@ -79,11 +85,28 @@ def test_chapter_loads_with_figures_and_working_sidebar(site, browser, chapter):
     url = f"{site}/chapters/{chapter}.html"
     browser.get(url)
     browser.execute_script("return document.readyState")
-    # this machine is offline: a CDN script (MathJax) that cannot be fetched is not the book's error
-    offline = ("net::ERR_NAME_NOT_RESOLVED", "net::ERR_INTERNET_DISCONNECTED")
-    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"
-              and not (e["message"].startswith("https://") and any(o in e["message"] for o in offline))]
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, f"console errors on {chapter}: {errors}"
+    # math typeset offline by the book's own MathJax (Sphinx loads it on pages with math)
+    has_math = browser.execute_script("return document.querySelector('main .math') !== null")
+    typeset = not has_math or browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "const wait = (n) => (window.MathJax && MathJax.startup && MathJax.startup.promise)"
+        "  ? MathJax.startup.promise.then(() => done(true)) : (n > 0 ? setTimeout(() => wait(n - 1), 100) : done(false));"
+        "wait(100);")
+    assert typeset, f"{chapter}: MathJax did not load from the book"
+    scripts = browser.execute_script("return Array.from(document.scripts).map(s => s.src).filter(s => s.includes('mathjax'))")
+    assert all(s.startswith(site) for s in scripts) and (scripts or not has_math), f"MathJax not served by the book: {scripts}"
+    text = browser.execute_script("return document.querySelector('main').innerText")
+    assert "\\(" not in text and "$$" not in text, f"{chapter}: untypeset math in the visible text"
+    # results first: every code input hidden until its toggle is clicked
+    inputs = browser.execute_script(
+        "return Array.from(document.querySelectorAll('div.cell div.cell_input')).map(e => e.checkVisibility()"
+        "  && !(e.closest('details') && !e.closest('details').open))")
+    assert inputs and not any(inputs), f"{chapter}: a code input is visible before its toggle is clicked"
+    if chapter in EXERCISE_CHAPTERS:
+        exercises = browser.execute_script("return document.querySelectorAll('div.exercise').length")
+        assert exercises >= 2, f"{chapter}: {exercises} exercises"
     images = browser.execute_script(
         "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])")
     assert all(complete and width > 0 for _, complete, width in images), f"undecoded figures: {images}"
@@ -99,3 +122,19 @@ def test_chapter_loads_with_figures_and_working_sidebar(site, browser, chapter):
         out = ROOT / "_build" / "screenshots"
         out.mkdir(parents=True, exist_ok=True)
         assert browser.save_screenshot(str(out / f"{PROFILE}-{chapter}.png"))
+
+
+@pytest.mark.book
+def test_a_hidden_input_opens_when_its_toggle_is_clicked(site, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{site}/chapters/sec4_1.html")
+    cell = browser.find_element(By.CSS_SELECTOR, "div.cell.tag_hide-input")
+    code = cell.find_element(By.CSS_SELECTOR, "div.cell_input")
+    shown = "return arguments[0].checkVisibility() && arguments[0].closest('details').open"
+    assert not browser.execute_script(shown, code)
+    button = cell.find_element(By.CSS_SELECTOR, "summary, button.toggle-button")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", button)
+    button.click()
+    assert browser.execute_script(shown, code)
+    assert "profile = " in browser.execute_script("return arguments[0].textContent", code)

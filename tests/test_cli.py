@@ -100,11 +100,11 @@ def one_line_error(argv, capsys) -> str:
     (["train", "--method", "pgd", "--attack-steps", "0"], "attack_steps >= 1"),
     (["prepare", "--device", "tpu"], "unknown device 'tpu'"),
     (["prepare", "--workers", "two"], "integer expected"),
-    (["book", "--profile", "smoke", "-p", "eps_list=abc"], "eps_list"),
-    (["book", "--profile", "smoke", "-p", "eps_list=[2,"], "-p eps_list='[2,' is not a list"),
+    (["book", "--profile", "smoke", "-p", "eps=abc"], "-p eps: 'abc' is not a number"),
+    (["book", "--profile", "smoke", "-p", "eps=[2,"], "-p eps='[2,' is not a list"),
     (["book", "--profile", "smoke", "-p", "epochs=2.5"], "epochs must be an integer, got 2.5"),
-    (["book", "--profile", "smoke", "-p", "device=tpu"], "unknown device"),
-    (["book", "--profile", "smoke", "-p", "bogus=1"], "unknown notebook parameters ['bogus']"),
+    (["book", "--profile", "smoke", "-p", "device=cpu"], "machine's settings"),
+    (["book", "--profile", "smoke", "-p", "bogus=1"], "unknown parameters ['bogus']"),
     (["analyze", "/nonexistent/run"], "not a finished run"),
 ])
 def test_user_errors_are_one_line(argv, says, capsys, tmp_path, monkeypatch):
@@ -113,9 +113,12 @@ def test_user_errors_are_one_line(argv, says, capsys, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # and nothing was created
 
 
-def test_cuda_without_a_gpu_is_one_line(capsys, tmp_path):
+def test_cuda_without_a_gpu_is_one_line(capsys, tmp_path, monkeypatch):
     import torch
 
+    monkeypatch.setenv("ARREG_RUNS", str(tmp_path / "store"))
+    monkeypatch.setenv("ARREG_DEVICE", "tpu")
+    assert "unknown device 'tpu'" in one_line_error(["book", "--profile", "smoke"], capsys)
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     assert "no CUDA GPU" in one_line_error(["train", *TINY, "--device", "cuda", "--runs-dir", str(tmp_path)], capsys)
@@ -229,18 +232,19 @@ def test_lock_timeout_flag(tmp_path, capsys):
     assert error.startswith("arreg: error: ") and "still locked by pid" in error
 
 
-def test_fresh_deletes_only_a_run_store(tmp_path, capsys):
-    """`arreg book --fresh -p runs_dir=<a folder of yours>` leaves your files alone; a run store goes."""
-    from arreg_core.book import fresh_start
+def test_fresh_deletes_only_a_run_store(tmp_path, capsys, monkeypatch):
+    """`ARREG_RUNS=<a folder of yours> arreg book --fresh` leaves your files alone; a run store goes."""
+    from arreg_core.book import BookError, fresh_start
 
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "thesis.tex").write_text("precious")
-    line = one_line_error(["book", "--profile", "smoke", "--fresh", "-p", f"runs_dir={mine}", "-p", "bogus=1"], capsys)
+    monkeypatch.setenv("ARREG_RUNS", str(mine))
+    line = one_line_error(["book", "--profile", "smoke", "--fresh", "-p", "bogus=1"], capsys)
     assert "bogus" in line and (mine / "thesis.tex").exists()  # parameters are checked before anything
-    line = one_line_error(["book", "--profile", "smoke", "--fresh", "-p", f"runs_dir={mine}", "-p", "device=tpu"], capsys)
+    monkeypatch.setenv("ARREG_DEVICE", "tpu")
+    one_line_error(["book", "--profile", "smoke", "--fresh"], capsys)
     assert (mine / "thesis.tex").exists()
-    from arreg_core.book import BookError
     with pytest.raises(BookError, match=f"{mine} is not one"):
         fresh_start(mine)
     assert (mine / "thesis.tex").exists()

@@ -1,5 +1,5 @@
 """The notebook runner against the committed `cpu` run store: it must be complete (a fresh clone
-renders the cpu book without training or data), and the scorecard's inputs come from it."""
+renders the cpu book without training or data); the scorecard's inputs from it: tests/test_scorecard.py."""
 from pathlib import Path
 
 import pytest
@@ -26,16 +26,6 @@ def test_the_committed_cpu_store_has_every_run_and_artifact(experiment):
             assert artifact_path(path, piece, analysis.get(piece)).exists(), f"{path.name}: no {piece} artifact"
 
 
-def test_scorecard_inputs_from_the_cpu_store():
-    inputs = Experiments.from_parameters("cpu", runs_dir=CPU_RUNS).scorecard_inputs()
-    sweep = inputs["ar_sweep"]
-    assert list(sweep.eps) == [4, 8, 16] and set(sweep.dataset) == {"cifar10-jpeg"}
-    assert len(inputs["fgsm"]) == 3 and len(inputs["spectral_norm"]) == 9
-    assert list(inputs["margins"].eps) == [4, 8, 16] and (inputs["margins"].test_std > 0).all()
-    assert len(inputs["spectra"]) == 8  # resnet8: 7 convolutions and the classifier
-    assert inputs["loss_variation"]["mean"].notna().all()
-
-
 def test_a_run_in_two_experiments_gets_the_pieces_of_both(tmp_path):
     """With arch = deeper_arch the AR sweep's runs are the deeper experiment's too (which reads no
     artifacts); they must still get the sweep's artifacts, whichever experiment is queued first."""
@@ -48,3 +38,34 @@ def test_a_run_in_two_experiments_gets_the_pieces_of_both(tmp_path):
     analysis = load_profile("smoke")["analysis"]
     for piece in ANALYSED["ar_sweep"]:
         assert artifact_path(tmp_path / done[0], piece, analysis.get(piece)).exists(), piece
+
+
+def test_tidy_accessors_on_the_cpu_store(monkeypatch):
+    """What the chapters read instead of joining artifacts to runs by hand: one row per run (with
+    its seed), per run and split / attack / layer, and {eps: array} of one seed."""
+    monkeypatch.setenv("ARREG_RUNS", str(CPU_RUNS))
+    ex = Experiments.from_environment("cpu")
+    metrics = ex.metrics("ar_sweep")
+    assert list(metrics.eps) == [4, 8, 16] and (metrics.seed == 0).all()
+    assert (metrics.test_error == 100 - metrics.test_acc).all()
+    margins = ex.summary("ar_sweep", "margins")
+    assert len(margins) == 6 and set(margins.split) == {"train", "test"} and "seed" in margins
+    test = margins[margins.split == "test"].set_index("eps")
+    run = metrics.set_index("eps")
+    assert (abs(100 * test.accuracy - run.test_acc) < 0.05).all()  # the artifact's accuracy is the run's
+    assert len(ex.summary("ar_sweep", "loss_variation")) == 9
+    spectrum = ex.summary("ar_sweep", "spectrum")
+    assert (spectrum.groupby("run").kind.apply(lambda k: (k == "conv").sum()) == 7).all()
+    by_eps = ex.by_eps("ar_sweep", "margins", "test_margin")
+    assert sorted(by_eps) == [4, 8, 16] and all(len(v) == 1000 for v in by_eps.values())
+    sn = ex.metrics("spectral_norm")
+    assert list(sn.spectral_norm.unique()) == [1.0, 3.0, 5.0]
+
+
+def test_machine_settings_come_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("ARREG_DEVICE", "cpu")
+    monkeypatch.setenv("ARREG_DATA", str(tmp_path))
+    monkeypatch.setenv("ARREG_RUNS", str(tmp_path / "store"))
+    ex = Experiments.from_environment("smoke", eps=[2])
+    assert (ex.device, ex.data_root, ex.runs_dir) == ("cpu", str(tmp_path), tmp_path / "store")
+    assert [c.eps for c in ex.configs("ar_sweep")] == [2]

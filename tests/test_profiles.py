@@ -50,3 +50,57 @@ def test_grid_overrides_given_as_strings_as_papermill_passes_them():
     assert [c.eps for c in experiment_configs("smoke", "fgsm", fgsm_eps=4)] == [4]
     with pytest.raises(ValueError, match=r"write it as \[4, 8, 16\]"):
         experiment_configs("smoke", "ar_sweep", eps="[2, 6")
+
+
+def test_every_profile_lists_its_seeds_and_seed_0_keeps_todays_configs():
+    """Seeds expand every experiment; seed 0 is the default TrainConfig.seed, so the run keys of
+    the committed stores stay what they were before profiles listed seeds."""
+    from arreg_core.runs import run_key
+
+    for profile in PROFILES:
+        assert load_profile(profile)["seeds"] == [0]
+    one = experiment_configs("cpu", "ar_sweep")
+    assert {c.seed for c in one} == {0}
+    without_seeds = {k: v for k, v in load_profile("cpu").items() if k != "seeds"}
+    assert [run_key(c) for c in experiment_configs(without_seeds, "ar_sweep")] == [run_key(c) for c in one]
+
+
+@pytest.mark.parametrize("experiment", [e for e in EXPERIMENTS if e != "tinyimagenet"])
+def test_seeds_expand_every_experiment_and_are_overridable(experiment):
+    one = experiment_configs("smoke", experiment)
+    three = experiment_configs("smoke", experiment, seeds=[0, 1, 2])
+    assert len(three) == 3 * len(one) and len(set(three)) == len(three)
+    assert [c for c in three if c.seed == 0] == one  # seed 0 configs are unchanged
+    assert {c.seed for c in three} == {0, 1, 2}
+    assert experiment_configs("smoke", experiment, seeds="[0, 1, 2]") == three  # as papermill passes it
+    assert {c.seed for c in experiment_configs("smoke", experiment, seed=5)} == {5}
+
+
+def test_seeds_are_validated():
+    with pytest.raises(ValueError, match="either seed or seeds"):
+        experiment_configs("smoke", "ar_sweep", seed=1, seeds=[0, 1])
+    with pytest.raises(ValueError, match="distinct"):
+        experiment_configs("smoke", "ar_sweep", seeds=[1, 1])
+
+
+def test_execution_options_default_off_and_reach_the_jobs(monkeypatch, tmp_path):
+    """A profile's `execution` entry (channels_last, compile) travels with every job of
+    `arreg prepare`; it is not part of any run key. Unknown options are one clear error."""
+    from arreg_core import experiments, profiles
+
+    assert profiles.execution_options("cpu") == {"channels_last": False, "compile": False}
+    smoke = profiles.load_profile("smoke")
+    monkeypatch.setattr(profiles, "load_profile", lambda name: {**smoke, "execution": {"channels_last": True}})
+    assert profiles.execution_options("smoke") == {"channels_last": True, "compile": False}
+    seen = []
+
+    class Recorder:
+        def map(self, jobs):
+            seen.extend(jobs)
+            return [{"run": job.name} for job in jobs]
+
+    experiments.prepare_profile("smoke", runs_dir=tmp_path, executor=Recorder(), experiments=("fgsm",))
+    assert seen and all(job.execution == {"channels_last": True, "compile": False} for job in seen)
+    monkeypatch.setattr(profiles, "load_profile", lambda name: {**smoke, "execution": {"amp": True}})
+    with pytest.raises(ValueError, match="unknown execution options"):
+        profiles.execution_options("smoke")

@@ -81,6 +81,7 @@ def test_padding_gap_small_layer():
     assert circular_vs_zero_padding_gap(torch.randn(4, 3, 1, 1), 4)["max_abs_diff"] < 1e-10
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")
 def test_cuda_matches_cpu():
     w = torch.randn(8, 4, 3, 3)

@@ -1,0 +1,109 @@
+"""Wall time of every exercise cell of the book (cells tagged `exercise` in notebooks/*.ipynb), each
+from an empty run store, as a student running it for the first time would wait. The teaching
+page (book/teaching.md) shows the table this writes.
+
+    python benchmarks/exercise_timings.py                      # class scale, on a quiet machine
+    python benchmarks/exercise_timings.py --profile smoke --json /tmp/smoke.json   # a quick check
+
+Each cell runs in a fresh namespace holding what a chapter's header defines (`profile` and the
+modules `chapter`, `paper`, `plots`) (the cell then trains at the `class`
+scale, or `smoke` for --profile smoke) and ARREG_RUNS pointing at a new temporary run store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import io
+import json
+import os
+import platform
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_JSON = ROOT / "benchmarks" / "results" / "exercise_timings.json"
+
+
+def exercise_cells(name: str) -> list[tuple[str, str, str]]:
+    """[(label, title, source)] of the exercise cells of notebooks/NAME.ipynb, in order; the label
+    and title come from the `{exercise}` directive in the markdown cell before each."""
+    cells = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())["cells"]
+    out, label, title = [], None, None
+    for cell in cells:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "markdown":
+            found = re.search(r"```\{exercise\}\s*(.*)\n:label: (\S+)", source)
+            if found:
+                title, label = found.group(1).strip(), found.group(2)
+        elif "exercise" in cell.get("metadata", {}).get("tags", []):
+            out.append((label, title, source))
+    return out
+
+
+def time_cell(source: str, profile: str) -> float:
+    """Seconds to run one exercise cell from an empty run store (its printed output discarded)."""
+    from IPython.display import display
+
+    from arreg_core import chapter, paper, plots
+
+    with tempfile.TemporaryDirectory() as store:
+        os.environ["ARREG_RUNS"] = store
+        namespace = {"profile": profile, "display": display, "chapter": chapter, "paper": paper, "plots": plots}
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            exec(compile(source, "<exercise>", "exec"), namespace)
+        return time.perf_counter() - start
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what platform knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        found = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M)
+        if found:
+            return found.group(1).strip()
+    return platform.processor() or platform.machine()
+
+
+def main(argv=None) -> dict:
+    from arreg_core.book import NOTEBOOKS
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="cpu", help="the notebooks' profile: cpu runs the exercises at the "
+                        "class scale, smoke at the smoke scale")
+    parser.add_argument("--notebooks", nargs="*", default=list(NOTEBOOKS))
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: as torch sets them)")
+    parser.add_argument("--json", default=str(DEFAULT_JSON))
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    os.environ.pop("ARREG_BOOK_BUILD", None)
+    saved = os.environ.get("ARREG_RUNS")
+    timings = []
+    try:
+        for name in args.notebooks:
+            for label, title, source in exercise_cells(name):
+                seconds = time_cell(source, args.profile)
+                print(f"{name} {label}: {seconds:.0f} s", flush=True)
+                timings.append({"chapter": name, "exercise": title, "label": label, "seconds": round(seconds, 1)})
+    finally:
+        os.environ.pop("ARREG_RUNS", None) if saved is None else os.environ.update(ARREG_RUNS=saved)
+    from arreg_core.chapter import CLASS_PROFILE
+
+    result = {"profile": "smoke" if args.profile == "smoke" else CLASS_PROFILE,
+              "machine": f"{cpu_model()}, {os.cpu_count()} cores",
+              "threads": torch.get_num_threads(), "torch": torch.__version__,
+              "date": datetime.date.today().isoformat(), "timings": timings}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()

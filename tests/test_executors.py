@@ -1,0 +1,233 @@
+"""Executors of `arreg prepare` (issue 8 item 3, issue 9): a local worker killed with kill -9 is
+noticed at once and its run retried from its checkpoint (or one line names it); the smoke
+profile through a two-node Ray cluster on loopback gives the local executor's metrics; a Ray
+task killed mid-run is retried and resumes; a node that does not see the run store says so."""
+
+import ipaddress
+import os
+import re
+import signal
+import threading
+import time
+
+import numpy as np
+import psutil
+import pytest
+import torch
+
+from arreg_core import executors
+from arreg_core.executors import ExecutorError, Job, LocalExecutor, RayExecutor, StoreNotSharedError
+from arreg_core.experiments import prepare_profile
+from arreg_core.profiles import experiment_configs
+from arreg_core.runs import load_run, read_json, run_path
+
+TIMING = ("train_seconds",)
+
+
+def tiny_job(runs_dir, epochs=6, eps=4, pieces=()):
+    config = experiment_configs("smoke", "ar_sweep", eps=[eps], epochs=epochs, n_train=100, n_test=50)[0]
+    return Job(config, str(runs_dir), device="cpu", pieces=pieces)
+
+
+def kill_when_checkpointed(job, find_pid, sig=signal.SIGKILL, timeout=240):
+    """In a thread: once the job's run has a finished epoch, kill -9 the process find_pid() names.
+    Returns the thread and a dict that gets the kill's time."""
+    record = run_path(job.config, job.runs_dir) / "checkpoint.json"
+    info = {}
+
+    def watch():
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if record.exists() and read_json(record)["epoch"] >= 1:
+                pid = find_pid()
+                if pid is not None:
+                    os.kill(pid, sig)
+                    info.update(time=time.monotonic(), pid=pid, epoch=read_json(record)["epoch"])
+                    return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread, info
+
+
+def spawned_worker():
+    """The pid of this process's one multiprocessing worker (the local executor's)."""
+    for child in psutil.Process().children(recursive=True):
+        try:
+            cmdline = " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        if "spawn_main" in cmdline:
+            return child.pid
+    return None
+
+
+def test_local_worker_killed_mid_run_is_retried_and_resumes(tmp_path, capsys):
+    job = tiny_job(tmp_path)
+    watcher, kill = kill_when_checkpointed(job, spawned_worker)
+    (result,) = LocalExecutor(workers=2, retries=1).map([job])
+    watcher.join()
+    assert kill, "the worker was never killed mid-run"
+    assert kill["epoch"] < job.config.epochs
+    assert result["run"] == job.name and result["resumed_from"] >= 1
+    run = load_run(run_path(job.config, tmp_path))
+    assert [row["epoch"] for row in run.history] == list(range(1, job.config.epochs + 1))
+    out = capsys.readouterr().out
+    assert f"the worker training {job.name} killed by SIGKILL" in out and "retrying it from epoch" in out
+
+
+def test_local_worker_killed_beyond_its_retries_stops_with_one_line_naming_the_run(tmp_path):
+    job = tiny_job(tmp_path)
+    watcher, kill = kill_when_checkpointed(job, spawned_worker)
+    with pytest.raises(ExecutorError) as err:
+        LocalExecutor(workers=2, retries=0).map([job])
+    noticed = time.monotonic()
+    watcher.join()
+    assert kill and noticed - kill["time"] < 5, "the dead worker was not noticed within seconds"
+    message = str(err.value)
+    assert "\n" not in message and job.name in message and "SIGKILL" in message
+    assert spawned_worker() is None  # no worker left behind
+
+
+def test_executor_flags_are_checked():
+    assert isinstance(executors.make_executor("local", 3), LocalExecutor)
+    ray_exec = executors.make_executor("ray", 2, "auto", 0.25, 4)
+    assert (ray_exec.address, ray_exec.gpus_per_run, ray_exec.cpus_per_run) == ("auto", 0.25, 4)
+    with pytest.raises(ValueError, match="--gpus-per-run only with --executor ray"):
+        executors.make_executor("local", 2, gpus_per_run=1)
+    with pytest.raises(ValueError, match="--cpus-per-run must be positive"):
+        executors.make_executor("ray", cpus_per_run=0)
+    with pytest.raises(ValueError, match="--gpus-per-run above 1 must be whole"):
+        executors.make_executor("ray", gpus_per_run=1.5)
+    with pytest.raises(ValueError, match="--workers must be at least 1"):
+        executors.make_executor("local", 0)
+
+
+def test_prepare_and_book_take_the_executor_flags(capsys):
+    from arreg_core.cli import build_parser, main
+
+    for command in ("prepare", "book"):
+        args = build_parser().parse_args([command, "--profile", "smoke", "--executor", "ray", "--address", "auto",
+                                          "--gpus-per-run", "0.5", "--cpus-per-run", "2"])
+        assert (args.executor, args.address, args.gpus_per_run, args.cpus_per_run) == ("ray", "auto", 0.5, 2.0)
+        assert main([command, "--profile", "smoke", "--cpus-per-run", "2"]) == 2
+        assert capsys.readouterr().err.strip() == "arreg: error: --cpus-per-run only with --executor ray"
+
+
+# --- Ray: a local cluster of two simulated nodes, every process on 127.0.0.1 --------------------
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """Two simulated nodes of one CPU each; Ray's processes on 127.0.0.1 only. Without Ray (the
+    `cluster` extra) skipped, except in CI, where `make test` installs it."""
+    try:
+        import ray
+        from ray.cluster_utils import Cluster
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("Ray is not installed: `make test` installs the `cluster` extra")
+        pytest.skip("Ray is not installed: pip install -e '.[cluster]'")
+
+    saved = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"), ray._private.ray_constants.ENABLE_RAY_CLUSTER
+    executors.use_loopback(ray)
+    node = {"node_ip_address": "127.0.0.1", "num_cpus": 1, "include_dashboard": False,
+            "object_store_memory": 80 * 1024**2}
+    cluster = Cluster(initialize_head=True, head_node_args=dict(node))
+    cluster.add_node(**node)
+    ray.init(address=cluster.address, include_dashboard=False)
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+    if saved[0] is None:
+        os.environ.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
+    else:
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = saved[0]
+    ray._private.ray_constants.ENABLE_RAY_CLUSTER = saved[1]
+
+
+def listening_addresses_of_this_process_tree() -> dict[str, set[str]]:
+    """{process name: the IPs it listens on (TCP)}, for this process and all it started."""
+    procs = {p.pid: p for p in [psutil.Process(), *psutil.Process().children(recursive=True)]}
+    out: dict[str, set[str]] = {}
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.pid in procs:
+            out.setdefault(procs[conn.pid].name(), set()).add(conn.laddr.ip)
+    return out
+
+
+def is_loopback(ip: str) -> bool:
+    address = ipaddress.ip_address(ip)
+    return address.is_loopback or (address.version == 6 and address.ipv4_mapped is not None
+                                   and address.ipv4_mapped.is_loopback)
+
+
+def test_ray_cluster_listens_on_loopback_only(ray_cluster):
+    import ray
+
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+    assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}
+    listening = listening_addresses_of_this_process_tree()
+    assert {"gcs_server", "raylet"} <= set(listening), listening  # the check sees Ray's processes
+    assert all(is_loopback(ip) for ips in listening.values() for ip in ips), listening
+
+
+def test_smoke_profile_through_ray_matches_the_local_executor(ray_cluster, tmp_path, capsys):
+    """The FGSM experiment of `smoke` (two runs, margins and spectrum) on two Ray nodes: the same
+    runs, metrics and artifacts as the local executor (one torch thread each, like a worker)."""
+    grid = dict(experiments=("fgsm",), fgsm_eps=[4, 8], epochs=2, n_train=100, n_test=50, device="cpu")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local = prepare_profile("smoke", runs_dir=tmp_path / "local", executor=LocalExecutor(1), **grid)
+    finally:
+        torch.set_num_threads(threads)
+    capsys.readouterr()
+    remote = prepare_profile("smoke", runs_dir=tmp_path / "ray", executor=RayExecutor(cpus_per_run=1), **grid)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[arreg prepare]")]
+    assert sorted(remote) == sorted(local) and len(local) == 2
+    for name in local:
+        a, b = load_run(tmp_path / "local" / name), load_run(tmp_path / "ray" / name)
+        assert {k: v for k, v in a.metrics.items() if k not in TIMING} == \
+               {k: v for k, v in b.metrics.items() if k not in TIMING}
+        artifacts = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local" / name).rglob("*.npz"))
+        assert len(artifacts) == 2  # margins and spectrum
+        for artifact in artifacts:  # every array equal; "meta" names the checkpoint, whose history has timings
+            a, b = np.load(tmp_path / "local" / artifact), np.load(tmp_path / "ray" / artifact)
+            assert sorted(a.files) == sorted(b.files)
+            assert all(np.array_equal(a[k], b[k]) for k in a.files if k != "meta"), artifact
+    assert len(lines) == 2 and all(re.search(r" \d+\.\d s  on \S+ \(127\.0\.0\.1, node [0-9a-f]{8}\)", line)
+                                   for line in lines), lines
+    assert len({re.search(r"node ([0-9a-f]{8})", line).group(1) for line in lines}) == 2, "one node idle"
+    assert not list((tmp_path / "ray").glob(".arreg-store-check-*"))
+
+
+def ray_task_worker():
+    """The pid of the Ray worker running an arreg-run task (its process title)."""
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if cmdline.startswith("ray::arreg-run"):
+            return proc.pid
+    return None
+
+
+def test_ray_task_killed_mid_run_is_retried_and_resumes(ray_cluster, tmp_path):
+    job = tiny_job(tmp_path, epochs=6)
+    watcher, kill = kill_when_checkpointed(job, ray_task_worker)
+    (result,) = RayExecutor(max_retries=2).map([job])
+    watcher.join()
+    assert kill, "the Ray task was never killed mid-run"
+    assert result["resumed_from"] >= 1
+    run = load_run(run_path(job.config, tmp_path))
+    assert [row["epoch"] for row in run.history] == list(range(1, job.config.epochs + 1))
+
+
+def test_ray_node_that_does_not_see_the_store_fails_with_one_line(ray_cluster, tmp_path, monkeypatch):
+    monkeypatch.setattr(executors, "write_store_marker", lambda path, token: None)  # as if on a node's own disk
+    job = tiny_job(tmp_path, epochs=1)
+    with pytest.raises(StoreNotSharedError) as err:
+        RayExecutor().map([job])
+    message = str(err.value)
+    assert "\n" not in message and str(tmp_path) in message and "does not see the run store" in message
+    assert not run_path(job.config, tmp_path).exists()  # nothing was trained

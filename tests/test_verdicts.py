@@ -1,0 +1,130 @@
+"""The verdict rule, its bootstrap and the regime check (arreg_core.verdicts)."""
+import math
+
+import numpy as np
+import pytest
+
+from arreg_core.verdicts import (CONTRADICTED, INCONCLUSIVE, NOT_RUN, REPRODUCED, RULE, Network, fitted_change,
+                                 majority_estimate, regime_check, summary_network, trend_estimate, verdict)
+
+
+def correct(accuracy: float, n: int, seed: int) -> np.ndarray:
+    """n examples, exactly round(accuracy * n) of them correct, in random order."""
+    out = np.zeros(n)
+    out[: round(accuracy * n)] = 1
+    return np.random.default_rng(seed).permutation(out)
+
+
+def series(accuracies, n=300, seed=0) -> list[Network]:
+    """One network per strength (4, 8, 16) with the given test accuracies (fractions)."""
+    return [Network(eps, 0, examples={"test:correct": correct(a, n, seed + i)})
+            for i, (eps, a) in enumerate(zip((4, 8, 16), accuracies))]
+
+
+def test_fitted_change_is_the_least_squares_line_across_the_strengths():
+    assert fitted_change([4, 16], [1.0, 4.0]) == pytest.approx(3.0)
+    assert fitted_change([4, 8, 16], [1.0, 2.0, 4.0]) == pytest.approx(3.0)  # exactly linear in eps
+    assert fitted_change([4, 8, 16], [[0, 0, 0], [2, 2, 2]]) == pytest.approx([0, 0])
+
+
+def test_the_rule():
+    assert verdict(0.1, 0.5, +1) == REPRODUCED and verdict(0.1, 0.5, -1) == CONTRADICTED
+    assert verdict(-0.5, -0.1, -1) == REPRODUCED and verdict(-0.5, -0.1, +1) == CONTRADICTED
+    assert verdict(-0.1, 0.1, +1) == INCONCLUSIVE and verdict(math.nan, math.nan, +1) == NOT_RUN
+    assert verdict(0.55, 0.9, +1, null=0.5) == REPRODUCED and verdict(0.4, 0.9, +1, null=0.5) == INCONCLUSIVE
+    for word in ("reproduced", "contradicted", "inconclusive", "not run here", "95%"):
+        assert word in RULE
+
+
+def test_two_noisy_series_whose_intervals_overlap_are_inconclusive():
+    """Test error 40, 41, 42% on 300 examples each: each accuracy's own interval is +-5.5 points,
+    so a 2-point rise is inside the noise."""
+    nets = series([0.60, 0.59, 0.58])
+    est = trend_estimate(nets, "test_error", n_boot=500)
+    assert est.low < 0 < est.high
+    assert est.verdict(+1) == INCONCLUSIVE and est.verdict(-1) == INCONCLUSIVE
+
+
+def test_clear_series_are_reproduced_or_contradicted():
+    nets = series([0.90, 0.70, 0.50])
+    est = trend_estimate(nets, "test_error", n_boot=500)
+    assert est.value == pytest.approx(100 * fitted_change([4, 8, 16], [0.1, 0.3, 0.5]))
+    assert 0 < est.low < est.value < est.high
+    assert est.verdict(+1) == REPRODUCED and est.verdict(-1) == CONTRADICTED
+
+
+def test_missing_data_is_not_run_here():
+    assert trend_estimate([], "test_error").verdict(+1) == NOT_RUN
+    assert trend_estimate(series([0.9])[:1], "test_error").verdict(+1) == NOT_RUN  # one strength: no trend
+    assert majority_estimate(0, 0).verdict(+1) == NOT_RUN
+
+
+def test_bootstrap_is_deterministic_given_its_seed():
+    nets = series([0.60, 0.55, 0.58])
+    a, b = trend_estimate(nets, "test_error", seed=3, n_boot=300), trend_estimate(nets, "test_error", seed=3, n_boot=300)
+    assert (a.low, a.high) == (b.low, b.high)
+    c = trend_estimate(nets, "test_error", seed=4, n_boot=300)
+    assert (a.low, a.high) != (c.low, c.high) and a.value == c.value
+
+
+def test_examples_are_resampled_together_across_networks():
+    """The same test examples in every network: a paired bootstrap sees no noise in a difference
+    between two networks that agree on every example except a fixed few."""
+    base = correct(0.6, 400, 0)
+    other = base.copy()
+    other[np.flatnonzero(base == 1)[:40]] = 0  # 10 points lower, on the same examples
+    nets = [Network(4, examples={"test:correct": base}), Network(16, examples={"test:correct": other})]
+    est = trend_estimate(nets, "test_acc", n_boot=300)
+    assert est.value == pytest.approx(-10) and est.high < -5  # unpaired, the interval would reach about -3
+
+
+def test_seeds_are_the_outer_level():
+    """Three seeds whose accuracies scatter by 20 points: their spread dominates the interval,
+    which then contains 0 although every network has many examples."""
+    nets = []
+    for seed, offset in enumerate((-0.2, 0.0, 0.2)):
+        for i, eps in enumerate((4, 16)):
+            nets.append(Network(eps, seed, examples={"test:correct": correct(0.6 + offset - 0.05 * i, 2000, seed)}))
+    est = trend_estimate(nets, "test_acc", n_boot=500)
+    assert est.n_seeds == 3 and est.value == pytest.approx(-5, abs=0.1)
+    assert est.verdict(-1) == INCONCLUSIVE
+    one_seed = trend_estimate([n for n in nets if n.seed == 1], "test_acc", n_boot=500)
+    assert one_seed.n_seeds == 1 and one_seed.verdict(-1) == REPRODUCED
+
+
+def test_summary_networks_carry_binomial_noise_and_exact_losses():
+    """The paper's style of network: accuracies with binomial noise over the set sizes, mean
+    losses with none (flagged as taken exactly)."""
+    nets = [summary_network(4, {"train_acc": 99.5, "test_acc": 88.9, "test_loss": 0.68, "train_loss": 0.01}, 50_000, 10_000),
+            summary_network(16, {"train_acc": 96.0, "test_acc": 84.9, "test_loss": 0.65, "train_loss": 0.1}, 50_000, 10_000)]
+    error = trend_estimate(nets, "test_error", n_boot=500)
+    assert error.value == pytest.approx(4.0) and error.verdict(+1) == REPRODUCED
+    assert 0.9 < (error.high - error.low) / 2 < 1.3  # 1.96 * sqrt(2) * 0.33 points
+    loss = trend_estimate(nets, "gap_loss", n_boot=50)
+    assert loss.low == loss.high == loss.value == pytest.approx(-0.12)
+    assert set(loss.point_only) == {"test:loss", "train:loss"} and "no spread" in loss.interval
+
+
+def test_margin_std_from_resampled_moments():
+    m = np.random.default_rng(0).normal(0, 2.0, 5000)
+    nets = [Network(4, examples={"test:margin": m, "test:margin_sq": m ** 2}),
+            Network(16, examples={"test:margin": m / 2, "test:margin_sq": (m / 2) ** 2})]
+    est = trend_estimate(nets, "margin_std", n_boot=200)
+    assert est.value == pytest.approx(-m.std() / 2) and est.verdict(-1) == REPRODUCED
+
+
+def test_majority_of_layers_with_its_binomial_interval():
+    """B.2: 41 of 55 layers fell. A majority with its interval, not a 0.8 threshold (which the
+    paper's own 74.5% would fail)."""
+    paper = majority_estimate(41, 55)
+    assert paper.value == pytest.approx(41 / 55) and 0.5 < paper.low < paper.value < paper.high < 0.9
+    assert paper.verdict(+1) == REPRODUCED
+    assert majority_estimate(5, 8).verdict(+1) == INCONCLUSIVE  # 5 of 8 is no evidence of a majority
+    assert majority_estimate(1, 20).verdict(+1) == CONTRADICTED
+
+
+def test_regime_check_states_the_threshold_and_the_networks_outside():
+    assert regime_check([100.0, 95.0]).startswith("fits")
+    line = regime_check([100.0, 70.8, 28.6], ["eps 4", "eps 8", "eps 16"])
+    assert "OUTSIDE" in line and "eps 8 (70.8%)" in line and "eps 16 (28.6%)" in line and "eps 4" not in line
+    assert "80%" in line and regime_check([]) == "" and "not published" in regime_check([math.nan])
