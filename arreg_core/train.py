@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 import time
 import types
 import typing
@@ -177,6 +178,9 @@ def native_bf16(device: str | torch.device = "auto") -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "cpu":
+        capped = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()  # oneDNN told to use less of the CPU
+        if capped not in ("ALL", "DEFAULT") and "AMX" not in capped and "BF16" not in capped:
+            return False
         return any(getattr(torch.cpu, probe, lambda: False)()
                    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
     return False
