@@ -180,12 +180,7 @@ def prepare_runs(profile: str, runs_dir: Path, parameters: dict | None = None, w
     Device and data root come from ARREG_DEVICE and ARREG_DATA, as in the notebooks."""
     from .experiments import prepare_profile
 
-    overrides = {k: v for k, v in (parameters or {}).items() if v is not None}
-    if overrides.pop("profile", profile) != profile:
-        raise ValueError("choose the profile with --profile, not as a notebook parameter")
-    machine = {"device", "data_root", "runs_dir"} & set(overrides)
-    if machine:
-        raise ValueError(f"{sorted(machine)} are the machine's settings: set ARREG_DEVICE, ARREG_DATA, ARREG_RUNS")
+    overrides = check_parameters(profile, parameters)
     return prepare_profile(profile, workers=workers, runs_dir=runs_dir, device=os.environ.get("ARREG_DEVICE") or "auto",
                            data_root=os.environ.get("ARREG_DATA") or None, executor=executor, **overrides)
 
