@@ -161,7 +161,7 @@ def parse_notebook_param(text: str) -> tuple[str, object]:
     """NAME=VALUE for the notebooks' parameters cell, VALUE as JSON where it parses."""
     name, sep, value = text.partition("=")
     if not (sep and name):
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE (e.g. eps_list=[2,6]), got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE (e.g. eps=[2,6]), got {text!r}")
     return name, _json_or_string(value)
 
 
@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     book.add_argument("--profile", default="cpu", choices=PROFILES)
     book.add_argument("--fresh", action="store_true", help="delete the profile's run store first: recompute everything")
     book.add_argument("-p", "--param", action="append", type=parse_notebook_param, metavar="NAME=VALUE",
-                      help="a notebook parameter for every chapter, e.g. -p eps_list=[2,6] (repeatable)")
+                      help="a notebook parameter for every chapter, e.g. -p eps=[2,6] (repeatable)")
     book.add_argument("--workers", type=_convert(int), default=2,
                       help="processes that train missing runs before the notebooks execute (1 on a single GPU)")
     add_executor_flags(book)

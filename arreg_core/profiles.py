@@ -63,7 +63,7 @@ def make_config(fields: dict) -> TrainConfig:
 
 
 def _grid_value(name: str, value):
-    """A grid override as a list. Strings are read as YAML, because `papermill -p eps_list "[2, 6]"`
+    """A grid override as a list. Strings are read as YAML, because `papermill -p eps "[2, 6]"`
     passes the string "[2, 6]"; a single value becomes a one-element list (datasets=cifar10)."""
     if name == "deeper_arch":
         return value
