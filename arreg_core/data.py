@@ -17,7 +17,6 @@ import pathlib
 import re
 import sys
 import tarfile
-import tempfile
 import time
 import zipfile
 import zlib
@@ -25,6 +24,8 @@ import zlib
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .io import atomic_write
 
 DATASETS = ("cifar10", "cifar100", "tinyimagenet", "cifar10-jpeg", "synthetic")
 AUGMENTS = ("none", "crop_flip", "random_resized_crop", "center_crop")
@@ -108,15 +109,7 @@ def _cached(name: str, key: str, build) -> dict[str, torch.Tensor]:
         t0 = time.time()
         print(f"arreg: decoding {name} once into {path} ...", file=sys.stderr, flush=True)
         arrays = build()
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write(path, lambda f: np.savez(f, **arrays))
         print(f"arreg: decoded {name} in {time.time() - t0:.1f} s", file=sys.stderr, flush=True)
     return {k: torch.from_numpy(v) for k, v in arrays.items()}
 

@@ -29,7 +29,6 @@ import os
 import pickle
 import re
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ from filelock import FileLock, Timeout
 
 from . import data as data_module
 from .evaluate import evaluate
+from .io import _umask, atomic_write_bytes, atomic_write_json, read_json  # noqa: F401 (part of runs' API)
 from .train import TrainConfig, build_model_for, build_optimizer, fit, prepare_device
 
 # Config fields left out of the run key while they hold their default, so that adding a field
@@ -120,44 +120,6 @@ def run_path(config: TrainConfig, runs_dir=None) -> Path:
 
 def retrain_command(path: Path) -> str:
     return f"arreg train --config {Path(path) / 'config.json'} --runs-dir {Path(path).parent} --retrain"
-
-
-def _umask() -> int:
-    """The process's umask, read without changing it where Linux allows (os.umask sets as it reads)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over `path`. The file is
-    readable by all (0644 under the usual umask), like any tool's output."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
-
-
-def read_json(path: Path):
-    return json.loads(Path(path).read_text())
 
 
 def _read_trusted_json(path: Path, what: str):

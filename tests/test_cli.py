@@ -72,7 +72,7 @@ import errno
 import os
 from pathlib import Path
 
-from arreg_core import runs
+from arreg_core import io as arreg_io, runs
 
 TINY = ["--dataset", "synthetic", "--arch", "resnet8", "--n-train", "50", "--n-test", "20", "--epochs", "2",
         "--milestones", "1", "--batch-size", "50", "--eps", "8", "--attack-steps", "1", "--attack-step", "8",
@@ -175,7 +175,7 @@ def _unwritable(folder: Path, monkeypatch, code: int) -> None:
         def refuse(*a, **k):
             raise OSError(code, os.strerror(code), str(folder))
 
-        monkeypatch.setattr(runs.tempfile, "mkstemp", refuse)
+        monkeypatch.setattr(arreg_io.tempfile, "mkstemp", refuse)
         monkeypatch.setattr(Path, "mkdir", refuse)
 
 
