@@ -22,6 +22,11 @@ import pandas as pd
 import torch
 
 from arreg_core.data import load_data
+
+try:
+    from common import nonzero_classifier
+except ImportError:  # imported as a module from elsewhere (tests)
+    from benchmarks.common import nonzero_classifier
 from arreg_core.train import TrainConfig, build_model_for, build_optimizer, prepare_device, train_epoch
 
 
@@ -33,7 +38,7 @@ def measure(arch, method, channels_last, device, images, batch_size, data, warm)
     model = build_model_for(config, data).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    torch.nn.init.normal_(model.fc.weight, 0, 0.01)  # Fixup's zero classifier gives PGD no gradient at step 0
+    nonzero_classifier(model)  # Fixup's zero classifier gives PGD no gradient at step 0
     optimizer, _ = build_optimizer(config, model)
     train_epoch(model, optimizer, warm, config, 0, device, channels_last, progress=False)
     if device.type == "cuda":
