@@ -44,7 +44,7 @@ from .train import TrainConfig, build_model_for, build_optimizer, fit, prepare_d
 
 # Config fields left out of the run key while they hold their default, so that adding a field
 # keeps the keys (and the committed runs) of every config that does not use it.
-KEY_DEFAULTS_OMITTED = {"precision": "fp32"}
+KEY_DEFAULTS_OMITTED = {"precision": "fp32", "eps_warmup_epochs": 0}
 # The metrics every finished run stores (evaluate.evaluate plus the training's length and time).
 REQUIRED_METRICS = ("train_acc", "test_acc", "gap_acc", "train_loss", "test_loss", "gap_loss", "pgd_acc",
                     "epochs_trained", "train_seconds")

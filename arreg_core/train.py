@@ -51,6 +51,7 @@ class TrainConfig:
     eps: float = 8.0  # AR strength, 0-255 scale; 0 means standard training
     attack_steps: int = 10
     attack_step: float = 2.0  # 0-255 scale
+    eps_warmup_epochs: int = 0  # ramp eps (and the attack step) linearly up over these first epochs; 0: the paper's constant eps
     fgsm_random_start: bool = False
     epochs: int = 200
     batch_size: int = 256
@@ -85,6 +86,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < (0 if name == "attack_steps" else 1):
                 raise ValueError(f"{name} must be a positive integer, got {value}")
+        if not 0 <= self.eps_warmup_epochs <= self.epochs:
+            raise ValueError(f"eps_warmup_epochs must be in 0..epochs ({self.epochs}), got {self.eps_warmup_epochs}")
         for name in ("seed", "subset_seed"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {getattr(self, name)}")
@@ -220,14 +223,26 @@ def build_optimizer(config: TrainConfig, model: torch.nn.Module):
     return opt, sched
 
 
-def training_inputs(model, x, y, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
+def eps_scale(config: TrainConfig, epoch: int) -> float:
+    """The fraction of eps trained at in `epoch` (0-based): (epoch + 1) / eps_warmup_epochs during
+    the warm-up, 1 after it. A curriculum on the AR strength (Cai et al., 2018, "Curriculum
+    adversarial training"), a lever for small networks that stay near chance at a constant eps 16
+    (benchmarks/results/cpu_regime_frontier.jsonl); the paper trains at constant eps (0)."""
+    if epoch >= config.eps_warmup_epochs:
+        return 1.0
+    return (epoch + 1) / config.eps_warmup_epochs
+
+
+def training_inputs(model, x, y, config: TrainConfig, generator: torch.Generator,
+                    scale: float = 1.0) -> torch.Tensor:
     """The images the network is trained on: adversarial ones for PGD/FGSM (appendix B.1, B.6),
-    generated with the model in eval mode; clean ones for standard training."""
+    generated with the model in eval mode; clean ones for standard training. `scale` multiplies
+    eps and the attack step (the warm-up, `eps_scale`)."""
     if config.method == "none":
         return x
     was_training = model.training
     model.eval()
-    eps, step = config.eps / 255, config.attack_step / 255
+    eps, step = scale * config.eps / 255, scale * config.attack_step / 255
     if config.method == "pgd":
         x_adv = attacks.pgd_linf(model, x, y, eps, step, config.attack_steps, random_start=True, generator=generator)
     else:
@@ -252,13 +267,14 @@ def train_epoch(model, optimizer, data: data_module.ImageData, config: TrainConf
     total_loss = torch.zeros((), device=device)
     total_correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
+    scale = eps_scale(config, epoch)
     start = time.perf_counter()
     for x, y in tqdm(batches, total=n_batches, desc=f"epoch {epoch + 1}/{config.epochs}",
                      leave=False, disable=not progress):
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(config.precision, device):
-            x = training_inputs(model, x, y, config, attack_gen)
+            x = training_inputs(model, x, y, config, attack_gen, scale)
             logits = model(x)
         loss = F.cross_entropy(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)

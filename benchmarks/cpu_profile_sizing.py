@@ -40,6 +40,10 @@ def main(argv=None):
     p.add_argument("--attack-steps", type=int, default=3)
     p.add_argument("--attack-step-factor", type=float, default=2.5,
                    help="attack step = factor * eps / attack steps (Madry et al.'s rule: 2.5)")
+    p.add_argument("--attack-step", type=float, default=None,
+                   help="attack step on the 0-255 scale, the same at every eps (overrides --attack-step-factor); "
+                        "20/3 keeps the paper's total step length of 10 x 2/255 with 3 steps")
+    p.add_argument("--eps-warmup-epochs", type=int, default=0, help="TrainConfig.eps_warmup_epochs")
     p.add_argument("--augment", type=int, default=0)
     p.add_argument("--precision", default="fp32", help="fp32 | bf16 | auto")
     p.add_argument("--channels-last", type=int, default=0)
@@ -51,9 +55,11 @@ def main(argv=None):
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     step = a.attack_step_factor * a.eps / a.attack_steps if a.eps else 2.0  # Madry et al.: factor 2.5
+    if a.attack_step is not None:
+        step = a.attack_step
     config = TrainConfig(dataset="cifar10-jpeg", arch=a.arch, width=a.width, n_train=a.n_train, n_test=a.n_test,
                          method=a.method if a.eps else "none", eps=a.eps, attack_steps=a.attack_steps,
-                         attack_step=round(step, 4), epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
+                         attack_step=round(step, 4), eps_warmup_epochs=a.eps_warmup_epochs, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
                          weight_decay=a.weight_decay, milestones=(a.epochs // 2, 3 * a.epochs // 4),
                          augment=bool(a.augment), precision=resolve_precision(a.precision, "cpu"))
     start = time.perf_counter()

@@ -4,7 +4,8 @@ import torch
 from arreg_core.data import load_data
 from arreg_core.evaluate import evaluate
 from arreg_core.runs import get_or_train
-from arreg_core.train import TrainConfig, fit, training_inputs
+from arreg_core.runs import run_key
+from arreg_core.train import TrainConfig, eps_scale, fit, training_inputs
 
 
 def tiny(**kw) -> TrainConfig:
@@ -21,6 +22,7 @@ def tiny(**kw) -> TrainConfig:
     (dict(arch="resnet57"), "unknown architecture"),
     (dict(epochs=0), "epochs must be a positive integer"),
     (dict(spectral_norm=0.0), "spectral_norm must be > 0"),
+    (dict(eps_warmup_epochs=3), "eps_warmup_epochs must be in 0..epochs"),
 ])
 def test_bad_config_is_one_clear_error(kw, match):
     with pytest.raises(ValueError, match=match) as err:
@@ -46,6 +48,21 @@ def test_training_inputs_follow_the_method():
     for method in ("pgd", "fgsm"):
         x_adv = training_inputs(model, x, y, tiny(method=method, eps=4), g)
         assert (x_adv - x).abs().max() <= 4 / 255 + 1e-6 and not torch.equal(x_adv, x)
+
+
+def test_eps_warmup_ramps_eps_and_the_attack_step_then_holds():
+    config = tiny(epochs=6, eps_warmup_epochs=4)
+    assert [eps_scale(config, e) for e in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert [eps_scale(tiny(), e) for e in range(2)] == [1.0, 1.0]  # the paper: constant eps
+    assert run_key(tiny(eps_warmup_epochs=0)) == run_key(tiny()) != run_key(tiny(eps_warmup_epochs=1))
+    torch.manual_seed(0)
+    from arreg_core.models import build_model
+
+    model = build_model("resnet8", 10)
+    torch.nn.init.normal_(model.fc.weight, 0, 0.1)
+    x, y = torch.rand(8, 3, 32, 32) * 0.5 + 0.25, torch.randint(0, 10, (8,))
+    x_adv = training_inputs(model, x, y, tiny(method="fgsm", eps=8), torch.Generator().manual_seed(0), scale=0.25)
+    assert (x_adv - x).abs().max() == pytest.approx(2 / 255, abs=1e-6)  # a quarter of eps 8
 
 
 def test_training_on_synthetic_data_learns_and_records_history():
