@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import runs
-from .profiles import PROFILES
+from .profiles import EXPERIMENTS, PROFILES
 from .analysis import PIECES, analyze
 from .book import BookError
 from .train import TrainConfig, resolve_precision
@@ -204,8 +204,9 @@ def cmd_prepare(args) -> int:
 
     runs.resolve_device(args.device)
     _set_lock_timeout(args.lock_timeout)
+    experiments = {"experiments": tuple(args.experiments)} if args.experiments else {}
     done = prepare_profile(args.profile, workers=args.workers, runs_dir=args.runs_dir, device=args.device,
-                           data_root=args.data_root, executor=executor_from_args(args))
+                           data_root=args.data_root, executor=executor_from_args(args), **experiments)
     print(f"{len(done)} runs trained and analysed (or found) for profile {args.profile}")
     return 0
 
@@ -262,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--runs-dir", default=None, help="default: the profile's")
     prepare.add_argument("--data-root", default=None, help="data folder (default: $ARREG_DATA)")
     prepare.add_argument("--device", default="auto")
+    prepare.add_argument("--experiments", nargs="+", choices=EXPERIMENTS, default=None, metavar="EXPERIMENT",
+                         help=f"only these experiments' runs, in this order ({', '.join(EXPERIMENTS)}; default: all)")
     add_executor_flags(prepare)
     prepare.set_defaults(func=cmd_prepare)
     return parser

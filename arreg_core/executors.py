@@ -12,7 +12,9 @@ once, then stops with one line naming the run; Ray retries a task whose worker o
 
 from __future__ import annotations
 
+import json
 import os
+import platform
 import signal
 import socket
 import time
@@ -82,12 +84,34 @@ def run_job(job: Job, node: str | None = None) -> dict:
             "found": found, "resumed_from": 0 if found else resumed_from}
 
 
-class Progress:
-    """One line per finished run above a tqdm bar of runs done."""
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (platform.processor() is empty on most Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
-    def __init__(self, total: int, prefix: str = "[arreg prepare]"):
+
+class Progress:
+    """One line per finished run above a tqdm bar of runs done; with `log`, also one JSON line per
+    event appended to that file (start, each finished run, end; `elapsed_s` since the start), so
+    the wall time of a store built over several interrupted invocations adds up
+    (`store_wall_time`)."""
+
+    def __init__(self, total: int, prefix: str = "[arreg prepare]", log: Path | None = None, about: dict | None = None):
         self.bar = tqdm(total=total, desc="runs done", unit="run", dynamic_ncols=True)
-        self.prefix = prefix
+        self.prefix, self.log, self.start = prefix, log, time.perf_counter()
+        self._log({"event": "start", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(),
+                   "cpu_model": cpu_model(), "cpus": os.cpu_count(), "jobs": total, **(about or {})})
+
+    def _log(self, record: dict) -> None:
+        if self.log is not None:
+            record = {**record, "elapsed_s": round(time.perf_counter() - self.start, 1)}
+            with open(self.log, "a") as f:  # one short line per write: a killed process leaves whole lines
+                f.write(json.dumps(record, default=str) + "\n")
 
     def note(self, text: str) -> None:
         self.bar.write(f"{self.prefix} {text}")
@@ -96,10 +120,36 @@ class Progress:
         how = "found" if result["found"] else (
             f"resumed from epoch {result['resumed_from']}" if result["resumed_from"] else "trained")
         self.note(f"{result['run']}  {result['seconds']:.1f} s  on {result['node']}  ({how})")
+        self._log({"event": "run", **result, "seconds": round(result["seconds"], 1)})
         self.bar.update(1)
 
     def close(self) -> None:
+        self._log({"event": "end"})
         self.bar.close()
+
+
+def store_wall_time(log: Path) -> dict:
+    """Wall time of building a store from a `Progress` log: per invocation, the elapsed time of its
+    last event (an invocation killed before its end line counts up to its last finished run), and
+    their sum; with the runs each invocation trained (not found) and the CPU models it ran on."""
+    sessions = []
+    for line in Path(log).read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a full disk
+        if record.get("event") == "start":
+            sessions.append({"date": record.get("date"), "cpu_model": record.get("cpu_model"),
+                             "wall_s": 0.0, "trained": 0, "found": 0, "ended": False})
+        elif sessions:
+            sessions[-1]["wall_s"] = record.get("elapsed_s", sessions[-1]["wall_s"])
+            if record.get("event") == "run":
+                sessions[-1]["found" if record.get("found") else "trained"] += 1
+            elif record.get("event") == "end":
+                sessions[-1]["ended"] = True
+    return {"sessions": sessions, "wall_s": round(sum(s["wall_s"] for s in sessions), 1),
+            "trained": sum(s["trained"] for s in sessions),
+            "cpu_models": sorted({s["cpu_model"] for s in sessions if s["cpu_model"]})}
 
 
 def describe_exit(exitcode: int | None) -> str:

@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 
 from . import analysis
-from .executors import Job, LocalExecutor
+from .executors import Job, LocalExecutor, Progress
 from .profiles import execution_options, experiment_configs, load_profile
-from .runs import get_or_train_all, runs_table
+from .runs import PREPARE_LOG, get_or_train_all, runs_table
 from .train import TrainConfig
 
 ID_COLUMNS = ("run", "dataset", "arch", "method", "spectral_norm", "eps", "seed")
@@ -207,7 +207,12 @@ def prepare_profile(profile: str, workers: int = 2, runs_dir=None, device="auto"
     (arreg_core.executors; default: LocalExecutor(workers), `workers` processes of one torch thread
     each: on 2 cores, two 1-thread runs train more images per second than one 2-thread run for
     small networks). Locks in the run store make this safe beside a notebook or another
-    `prepare_profile`. Returns the run names in completion order."""
+    `prepare_profile`. Each start, finished run and end is appended to the store's build log
+    (runs.PREPARE_LOG; `executors.store_wall_time` adds up its wall time). Returns the run names in
+    completion order."""
+    unknown = set(experiments) - set(ANALYSED)
+    if unknown:
+        raise ValueError(f"unknown experiments {sorted(unknown)}; choose from {', '.join(ANALYSED)}")
     ex = Experiments.from_parameters(profile, runs_dir=runs_dir, device=device, data_root=data_root, **overrides)
     profile_params = load_profile(profile).get("analysis", {})
     pieces_of: dict[TrainConfig, tuple] = {}  # a config in several experiments gets all their pieces
@@ -220,4 +225,8 @@ def prepare_profile(profile: str, workers: int = 2, runs_dir=None, device="auto"
                 execution=execution_options(profile))
             for config, pieces in pieces_of.items()]
     executor = executor or LocalExecutor(workers)
-    return [result["run"] for result in executor.map(jobs)]
+    ex.runs_dir.mkdir(parents=True, exist_ok=True)
+    progress = Progress(len(jobs), log=ex.runs_dir / PREPARE_LOG,
+                        about={"profile": profile, "experiments": list(experiments), "executor": type(executor).__name__,
+                               "workers": getattr(executor, "workers", None), "overrides": overrides})
+    return [result["run"] for result in executor.map(jobs, progress)]

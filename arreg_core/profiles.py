@@ -1,9 +1,11 @@
 """The book's profiles (`profiles.yaml`): `paper` (the paper's settings), `cpu` (the published
-book, scaled to 2 CPU cores), `smoke` (generated data, CI) and `class` (the exercises' scale:
+book, scaled to 2 CPU cores), `cpu-v2` (its successor in the paper's regime, being built), `smoke` (generated data, CI) and `class` (the exercises' scale:
 minutes on a laptop CPU), expanded into the TrainConfigs of each of the paper's experiments.
 
 Every experiment runs once per training seed of the profile's `seeds` list (TrainConfig.seed:
-initialisation, batch order, augmentation and attack starts; the data subset stays the same).
+initialisation, batch order, augmentation and attack starts; the data subset stays the same), or
+of its own list in `experiment_seeds` (e.g. one seed for the costly spectral-norm grid); a
+`seeds` override applies to every experiment.
 
 Experiments:
     ar_sweep       one network per AR strength eps and data set (Sections 4.1, 4.2, B.3, B.5, D.2)
@@ -22,7 +24,7 @@ import yaml
 
 from .train import TrainConfig, resolve_precision
 
-PROFILES = ("paper", "cpu", "smoke", "class")
+PROFILES = ("paper", "cpu", "cpu-v2", "smoke", "class")
 EXPERIMENTS = ("ar_sweep", "tinyimagenet", "deeper", "spectral_norm", "fgsm")
 
 
@@ -48,7 +50,7 @@ def make_config(fields: dict) -> TrainConfig:
     """A TrainConfig from profile fields; `attack_step: auto` becomes 2.5 * eps / attack_steps,
     `precision: auto` bf16 where this machine computes it natively, else fp32, and milestones at
     or after the last epoch (an `epochs` override below them) are dropped: they never change the
-    learning rate of a trained epoch."""
+    learning rate of a trained epoch; an eps warm-up longer than the run is cut to the run."""
     fields = dict(fields)
     if fields.get("precision") == "auto":
         fields["precision"] = resolve_precision("auto")
@@ -59,6 +61,8 @@ def make_config(fields: dict) -> TrainConfig:
     epochs = fields.get("epochs", TrainConfig.epochs)
     if isinstance(epochs, int) and "milestones" in fields:  # `-p epochs=1`: drop the milestones never reached
         fields["milestones"] = [m for m in fields["milestones"] if not isinstance(m, int) or m < epochs]
+    if isinstance(epochs, int) and isinstance(fields.get("eps_warmup_epochs"), int):  # and warm up for at most all
+        fields["eps_warmup_epochs"] = min(fields["eps_warmup_epochs"], epochs)
     return TrainConfig.from_dict(fields)
 
 
@@ -96,7 +100,13 @@ def experiment_configs(profile: str | dict, experiment: str, **overrides) -> lis
             raise ValueError("give either seed or seeds, not both")
         overrides["seeds"] = [overrides.pop("seed")]
     p.update({k: _grid_value(k, v) for k, v in overrides.items() if k in GRID_KEYS})
-    seeds = [int(s) for s in p.get("seeds", [p["defaults"].get("seed", TrainConfig.seed)])]
+    own_seeds = p.get("experiment_seeds") or {}
+    if set(own_seeds) - set(EXPERIMENTS):
+        raise ValueError(f"experiment_seeds names unknown experiments {sorted(set(own_seeds) - set(EXPERIMENTS))}; "
+                         f"choose from {', '.join(EXPERIMENTS)}")
+    if "seeds" not in overrides:  # the profile's seeds of this experiment, where it gives them apart
+        p["seeds"] = own_seeds.get(experiment, p.get("seeds"))
+    seeds = [int(s) for s in p.get("seeds") or [p["defaults"].get("seed", TrainConfig.seed)]]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be a non-empty list of distinct integers, got {p.get('seeds')!r}")
     base = {**p["defaults"], **{k: v for k, v in overrides.items() if k in fields}}

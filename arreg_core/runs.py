@@ -456,13 +456,18 @@ def list_runs(runs_dir=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+PREPARE_LOG = "prepare_log.jsonl"  # the store's build log (executors.Progress), beside its runs
+
+
 def is_run_store(folder: Path) -> bool:
-    """Whether `folder` holds only run directories this project wrote (or nothing): the only kind
-    of folder `arreg book --fresh` deletes."""
+    """Whether `folder` holds only run directories this project wrote and its build log (or
+    nothing): the only kind of folder `arreg book --fresh` deletes."""
     folder = Path(folder)
     if folder.is_symlink() or not folder.is_dir():
         return False
     for entry in folder.iterdir():
+        if entry.name == PREPARE_LOG and entry.is_file() and not entry.is_symlink():
+            continue
         if entry.is_symlink() or not entry.is_dir() or not RUN_NAME.match(entry.name):
             return False
         if not all(RUN_FILES.match(p.name) and not p.is_symlink() for p in entry.iterdir()):

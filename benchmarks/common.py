@@ -9,16 +9,7 @@ from pathlib import Path
 
 import torch
 
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (platform.processor() is empty on most Linux)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from arreg_core.executors import cpu_model  # noqa: F401  (re-exported for the benchmarks)
 
 
 def cpu_flags() -> list[str]:

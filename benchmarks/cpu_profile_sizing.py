@@ -43,6 +43,8 @@ def main(argv=None):
     p.add_argument("--attack-step", type=float, default=None,
                    help="attack step on the 0-255 scale, the same at every eps (overrides --attack-step-factor); "
                         "20/3 keeps the paper's total step length of 10 x 2/255 with 3 steps")
+    p.add_argument("--milestones", type=int, nargs="*", default=None,
+                   help="learning-rate drop epochs (default: at 1/2 and 3/4 of the epochs)")
     p.add_argument("--eps-warmup-epochs", type=int, default=0, help="TrainConfig.eps_warmup_epochs")
     p.add_argument("--augment", type=int, default=0)
     p.add_argument("--precision", default="fp32", help="fp32 | bf16 | auto")
@@ -60,7 +62,7 @@ def main(argv=None):
     config = TrainConfig(dataset="cifar10-jpeg", arch=a.arch, width=a.width, n_train=a.n_train, n_test=a.n_test,
                          method=a.method if a.eps else "none", eps=a.eps, attack_steps=a.attack_steps,
                          attack_step=round(step, 4), eps_warmup_epochs=a.eps_warmup_epochs, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
-                         weight_decay=a.weight_decay, milestones=(a.epochs // 2, 3 * a.epochs // 4),
+                         weight_decay=a.weight_decay, milestones=tuple(a.milestones) if a.milestones is not None else (a.epochs // 2, 3 * a.epochs // 4),
                          augment=bool(a.augment), precision=resolve_precision(a.precision, "cpu"))
     start = time.perf_counter()
     run = get_or_train(config, a.runs_dir, device="cpu", data_root=a.data_root, channels_last=bool(a.channels_last),

@@ -231,3 +231,29 @@ def test_ray_node_that_does_not_see_the_store_fails_with_one_line(ray_cluster, t
     message = str(err.value)
     assert "\n" not in message and str(tmp_path) in message and "does not see the run store" in message
     assert not run_path(job.config, tmp_path).exists()  # nothing was trained
+
+
+def test_store_build_log_adds_up_wall_time_over_interrupted_invocations(tmp_path):
+    """`prepare_profile` logs its start, each finished run and its end in the store
+    (runs.PREPARE_LOG); an invocation killed before its end line counts up to its last run, so the
+    from-empty wall time of a store built over several sessions adds up. The log does not make
+    the store unrecognisable to `--fresh`."""
+    from arreg_core.runs import PREPARE_LOG, is_run_store
+
+    grid = dict(experiments=("fgsm",), fgsm_eps=[4], epochs=1, n_train=60, n_test=30, device="cpu")
+    done = prepare_profile("smoke", runs_dir=tmp_path, executor=LocalExecutor(1), **grid)
+    prepare_profile("smoke", runs_dir=tmp_path, executor=LocalExecutor(1), **grid)  # found, not trained
+    log = tmp_path / PREPARE_LOG
+    with open(log, "a") as f:  # a third invocation, killed after one run (no end line), then a cut line
+        f.write('{"event": "start", "cpu_model": "Other CPU", "elapsed_s": 0.0}\n'
+                '{"event": "run", "run": "x", "found": false, "elapsed_s": 12.5}\n{"event": "ru')
+    wall = executors.store_wall_time(log)
+    first, second, killed = wall["sessions"]
+    assert first["trained"] == 1 and first["found"] == 0 and first["ended"] and first["wall_s"] > 0
+    assert second["trained"] == 0 and second["found"] == 1 and second["ended"]
+    assert killed == {"date": None, "cpu_model": "Other CPU", "wall_s": 12.5, "trained": 1, "found": 0, "ended": False}
+    assert wall["wall_s"] == pytest.approx(first["wall_s"] + second["wall_s"] + 12.5, abs=0.11)
+    assert wall["trained"] == 2 and executors.cpu_model() in wall["cpu_models"] and "Other CPU" in wall["cpu_models"]
+    assert is_run_store(tmp_path) and done == [p.name for p in tmp_path.iterdir() if p.is_dir()]
+    with pytest.raises(ValueError, match="unknown experiments"):
+        prepare_profile("smoke", runs_dir=tmp_path, experiments=("ar-sweep",))
