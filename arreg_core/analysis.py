@@ -34,13 +34,13 @@ import torch
 from . import data as data_module
 from .bound import (DEFAULT_SEARCH, eq5_summary, instance_space_margin, last_layer, min_row_distance,
                     smallest_singular_values)
+from .device import prepare_device
 from .evaluate import predict_logits
 from .loss_variation import loss_variation
 from .margins import margin, margin_stats, per_example_loss, true_class_probability
 from .models import Normalize
 from .runs import Run, atomic_write_bytes, atomic_write_json, load_run, read_json
 from .spectrum import layer_singular_values
-from .train import prepare_device
 
 __all__ = ["PIECES", "DEFAULT_PARAMS", "COMPUTE", "analyze", "load_artifact", "artifact_path", "piece_params"]
 

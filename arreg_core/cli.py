@@ -19,7 +19,8 @@ from . import runs
 from .profiles import PROFILES
 from .analysis import PIECES, analyze
 from .book import BookError
-from .train import TrainConfig, resolve_precision
+from .device import resolve_precision
+from .train import TrainConfig
 
 
 class Parser(argparse.ArgumentParser):

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from . import attacks
 from .data import ImageData, iterate_batches, test_view
-from .train import epoch_generator, prepare_device
+from .device import epoch_generator, prepare_device
 
 PAPER_PGD = {"eps": 8.0, "step": 2.0, "steps": 10}  # appendix D.2, 0-255 scale
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .attacks import pgd_linf
 from .data import iterate_batches, test_view
-from .train import epoch_generator, prepare_device
+from .device import epoch_generator, prepare_device
 
 __all__ = ["DEFAULT_EPS", "max_loss_increase", "loss_variation"]
 

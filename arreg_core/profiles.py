@@ -20,7 +20,8 @@ from importlib.resources import files
 
 import yaml
 
-from .train import TrainConfig, resolve_precision
+from .device import resolve_precision
+from .train import TrainConfig
 
 PROFILES = ("paper", "cpu", "smoke", "class")
 EXPERIMENTS = ("ar_sweep", "tinyimagenet", "deeper", "spectral_norm", "fgsm")

@@ -34,8 +34,9 @@ import torch
 import torch.nn.functional as F
 
 from arreg_core.data import DataNotFoundError, load_data
+from arreg_core.device import prepare_device
 from arreg_core.models import build_model
-from arreg_core.train import TrainConfig, prepare_device, train_epoch
+from arreg_core.train import TrainConfig, train_epoch
 
 try:
     from common import machine_info, nonzero_classifier
