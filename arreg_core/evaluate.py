@@ -57,7 +57,8 @@ def pgd_accuracy(model, x_uint8, y, *, eps: float = PAPER_PGD["eps"], step: floa
         if not keep.any():
             continue
         x, yb = x[keep], yb[keep]
-        x_adv = attacks.pgd_linf(model, x, yb, eps / 255, step / 255, steps, random_start=True, generator=generator)
+        x_adv = attacks.pgd_linf(model, x, yb, attacks.to_unit_scale(eps), attacks.to_unit_scale(step), steps,
+                                 random_start=True, generator=generator)
         with torch.no_grad():
             robust += (model(x_adv).argmax(1) == yb).sum().item()
         correct_clean += len(yb)

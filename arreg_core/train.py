@@ -195,7 +195,7 @@ def training_inputs(model, x, y, config: TrainConfig, generator: torch.Generator
         return x
     was_training = model.training
     model.eval()
-    eps, step = scale * config.eps / 255, scale * config.attack_step / 255
+    eps, step = attacks.to_unit_scale(scale * config.eps), attacks.to_unit_scale(scale * config.attack_step)
     if config.method == "pgd":
         x_adv = attacks.pgd_linf(model, x, y, eps, step, config.attack_steps, random_start=True, generator=generator)
     else:
