@@ -10,7 +10,8 @@ checkpoint changed since (its sha256 is recorded). Pieces:
   margins         margins (Definition 3), true-class probabilities, cross entropies, labels and
                   predictions of the training set (no augmentation) and the test set (Fig. 4, 5a/b)
   spectrum        per-layer singular-value std/min/max/n and all singular values (Fig. 5c/d, B.2)
-  loss_variation  maximal loss variation under l-inf PGD of strength 1, 2, 4 (B.5, Fig. 8, Table 1)
+  loss_variation  maximal loss variation under l-inf PGD of strength eps 1, 2, 4 on the 0-255 scale
+                  (B.5, Fig. 8, Table 1)
   bound           the parts of eq. (5): sigma^i_min, min row distance of W^L, the instance-space
                   margin of every example of a split, and u_min (Theorem 3.1)
 
@@ -34,13 +35,13 @@ import torch
 from . import data as data_module
 from .bound import (DEFAULT_SEARCH, eq5_summary, instance_space_margin, last_layer, min_row_distance,
                     smallest_singular_values)
+from .device import prepare_device
 from .evaluate import predict_logits
-from .loss_variation import loss_variation
+from .loss_variation import DEFAULT_EPS, loss_variation
 from .margins import margin, margin_stats, per_example_loss, true_class_probability
 from .models import Normalize
 from .runs import Run, atomic_write_bytes, atomic_write_json, load_run, read_json
 from .spectrum import layer_singular_values
-from .train import prepare_device
 
 __all__ = ["PIECES", "DEFAULT_PARAMS", "COMPUTE", "analyze", "load_artifact", "artifact_path", "piece_params"]
 
@@ -48,7 +49,9 @@ PIECES = ("margins", "spectrum", "loss_variation", "bound")
 DEFAULT_PARAMS = {
     "margins": {"t": 1.0, "batch_size": 500},
     "spectrum": {"values_dtype": "float16"},  # float16 | float32 | none (per-layer stats only)
-    "loss_variation": {"eps": [1.0, 2.0, 4.0], "steps": 10, "step_frac": 0.25, "random_start": True,
+    # eps: the attack strengths, 0-255 scale like every eps a user gives (bound's r_max is an l2
+    # radius in [0, 1] pixels: Definition 6's distance, no attack strength)
+    "loss_variation": {"eps": list(DEFAULT_EPS), "steps": 10, "step_frac": 0.25, "random_start": True,
                        "seed": 0, "split": "test", "batch_size": 500},
     "bound": {"split": "test", "n_examples": None, **DEFAULT_SEARCH, "batch_size": 250},
 }

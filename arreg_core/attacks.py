@@ -1,5 +1,10 @@
 """l-inf attacks in [0, 1] pixel space (appendix B.1, B.6; Madry et al., 2018).
 
+Everything a user gives (TrainConfig, profiles, the CLI, notebook parameters, evaluation and
+analysis parameters) states eps and step sizes on the paper's 0-255 scale; the attacks take the
+[0, 1] scale of the images they perturb. `to_unit_scale` is where the two meet: every caller
+converts through it.
+
 Both attacks are batched, differentiate only with respect to the perturbation (no gradient
 reaches the model's parameters), and return examples inside the eps-ball and the [0, 1] box.
 They leave the model's train/eval mode as they find it: the caller chooses it.
@@ -11,9 +16,15 @@ import torch
 import torch.nn.functional as F
 
 
+def to_unit_scale(value_255: float) -> float:
+    """An attack strength or step size on the paper's 0-255 scale (eps 8) on the [0, 1] scale
+    the attacks take (8/255)."""
+    return value_255 / 255
+
+
 def _check(eps: float, step: float | None = None, steps: int | None = None) -> None:
     if eps < 0:
-        raise ValueError(f"eps must be >= 0 (on the [0, 1] scale, e.g. 8/255), got {eps}")
+        raise ValueError(f"eps must be >= 0 (on the [0, 1] scale: to_unit_scale(8) for the paper's 8), got {eps}")
     if step is not None and step < 0:
         raise ValueError(f"step size must be >= 0, got {step}")
     if steps is not None and steps < 0:

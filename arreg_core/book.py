@@ -105,17 +105,10 @@ def stage(profile: str, root: Path) -> Path:
     return src
 
 
-def notebook_parameters(path: Path, profile: str, parameters: dict | None) -> dict:
-    """The papermill parameters of one notebook: profile, eps and the rest as `overrides`
-    (NOTEBOOK_PARAMETERS). A notebook with an older parameters cell (one variable per setting,
-    the AR strengths as `eps_list`) gets them one by one."""
-    import papermill
-
+def notebook_parameters(profile: str, parameters: dict | None) -> dict:
+    """The papermill parameters of every chapter: profile, eps and the rest as `overrides`
+    (NOTEBOOK_PARAMETERS)."""
     rest = dict(parameters or {})
-    if "overrides" not in papermill.inspect_notebook(str(path)):
-        if "eps" in rest:
-            rest["eps_list"] = rest.pop("eps")
-        return {"profile": profile, **rest}
     params = {"profile": profile}
     if "eps" in rest:
         params["eps"] = rest.pop("eps")
@@ -151,7 +144,7 @@ def execute(profile: str, src: Path, root: Path, notebooks=NOTEBOOKS, parameters
             print(f"[arreg book] executing {name} ({profile})", flush=True)
             try:
                 papermill.execute_notebook(str(source), str(target),
-                                           parameters=notebook_parameters(source, profile, parameters),
+                                           parameters=notebook_parameters(profile, parameters),
                                            kernel_name=kernel, cwd=str(root), progress_bar=False)
             except papermill.PapermillExecutionError as err:
                 raise BookError(f"notebook {name} failed under profile {profile}: {err.ename}: {err.evalue} "

@@ -191,7 +191,7 @@ def instance_space_margin(model, x, y=None, *, r_max: float = DEFAULT_SEARCH["r_
     untargeted attack alone follows the runner-up by logit, which need not be the class whose
     boundary is nearest: on random linear models it overestimates distances by up to 23%, with
     3 targets by < 1.1%; on a briefly trained resnet8 (synthetic data, 60 test examples) adding
-    the 3 targets shortened 20% of the radii, by up to 47%, for 5x the time.
+    the 3 targets shortened 20% of the radii, by up to 47% (its cost: README, "Measured here").
 
     The decision boundary is that of the predicted class (Definition 2 measures robustness
     w.r.t. the prediction). With labels y, examples whose prediction differs from y get NaN

@@ -19,7 +19,8 @@ from . import runs
 from .profiles import EXPERIMENTS, PROFILES
 from .analysis import PIECES, analyze
 from .book import BookError
-from .train import TrainConfig, resolve_precision
+from .device import resolve_precision
+from .train import TrainConfig
 
 
 class Parser(argparse.ArgumentParser):
@@ -61,11 +62,15 @@ def _field_parser(field: dataclasses.Field):
     return _convert(hint), None
 
 
+SCALE_255 = ("eps", "attack_step")  # TrainConfig fields on the paper's 0-255 scale
+
+
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     for field in dataclasses.fields(TrainConfig):
         convert, nargs = _field_parser(field)
+        scale = " (0-255 scale: 8 means 8/255)" if field.name in SCALE_255 else ""
         parser.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, type=convert, nargs=nargs,
-                            default=argparse.SUPPRESS, help=f"default: {field.default}")
+                            default=argparse.SUPPRESS, help=f"default: {field.default}{scale}")
 
 
 def read_config_file(path: str) -> dict:

@@ -115,8 +115,8 @@ def _cached(name: str, key: str, build) -> dict[str, torch.Tensor]:
 
 
 def _file_key(path: pathlib.Path) -> str:
-    """Cache key of an archive: the sha256 of all its bytes (about 0.1 s for CIFAR-10's 20 MB),
-    so an archive with other images is decoded again whatever its size."""
+    """Cache key of an archive: the sha256 of all its bytes (its time: README, "Measured
+    here"), so an archive with other images is decoded again whatever its size."""
     h = hashlib.sha256(f"v{_CACHE_VERSION}:".encode())
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .attacks import pgd_linf
+from .attacks import pgd_linf, to_unit_scale
 from .data import iterate_batches, test_view
-from .train import epoch_generator, prepare_device
+from .device import epoch_generator, prepare_device
 
 __all__ = ["DEFAULT_EPS", "max_loss_increase", "loss_variation"]
 
@@ -71,7 +71,8 @@ def loss_variation(model, x_uint8: torch.Tensor, y: torch.Tensor, eps=DEFAULT_EP
         lo = 0
         for x, yb in iterate_batches(x_uint8, y, batch_size, device=device):
             x = test_view(x, transform)
-            v = max_loss_increase(model, x, yb, e / 255, step_frac * e / 255, steps, random_start, generator)
+            v = max_loss_increase(model, x, yb, to_unit_scale(e), to_unit_scale(step_frac * e), steps, random_start,
+                                  generator)
             values[i, lo:lo + len(yb)] = v.float().cpu().numpy()
             lo += len(yb)
     with torch.no_grad():

@@ -22,7 +22,8 @@ from importlib.resources import files
 
 import yaml
 
-from .train import TrainConfig, resolve_precision
+from .device import resolve_precision
+from .train import TrainConfig
 
 PROFILES = ("paper", "cpu", "cpu-v2", "smoke", "class")
 EXPERIMENTS = ("ar_sweep", "tinyimagenet", "deeper", "spectral_norm", "fgsm")

@@ -38,9 +38,10 @@ import torch
 from filelock import FileLock, Timeout
 
 from . import data as data_module
+from .device import prepare_device
 from .evaluate import evaluate
 from .io import _umask, atomic_write_bytes, atomic_write_json, read_json  # noqa: F401 (part of runs' API)
-from .train import TrainConfig, build_model_for, build_optimizer, fit, prepare_device
+from .train import TrainConfig, build_model_for, build_optimizer, fit
 
 # Config fields left out of the run key while they hold their default, so that adding a field
 # keeps the keys (and the committed runs) of every config that does not use it.

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 import time
 import types
 import typing
@@ -27,6 +26,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import attacks, data as data_module, models
+from .device import autocast, epoch_generator, prepare_device
+from .device import resolve_precision  # noqa: F401 (TrainConfig's error message names train.resolve_precision)
 
 METHODS = ("none", "pgd", "fgsm")
 DEFAULT_MILESTONES = (100, 150)  # appendix B.1: the learning rate falls tenfold at epochs 100 and 150 of 200
@@ -163,54 +164,6 @@ def _checked_type(name: str, value, hint):
     return value
 
 
-def prepare_device(device: str | torch.device = "auto") -> torch.device:
-    """The device to compute on ('auto': CUDA when present, else the CPU). Also flushes
-    denormal floats to zero on the CPU: Fixup's zero-initialised layers produce them early in
-    training, and CPU arithmetic on them is 10-20x slower (measured: 44 s vs 2.5 s for one
-    PGD epoch of resnet8 on 2,000 images)."""
-    if str(device) == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    torch.set_flush_denormal(True)
-    return torch.device(device)
-
-
-def native_bf16(device: str | torch.device = "auto") -> bool:
-    """Whether `device` computes in bf16 natively: a CUDA GPU with bf16 units (Ampere or newer),
-    or a CPU with AMX tiles or AVX512-BF16. Elsewhere bf16 autocast is emulated and slower than fp32."""
-    device = prepare_device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    if device.type == "cpu":
-        capped = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()  # oneDNN told to use less of the CPU
-        if capped not in ("ALL", "DEFAULT") and "AMX" not in capped and "BF16" not in capped:
-            return False
-        return any(getattr(torch.cpu, probe, lambda: False)()
-                   for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
-    return False
-
-
-def resolve_precision(precision: str, device: str | torch.device = "auto") -> str:
-    """`precision` with "auto" replaced by "bf16" where `device` computes bf16 natively, else "fp32".
-    The result goes into the TrainConfig (and so into the run key): a config never says "auto"."""
-    if precision != "auto":
-        return precision
-    return "bf16" if native_bf16(device) else "fp32"
-
-
-def autocast(precision: str, device: torch.device):
-    """The autocast context of a training precision: bf16 for the forward passes under "bf16"
-    (losses, gradients w.r.t. inputs, optimizer state and master weights stay fp32); off under fp32."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-
-
-def epoch_generator(seed: int, epoch: int, device: torch.device, stream: int = 0) -> torch.Generator:
-    """A generator on `device` seeded by (seed, epoch, stream): an epoch's randomness does not
-    depend on what ran before it, which makes resumed runs exact."""
-    g = torch.Generator(device=device)
-    g.manual_seed(((seed * 1_000_003 + epoch) * 7919 + stream) % (2**63))
-    return g
-
-
 def build_model_for(config: TrainConfig, data: data_module.ImageData) -> torch.nn.Module:
     torch.manual_seed(config.seed)  # initialisation is the one use of the global generator
     return models.build_model(config.arch, data.num_classes, config.width, dataset=config.dataset)
@@ -242,7 +195,7 @@ def training_inputs(model, x, y, config: TrainConfig, generator: torch.Generator
         return x
     was_training = model.training
     model.eval()
-    eps, step = scale * config.eps / 255, scale * config.attack_step / 255
+    eps, step = attacks.to_unit_scale(scale * config.eps), attacks.to_unit_scale(scale * config.attack_step)
     if config.method == "pgd":
         x_adv = attacks.pgd_linf(model, x, y, eps, step, config.attack_steps, random_start=True, generator=generator)
     else:

@@ -17,8 +17,9 @@ import time
 
 import torch
 
+from arreg_core.device import resolve_precision
 from arreg_core.runs import get_or_train
-from arreg_core.train import TrainConfig, resolve_precision
+from arreg_core.train import TrainConfig
 
 try:
     from common import cpu_model

@@ -27,9 +27,10 @@ import pandas as pd
 import torch
 
 from arreg_core.data import ImageData, load_data
+from arreg_core.device import prepare_device
 from arreg_core.profiles import EXPERIMENTS, experiment_configs
 from arreg_core.spectral_clip import clip_model_spectral_norm
-from arreg_core.train import TrainConfig, build_model_for, build_optimizer, fit, prepare_device, train_epoch
+from arreg_core.train import TrainConfig, build_model_for, build_optimizer, fit, train_epoch
 
 try:
     from common import machine_info, nonzero_classifier

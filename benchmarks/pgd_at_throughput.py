@@ -33,9 +33,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from arreg_core.attacks import to_unit_scale
 from arreg_core.data import DataNotFoundError, load_data
+from arreg_core.device import prepare_device
 from arreg_core.models import build_model
-from arreg_core.train import TrainConfig, prepare_device, train_epoch
+from arreg_core.train import TrainConfig, train_epoch
 
 try:
     from common import machine_info, nonzero_classifier
@@ -71,7 +73,7 @@ def plain_epoch(model, optimizer, loader, device) -> float:
     """One epoch of the plain loop; returns its seconds."""
     import torchattacks
 
-    attack = torchattacks.PGD(model, eps=EPS / 255, alpha=ALPHA / 255, steps=STEPS, random_start=True)
+    attack = torchattacks.PGD(model, eps=to_unit_scale(EPS), alpha=to_unit_scale(ALPHA), steps=STEPS, random_start=True)
     model.train()
     synchronize(device)
     start = time.perf_counter()

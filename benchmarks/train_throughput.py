@@ -22,12 +22,13 @@ import pandas as pd
 import torch
 
 from arreg_core.data import load_data
+from arreg_core.device import prepare_device
 
 try:
     from common import nonzero_classifier
 except ImportError:  # imported as a module from elsewhere (tests)
     from benchmarks.common import nonzero_classifier
-from arreg_core.train import TrainConfig, build_model_for, build_optimizer, prepare_device, train_epoch
+from arreg_core.train import TrainConfig, build_model_for, build_optimizer, train_epoch
 
 
 def measure(arch, method, channels_last, device, images, batch_size, data, warm) -> float:

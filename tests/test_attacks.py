@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from arreg_core.attacks import fgsm, pgd_linf
+from arreg_core.attacks import fgsm, pgd_linf, to_unit_scale
 from arreg_core.models import build_model
 
 
@@ -73,3 +73,11 @@ def test_negative_eps_is_one_clear_error(model_and_batch):
         pgd_linf(model, x, y, -1 / 255, 2 / 255, 10)
     with pytest.raises(ValueError, match="eps must be >= 0"):
         fgsm(model, x, y, -0.1)
+
+
+def test_the_papers_255_scale_becomes_the_attacks_unit_scale(model_and_batch):
+    """eps 8 as users give it is 8/255 of the [0, 1] images the attacks perturb."""
+    model, x, y = model_and_batch
+    assert to_unit_scale(8.0) == 8 / 255 and to_unit_scale(0.0) == 0.0
+    x_adv = fgsm(model, x, y, to_unit_scale(8.0))
+    assert (x_adv - x).abs().max().item() == pytest.approx(8 / 255, abs=1e-6)

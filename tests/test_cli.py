@@ -15,6 +15,15 @@ def test_every_config_field_is_a_flag():
         ("synthetic", 4.0, (3, 5), None, False, 100)
 
 
+
+def test_the_eps_flags_say_their_scale(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag in ("--eps EPS", "--attack-step ATTACK_STEP"):
+        assert f"{flag} default: " in text and "(0-255 scale" in text.split(f"{flag} default: ")[1][:40]
+    assert "(0-255 scale" not in text.split("--attack-steps ATTACK_STEPS default: ")[1][:40]
+
 def test_train_then_list(tmp_path, capsys):
     flags = ["--dataset", "synthetic", "--arch", "resnet8", "--n-train", "100", "--n-test", "50", "--epochs", "1",
              "--batch-size", "50", "--eps", "0", "--runs-dir", str(tmp_path), "--device", "cpu", "--quiet"]

@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from arreg_core.data import load_data
+from arreg_core.device import autocast, native_bf16, resolve_precision
 from arreg_core.evaluate import evaluate
 from arreg_core.runs import get_or_train, load_checkpoint, run_key
-from arreg_core.train import TrainConfig, autocast, fit, native_bf16, resolve_precision
+from arreg_core.train import TrainConfig, fit
 
 DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(
     not torch.cuda.is_available(), reason="no CUDA")])]

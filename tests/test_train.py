@@ -1,8 +1,10 @@
+import inspect
+
 import pytest
 import torch
 
 from arreg_core.data import load_data
-from arreg_core.evaluate import evaluate
+from arreg_core.evaluate import PAPER_PGD, evaluate, pgd_accuracy
 from arreg_core.runs import get_or_train
 from arreg_core.runs import run_key
 from arreg_core.train import TrainConfig, eps_scale, fit, training_inputs
@@ -76,6 +78,14 @@ def test_training_on_synthetic_data_learns_and_records_history():
     assert metrics["train_acc"] > 45 and metrics["test_acc"] > 40  # chance is 10; measured 64 / 58
     assert metrics["gap_acc"] == pytest.approx(metrics["train_acc"] - metrics["test_acc"])
     assert metrics["gap_loss"] == pytest.approx(metrics["test_loss"] - metrics["train_loss"])
+
+
+def test_the_evaluation_attack_is_the_papers_by_default():
+    """One constant, PAPER_PGD, holds the evaluation attack (appendix D.2, 0-255 scale)."""
+    assert PAPER_PGD == {"eps": 8.0, "step": 2.0, "steps": 10}
+    defaults = inspect.signature(pgd_accuracy).parameters
+    assert {name: defaults[name].default for name in PAPER_PGD} == PAPER_PGD
+    assert inspect.signature(evaluate).parameters["pgd"].default is PAPER_PGD
 
 
 @pytest.mark.slow
