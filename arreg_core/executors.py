@@ -17,6 +17,7 @@ import os
 import platform
 import signal
 import socket
+import threading
 import time
 import traceback
 import uuid
@@ -97,21 +98,30 @@ def cpu_model() -> str:
 
 class Progress:
     """One line per finished run above a tqdm bar of runs done; with `log`, also one JSON line per
-    event appended to that file (start, each finished run, end; `elapsed_s` since the start), so
-    the wall time of a store built over several interrupted invocations adds up
-    (`store_wall_time`)."""
+    event appended to that file (start, each finished run, a heartbeat every `heartbeat_s`, end;
+    `elapsed_s` since the start), so the wall time of a store built over several invocations adds
+    up (`store_wall_time`), even when one was killed -9 (to within a heartbeat)."""
 
-    def __init__(self, total: int, prefix: str = "[arreg prepare]", log: Path | None = None, about: dict | None = None):
+    def __init__(self, total: int, prefix: str = "[arreg prepare]", log: Path | None = None, about: dict | None = None,
+                 heartbeat_s: float = 60.0):
         self.bar = tqdm(total=total, desc="runs done", unit="run", dynamic_ncols=True)
         self.prefix, self.log, self.start = prefix, log, time.perf_counter()
+        self._lock, self._stop = threading.Lock(), threading.Event()
         self._log({"event": "start", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(),
                    "cpu_model": cpu_model(), "cpus": os.cpu_count(), "jobs": total, **(about or {})})
+        if log is not None:
+            threading.Thread(target=self._beat, args=(heartbeat_s,), daemon=True).start()
+
+    def _beat(self, every: float) -> None:
+        while not self._stop.wait(every):
+            self._log({"event": "alive"})
 
     def _log(self, record: dict) -> None:
         if self.log is not None:
-            record = {**record, "elapsed_s": round(time.perf_counter() - self.start, 1)}
-            with open(self.log, "a") as f:  # one short line per write: a killed process leaves whole lines
-                f.write(json.dumps(record, default=str) + "\n")
+            with self._lock:
+                record = {**record, "elapsed_s": round(time.perf_counter() - self.start, 1)}
+                with open(self.log, "a") as f:  # one short line per write: a killed process leaves whole lines
+                    f.write(json.dumps(record, default=str) + "\n")
 
     def note(self, text: str) -> None:
         self.bar.write(f"{self.prefix} {text}")
@@ -124,13 +134,14 @@ class Progress:
         self.bar.update(1)
 
     def close(self) -> None:
+        self._stop.set()
         self._log({"event": "end"})
         self.bar.close()
 
 
 def store_wall_time(log: Path) -> dict:
     """Wall time of building a store from a `Progress` log: per invocation, the elapsed time of its
-    last event (an invocation killed before its end line counts up to its last finished run), and
+    last event (an invocation killed before its end line counts up to its last heartbeat), and
     their sum; with the runs each invocation trained (not found) and the CPU models it ran on."""
     sessions = []
     for line in Path(log).read_text().splitlines():

@@ -4,6 +4,7 @@ profile through a two-node Ray cluster on loopback gives the local executor's me
 task killed mid-run is retried and resumes; a node that does not see the run store says so."""
 
 import ipaddress
+import json
 import os
 import re
 import signal
@@ -244,9 +245,10 @@ def test_store_build_log_adds_up_wall_time_over_interrupted_invocations(tmp_path
     done = prepare_profile("smoke", runs_dir=tmp_path, executor=LocalExecutor(1), **grid)
     prepare_profile("smoke", runs_dir=tmp_path, executor=LocalExecutor(1), **grid)  # found, not trained
     log = tmp_path / PREPARE_LOG
-    with open(log, "a") as f:  # a third invocation, killed after one run (no end line), then a cut line
+    with open(log, "a") as f:  # a third invocation, killed after one run and a heartbeat (no end line), cut
         f.write('{"event": "start", "cpu_model": "Other CPU", "elapsed_s": 0.0}\n'
-                '{"event": "run", "run": "x", "found": false, "elapsed_s": 12.5}\n{"event": "ru')
+                '{"event": "run", "run": "x", "found": false, "elapsed_s": 10.0}\n'
+                '{"event": "alive", "elapsed_s": 12.5}\n{"event": "ru')
     wall = executors.store_wall_time(log)
     first, second, killed = wall["sessions"]
     assert first["trained"] == 1 and first["found"] == 0 and first["ended"] and first["wall_s"] > 0
@@ -257,3 +259,11 @@ def test_store_build_log_adds_up_wall_time_over_interrupted_invocations(tmp_path
     assert is_run_store(tmp_path) and done == [p.name for p in tmp_path.iterdir() if p.is_dir()]
     with pytest.raises(ValueError, match="unknown experiments"):
         prepare_profile("smoke", runs_dir=tmp_path, experiments=("ar-sweep",))
+
+
+def test_progress_log_has_a_heartbeat(tmp_path):
+    progress = executors.Progress(3, log=tmp_path / "log.jsonl", heartbeat_s=0.05)
+    time.sleep(0.3)
+    progress.close()
+    events = [json.loads(line)["event"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert events[0] == "start" and events[-1] == "end" and events.count("alive") >= 2
