@@ -131,6 +131,13 @@ def cmd_runs(args) -> int:
                         "test_loss", "gap_loss", "pgd_acc"] if c in table]
     with pd.option_context("display.width", 200, "display.max_columns", None, "display.float_format", "{:.3f}".format):
         print(table[cols].to_string(index=False))
+    log = Path(args.runs_dir or runs.default_runs_dir()) / runs.PREPARE_LOG
+    if log.is_file():
+        from .executors import store_wall_time
+
+        wall = store_wall_time(log)
+        print(f"built by `arreg prepare` in {len(wall['sessions'])} invocations: {wall['wall_s'] / 3600:.2f} h wall "
+              f"in all, {wall['trained']} runs trained, on {'; '.join(wall['cpu_models'])} ({log.name})")
     return 0
 
 

@@ -234,7 +234,7 @@ def test_ray_node_that_does_not_see_the_store_fails_with_one_line(ray_cluster, t
     assert not run_path(job.config, tmp_path).exists()  # nothing was trained
 
 
-def test_store_build_log_adds_up_wall_time_over_interrupted_invocations(tmp_path):
+def test_store_build_log_adds_up_wall_time_over_interrupted_invocations(tmp_path, capsys):
     """`prepare_profile` logs its start, each finished run and its end in the store
     (runs.PREPARE_LOG); an invocation killed before its end line counts up to its last run, so the
     from-empty wall time of a store built over several sessions adds up. The log does not make
@@ -257,6 +257,12 @@ def test_store_build_log_adds_up_wall_time_over_interrupted_invocations(tmp_path
     assert wall["wall_s"] == pytest.approx(first["wall_s"] + second["wall_s"] + 12.5, abs=0.11)
     assert wall["trained"] == 2 and executors.cpu_model() in wall["cpu_models"] and "Other CPU" in wall["cpu_models"]
     assert is_run_store(tmp_path) and done == [p.name for p in tmp_path.iterdir() if p.is_dir()]
+    from arreg_core.cli import main
+
+    capsys.readouterr()
+    assert main(["runs", "--runs-dir", str(tmp_path)]) == 0
+    assert f"built by `arreg prepare` in 3 invocations: {wall['wall_s'] / 3600:.2f} h wall in all, 2 runs trained" \
+        in capsys.readouterr().out
     with pytest.raises(ValueError, match="unknown experiments"):
         prepare_profile("smoke", runs_dir=tmp_path, experiments=("ar-sweep",))
 
