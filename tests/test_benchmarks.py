@@ -70,3 +70,15 @@ def test_exercise_timings_runs_every_exercise_cell_of_a_chapter(tmp_path):
     assert json.loads(out.read_text()) == result
     assert result["profile"] == "smoke" and [t["label"] for t in result["timings"]] == [c[0] for c in cells]
     assert all(t["seconds"] > 0 for t in result["timings"])
+
+
+def test_precision_effect_compares_fp32_with_the_bf16_seeds():
+    import pandas as pd
+
+    from benchmarks.precision_effect import METRICS, compare
+
+    bf16 = pd.DataFrame([{m: v for m in METRICS} for v in (10.0, 12.0, 14.0)])
+    table = compare({m: 16.0 for m in METRICS}, bf16).set_index("metric")
+    assert table.loc["test_acc", "bf16 mean"] == 12.0 and table.loc["test_acc", "bf16 std"] == 2.0
+    assert table.loc["gap_acc", "difference / std"] == 2.0 and table.loc["pgd_acc", "bf16 seeds"] == 3
+    assert pd.isna(compare({m: 1.0 for m in METRICS}, bf16.iloc[:1]).loc[0, "difference / std"])
