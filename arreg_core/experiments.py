@@ -124,14 +124,23 @@ class Experiments:
         order = [c for c in ("dataset", "spectral_norm", "eps", "seed") if c in t]
         return t.sort_values(order, na_position="first").reset_index(drop=True)
 
+    def analysed_seeds(self, piece: str) -> list[int] | None:
+        """The seeds whose runs get `piece` (the profile's `analysis_seeds`, e.g. the Theorem 3.1
+        bound on one seed where the budget allows no more); None: every seed."""
+        return analysis_seeds(self.profile).get(piece)
+
     def summary(self, experiment: str, piece: str, dataset: str | None = None) -> pd.DataFrame:
         """The `piece` artifact's summary of every run, tidy: ID_COLUMNS and
         margins          one row per split: accuracy, mean_loss, mean_prob and the margin
                          statistics (mean, std, skewness, median, frac_near_zero, frac_negative, n)
         loss_variation   one row per attack strength eps_attack: mean, std
         spectrum         one row per layer (1-based `layer`, `name`, `kind`): std, max, min
-        bound            one row: the scalar terms of eq. (5)"""
+        bound            one row: the scalar terms of eq. (5)
+        Only the runs of the piece's analysed seeds (`analysed_seeds`) have rows."""
         runs = self.metrics(experiment, dataset)
+        seeds = self.analysed_seeds(piece)
+        if seeds is not None and not runs.empty:
+            runs = runs[runs.seed.isin(seeds)]
         if runs.empty:
             return pd.DataFrame()
         artifacts = self.artifacts(runs, piece)
@@ -189,6 +198,17 @@ class Experiments:
         return table.astype(str)
 
 
+def analysis_seeds(profile: str) -> dict[str, list[int]]:
+    """The profile's `analysis_seeds`: {piece: the seeds whose runs get it}; pieces not listed
+    are computed on every seed."""
+    seeds = load_profile(profile).get("analysis_seeds") or {}
+    unknown = set(seeds) - set(analysis.PIECES)
+    if unknown:
+        raise ValueError(f"profile {profile}: analysis_seeds names unknown pieces {sorted(unknown)}; "
+                         f"choose from {', '.join(analysis.PIECES)}")
+    return {piece: [int(s) for s in v] for piece, v in seeds.items()}
+
+
 def store(profile: str) -> Path:
     """The run store of `profile`: $ARREG_RUNS where set, else the profile's `runs_dir`."""
     return Path(os.environ.get("ARREG_RUNS") or load_profile(profile)["runs_dir"])
@@ -215,11 +235,13 @@ def prepare_profile(profile: str, workers: int = 2, runs_dir=None, device="auto"
         raise ValueError(f"unknown experiments {sorted(unknown)}; choose from {', '.join(ANALYSED)}")
     ex = Experiments.from_parameters(profile, runs_dir=runs_dir, device=device, data_root=data_root, **overrides)
     profile_params = load_profile(profile).get("analysis", {})
+    seeds_of = analysis_seeds(profile)
     pieces_of: dict[TrainConfig, tuple] = {}  # a config in several experiments gets all their pieces
     for experiment in experiments:
         for config in ex.configs(experiment):
             known = pieces_of.get(config, ())
-            pieces_of[config] = known + tuple(p for p in ANALYSED[experiment] if p not in known)
+            pieces_of[config] = known + tuple(p for p in ANALYSED[experiment] if p not in known
+                                              and config.seed in seeds_of.get(p, [config.seed]))
     jobs = [Job(config, str(ex.runs_dir), device, data_root, pieces,
                 {p: profile_params[p] for p in pieces if p in profile_params} or None,
                 execution=execution_options(profile))

@@ -69,3 +69,29 @@ def test_machine_settings_come_from_the_environment(monkeypatch, tmp_path):
     ex = Experiments.from_environment("smoke", eps=[2])
     assert (ex.device, ex.data_root, ex.runs_dir) == ("cpu", str(tmp_path), tmp_path / "store")
     assert [c.eps for c in ex.configs("ar_sweep")] == [2]
+
+
+def test_analysis_seeds_limit_a_piece_to_some_seeds(tmp_path, monkeypatch):
+    """A profile's `analysis_seeds: {bound: [0]}` (cpu-v2: the Theorem 3.1 bound on one seed):
+    `prepare_profile` computes the bound only on seed 0's runs and `summary` reads only those,
+    so a chapter never computes it for the other seeds."""
+    from arreg_core import experiments, profiles
+    from arreg_core.experiments import prepare_profile
+
+    smoke = profiles.load_profile("smoke")
+    patched = {**smoke, "analysis_seeds": {"bound": [0]}}
+    for module in (experiments, profiles):
+        monkeypatch.setattr(module, "load_profile", lambda name: patched if name == "smoke" else load_profile(name))
+    grid = dict(eps=[4], seeds=[0, 1], epochs=1, n_train=60, n_test=40)
+    done = prepare_profile("smoke", workers=1, runs_dir=tmp_path, device="cpu", experiments=("ar_sweep",), **grid)
+    ex = Experiments.from_parameters("smoke", runs_dir=tmp_path, device="cpu", **grid)
+    seed_of = {r.run: r.seed for r in ex.metrics("ar_sweep").itertuples()}
+    bound_params = smoke["analysis"].get("bound")
+    assert sorted(seed_of[name] for name in done) == [0, 1]
+    for name in done:
+        assert artifact_path(tmp_path / name, "bound", bound_params).exists() == (seed_of[name] == 0), name
+        assert artifact_path(tmp_path / name, "margins", smoke["analysis"].get("margins")).exists()
+    assert list(ex.summary("ar_sweep", "bound").seed) == [0]
+    patched["analysis_seeds"] = {"bounds": [0]}
+    with pytest.raises(ValueError, match="analysis_seeds names unknown pieces"):
+        experiments.analysis_seeds("smoke")
