@@ -38,7 +38,8 @@ FIT_THRESHOLD = 80.0  # percent clean training accuracy (no augmentation) for a 
 RULE = (
     "Each claim says that a quantity rises or falls as the AR strength grows. For each claim we compute one "
     "number, the *fitted change* of the quantity from the weakest to the strongest AR (a least-squares line "
-    "through all strengths; for a claim about layers, the fraction of layers that follow it), and a 95% "
+    "through all AR strengths, as in the paper's tables; standard training, eps 0, is the chapters' reference "
+    "and not part of the statistic; for a claim about layers, the fraction of layers that follow it), and a 95% "
     "confidence interval for it: a bootstrap that resamples the networks trained with different seeds and "
     "then the test and training examples they are evaluated on. The verdict is **reproduced** when the whole "
     "interval lies on the side of 'no effect' (a change of zero; for layers, one half) that the paper claims, "

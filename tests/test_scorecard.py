@@ -8,7 +8,7 @@ import pytest
 
 from arreg_core.experiments import Experiments
 from arreg_core.profiles import load_profile
-from arreg_core.scorecard import (CLAIMS, SN_DIRECTION, display_table, paper_layer_counts, regime_table, scorecard,
+from arreg_core.scorecard import (CLAIMS, adversarial_only, SN_DIRECTION, display_table, paper_layer_counts, regime_table, scorecard,
                                   seeds_line, sentence, summary_line, trend)
 from arreg_core.verdicts import CONTRADICTED, INCONCLUSIVE, NOT_RUN, REPRODUCED, VERDICTS
 
@@ -111,6 +111,23 @@ def test_a_made_up_build_in_the_papers_regime():
     assert (card[run]["this build regime"].str.startswith("fits")).all()
     assert list(card[~run].claim) == ["With the spectral norm clipped to 3 the error gap rises with AR"]
     assert card["this build verdict"].isin(VERDICTS).all()
+
+
+def test_standard_training_is_not_part_of_the_statistic():
+    """eps 0 (cpu-v2's reference) is left out like the paper's tables leave it out: a standard-
+    training network with any gap or margins leaves every verdict and value as it was."""
+    build = made_up_build([5, 10, 20], [20, 10, 5])
+    base = scorecard(build, n_boot=N_BOOT)
+    with_zero = dict(build)
+    zero = runs([0], [90], 100.0, method="none").assign(run="zero")
+    with_zero["ar_sweep"] = pd.concat([zero, build["ar_sweep"]])
+    with_zero["examples"] = {**build["examples"], "zero": {"test:margin": np.full(1000, 50.0),
+                                                          "test:margin_sq": np.full(1000, 2500.0),
+                                                          "test:loss_variation": np.zeros(1000)}}
+    with_zero["spectra"] = pd.concat([build["spectra"], build["spectra"].assign(eps=0, std=100.0)])
+    card = scorecard(with_zero, n_boot=N_BOOT)
+    pd.testing.assert_frame_equal(card, base)
+    assert list(adversarial_only(with_zero)["ar_sweep"].eps) == [4, 8, 16]
 
 
 def test_a_falling_unclipped_gap_leaves_the_spectral_norm_claim_untestable():
