@@ -5,7 +5,8 @@ minutes on a laptop CPU), expanded into the TrainConfigs of each of the paper's 
 Every experiment runs once per training seed of the profile's `seeds` list (TrainConfig.seed:
 initialisation, batch order, augmentation and attack starts; the data subset stays the same), or
 of its own list in `experiment_seeds` (e.g. one seed for the costly spectral-norm grid); a
-`seeds` override applies to every experiment.
+`seeds` override applies to every experiment. `experiment_eps` gives an experiment its own AR
+strengths the same way (e.g. no standard-training run under spectral normalisation).
 
 Experiments:
     ar_sweep       one network per AR strength eps and data set (Sections 4.1, 4.2, B.3, B.5, D.2)
@@ -107,6 +108,12 @@ def experiment_configs(profile: str | dict, experiment: str, **overrides) -> lis
                          f"choose from {', '.join(EXPERIMENTS)}")
     if "seeds" not in overrides:  # the profile's seeds of this experiment, where it gives them apart
         p["seeds"] = own_seeds.get(experiment, p.get("seeds"))
+    own_eps = p.get("experiment_eps") or {}
+    if set(own_eps) - set(EXPERIMENTS):
+        raise ValueError(f"experiment_eps names unknown experiments {sorted(set(own_eps) - set(EXPERIMENTS))}; "
+                         f"choose from {', '.join(EXPERIMENTS)}")
+    if "eps" not in overrides and experiment in own_eps:  # the AR strengths of this experiment, where apart
+        p["eps"] = _grid_value("eps", own_eps[experiment])
     seeds = [int(s) for s in p.get("seeds") or [p["defaults"].get("seed", TrainConfig.seed)]]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be a non-empty list of distinct integers, got {p.get('seeds')!r}")

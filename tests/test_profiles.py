@@ -108,10 +108,15 @@ def test_execution_options_default_off_and_reach_the_jobs(monkeypatch, tmp_path)
 
 def test_experiment_seeds_give_an_experiment_its_own_seeds_and_a_seeds_override_wins():
     """cpu-v2: three seeds on the AR sweep and FGSM, one on the deeper network and spectral
-    norms (issue 11); `-p seeds=[...]` applies to every experiment."""
+    norms (issue 11); `-p seeds=[...]` applies to every experiment; the same for experiment_eps."""
     profile = load_profile("cpu-v2")
     counts = {e: {c.seed for c in experiment_configs(profile, e)} for e in ("ar_sweep", "fgsm", "deeper", "spectral_norm")}
     assert counts == {"ar_sweep": {0, 1, 2}, "fgsm": {0, 1, 2}, "deeper": {0}, "spectral_norm": {0}}
     assert {c.seed for c in experiment_configs(profile, "deeper", seeds=[3, 4])} == {3, 4}
+    assert {c.eps for c in experiment_configs(profile, "ar_sweep")} == {0, 4, 8, 16}
+    assert {c.eps for c in experiment_configs(profile, "spectral_norm")} == {4, 8, 16}  # experiment_eps
+    assert {c.eps for c in experiment_configs(profile, "deeper", eps=[0, 2])} == {0, 2}  # an eps override wins
+    with pytest.raises(ValueError, match="experiment_eps names unknown experiments"):
+        experiment_configs({**profile, "experiment_eps": {"sn": [4]}}, "ar_sweep")
     with pytest.raises(ValueError, match="experiment_seeds names unknown experiments"):
         experiment_configs({**profile, "experiment_seeds": {"sn": [0]}}, "ar_sweep")
