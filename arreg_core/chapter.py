@@ -11,7 +11,11 @@ profile, with the machine's settings (device, data root, run store) from the env
 strengths, 0-255 scale) and `overrides` (any other grid entry or TrainConfig field).
 
 The trend words (`values`, `direction`, `follows`) describe a metric over the AR strengths from
-the runs themselves, so that a re-run with other parameters keeps every sentence true.
+the runs themselves, so that a re-run with other parameters keeps every sentence true. With
+several seeds per strength they describe the means and say how many seeds (`verdict`: and in how
+many seeds on its own the claimed direction holds); eps 0 is standard training and is named so.
+Numbers set next to the paper's are taken at the same strength (`next_to_paper`,
+`paper_strengths`): CIFAR's published tables have no eps 0.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from IPython.display import HTML, Markdown, display
 from . import plots
 from .evaluate import PAPER_PGD  # noqa: F401 (the evaluation attack, for the chapters' words)
 from .experiments import Experiments
+from .profiles import load_profile
 
 FIT = 95.0  # % clean training accuracy: the paper's ResNet-56 fits 95.97-99.51% of CIFAR-10 (Table 3)
 CLASS_PROFILE = "class"      # the exercises' scale (profiles.yaml): minutes on a laptop CPU
@@ -83,18 +88,41 @@ def direction(series: pd.Series, tolerance: float = 0.0) -> str:
     return "moves up and down"
 
 
-def values(series: pd.Series, fmt: str = "{:.2f}", unit: str = "") -> str:
-    """"5.69 at eps 4, 1.78 at eps 8 and 2.08 at eps 16"."""
-    parts = [f"{fmt.format(v)}{unit} at eps {e:g}" for e, v in series.items()]
+def _join(parts: list[str]) -> str:
+    """"a", "a and b", "a, b and c"."""
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
+def values(series: pd.Series, fmt: str = "{:.2f}", unit: str = "") -> str:
+    """"5.69 at eps 4, 1.78 at eps 8 and 2.08 at eps 16" (eps 0: "at eps 0 (standard training)")."""
+    return _join([f"{fmt.format(v)}{unit} at eps {e:g}" + (" (standard training)" if e == 0 else "")
+                  for e, v in series.items()])
+
+
+def seeds_note(table: pd.DataFrame, x: str = "eps") -> str:
+    """" (means over 3 seeds)" where a strength has several seeds; "" for one seed (or no seed column)."""
+    if "seed" not in table or table.empty:
+        return ""
+    counts = table.groupby(x)["seed"].nunique()
+    low, high = int(counts.min()), int(counts.max())
+    if high < 2:
+        return ""
+    return f" (means over {low} seeds)" if low == high else f" (means over {low}-{high} seeds)"
+
+
+def per_seed(table: pd.DataFrame, column: str, fmt: str = "{:g}") -> str:
+    """`column` of a table with one row per seed: "6" for one seed, "6 (seed 0) and 5 (seed 1)"."""
+    if len(table) == 1:
+        return fmt.format(table[column].iloc[0])
+    return _join([f"{fmt.format(v)} (seed {s})" for s, v in zip(table["seed"], table[column])])
+
+
 def describe(table: pd.DataFrame, column: str, what: str, fmt: str = "{:.2f}", unit: str = "", x: str = "eps") -> str:
-    """"the loss gap falls: 5.69 at eps 4, ..." from the runs."""
+    """"the loss gap falls: 5.69 at eps 4, ..." from the runs (means over seeds, and how many)."""
     s = per_eps(table, column, x)
     if len(s) < 2:
-        return f"{what} is {values(s, fmt, unit)} (one AR strength only: no trend)"
-    return f"{what} {direction(s)}: {values(s, fmt, unit)}"
+        return f"{what} is {values(s, fmt, unit)}{seeds_note(table, x)} (one AR strength only: no trend)"
+    return f"{what} {direction(s)}: {values(s, fmt, unit)}{seeds_note(table, x)}"
 
 
 def follows(series: pd.Series, sign: int) -> bool:
@@ -105,18 +133,20 @@ def follows(series: pd.Series, sign: int) -> bool:
 
 def verdict(what: str, table: pd.DataFrame, column: str, sign: int, fmt: str = "{:.2f}", unit: str = "",
             x: str = "eps") -> str:
-    """The chapter's verdict sentence on one claimed trend: the claim, what the runs show, and
-    whether the direction agrees at every step. The scorecard adds the confidence interval."""
+    """The chapter's verdict sentence on one claimed trend: the claim, what the runs show (means
+    over seeds), whether the direction agrees at every step, and with several seeds in how many
+    of them on its own. The scorecard adds the confidence interval."""
     s = per_eps(table, column, x)
     claimed = "rises" if sign > 0 else "falls"
     if len(s) < 2:
         return f"**{what}** — the paper: it {claimed} with AR. Here: only one AR strength, no trend."
-    seeds = table.groupby(x)["seed"].nunique().min() if "seed" in table else 1
     agrees = follows(s, sign)
-    note = "" if seeds > 1 else " (one seed per strength: see the scorecard for how much noise could do)"
-    return (f"**{what}** — the paper: it {claimed} with AR. This build: it {direction(s)} "
-            f"({values(s, fmt, unit)}): the paper's direction **{'holds' if agrees else 'does not hold'}** "
-            f"at every step{note}.")
+    seeds = [follows(per_eps(g, column, x), sign) for _, g in table.groupby("seed")] if "seed" in table else [agrees]
+    note = (f"; on its own it holds in {sum(seeds)} of {len(seeds)} seeds" if len(seeds) > 1 else
+            " (one seed per strength: see the scorecard for how much noise could do)")
+    return (f"**{what}** — the paper: it {claimed} with AR. This build: it {direction(s)}, "
+            f"{values(s, fmt, unit)}{seeds_note(table, x)}. The paper's direction "
+            f"**{'holds' if agrees else 'does not hold'}** at every step{note}.")
 
 
 def regime(table: pd.DataFrame) -> str:
@@ -134,18 +164,107 @@ def regime(table: pd.DataFrame) -> str:
             f"the network not fitting its training set rather than from the paper's mechanism.")
 
 
+def paper_strengths(eps) -> tuple[float, float]:
+    """The two AR strengths the paper compares per layer (Fig. 1a, 5c/d, appendix B.2: 4 and 16)
+    where this build has both, else its lowest and highest non-zero ones: standard training
+    (eps 0) is no strength the paper draws there. With fewer than two non-zero strengths, the
+    lowest and highest there are."""
+    strengths = sorted(set(float(e) for e in eps))
+    if {4.0, 16.0} <= set(strengths):
+        return 4.0, 16.0
+    positive = [e for e in strengths if e > 0]
+    return (positive[0], positive[-1]) if len(positive) > 1 else (strengths[0], strengths[-1])
+
+
+def next_to_paper(ours: pd.DataFrame, ref: pd.DataFrame, who: str) -> str:
+    """The paper's training and test accuracy next to this build's (means over seeds) at the lowest
+    AR strength both have; `ref`: paper.paper_metrics (index eps_train)."""
+    published = ref.set_axis(ref.index.astype(float))
+    shared = sorted(set(ours.eps.astype(float)) & set(published.index))
+    if not shared:
+        return (f"{who} has no AR strength in common with this build's "
+                f"({', '.join(f'{e:g}' for e in sorted(set(ours.eps)))}): no accuracies to set side by side.")
+    e, row = shared[0], published.loc[shared[0]]
+    train, test = per_eps(ours, "train_acc")[e], per_eps(ours, "test_acc")[e]
+    return (f"{who} reaches {row.train_acc:.2f}% training and {row.test_acc:.2f}% test accuracy at eps {e:g}; "
+            f"this build {train:.1f}% and {test:.1f}% at eps {e:g}{seeds_note(ours[ours.eps == e])}.")
+
+
+def share_between(examples: pd.DataFrame, low: float, high: float) -> pd.DataFrame:
+    """Per run (eps, seed) of a per-example table (`Experiments.examples`): the share, in %, of
+    values strictly between `low` and `high` (column `share`); e.g. middle-valued probabilities."""
+    inside = examples.assign(share=100.0 * examples["value"].astype(float).between(low, high, inclusive="neither"))
+    return inside.groupby(["eps", "seed"], as_index=False)["share"].mean()
+
+
+def spread_changes(spectrum: pd.DataFrame, low: float, high: float, kind: str = "conv") -> pd.DataFrame:
+    """Appendix B.2 per network: among the layers of `kind` ("conv" or "linear"), those whose
+    singular-value std decreased from AR `low` to `high` and those where it increased — how
+    many (`layers`, of `of`), the sum and the mean of the changes. One row per data set, seed and
+    group, from the tidy spectrum summary (`Experiments.summary(..., "spectrum")`)."""
+    wide = spectrum[spectrum.kind == kind].pivot_table(index=["dataset", "seed", "layer"], columns="eps", values="std")
+    diff = wide[low] - wide[high]
+    rows = []
+    for (dataset, seed), d in diff.groupby(level=["dataset", "seed"]):
+        for group, change in (("decreased", d[d > 0]), ("increased", -d[d < 0])):
+            rows.append({"dataset": dataset, "seed": seed, "group": group, "layers": len(change), "of": len(d),
+                         "sum": change.sum(), "mean": change.mean()})
+    return pd.DataFrame(rows)
+
+
+def spread_table(changes: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
+    """Appendix B.2's table: this build's `spread_changes` (mean ± std over seeds) above the
+    paper's rows (`paper.paper_table("singular_value_std_summary")` with a `layers` column)."""
+    columns = ["layers", "sum", "mean"]
+    ours = plots.mean_std(changes, ["dataset", "group"], columns, "{:.4g}").reset_index().assign(source="this build")
+    paper = published.assign(source="paper", seeds=1, **{c: published[c].map("{:g}".format) for c in columns})
+    return table(ours, paper)[["dataset", "group", "source", "seeds"] + columns]
+
+
+def in_seeds(holds: pd.Series, yes: str, no: str) -> str:
+    """A per-seed condition (a boolean Series indexed by seed) in words: `yes` or `no` for one
+    seed; for several, "<yes> in every seed", "<no> in any seed" or "<yes> in 1 of 2 seeds (seed 0)"."""
+    if len(holds) == 1:
+        return yes if holds.iloc[0] else no
+    if holds.all():
+        return f"{yes} in every seed"
+    if not holds.any():
+        return f"{no} in any seed"
+    return f"{yes} in {int(holds.sum())} of {len(holds)} seeds (seed {', '.join(str(s) for s in holds.index[holds])})"
+
+
+def zero_layers(sigma: pd.DataFrame, names) -> list[str]:
+    """Where a convolution's smallest singular value is exactly 0, from one row per run
+    (`Experiments.arrays(..., "bound", "sigma_min")`; `names`: the layers' names), one phrase per
+    set of such layers: "blocks.1.conv2 at eps 0, 4 and 16", a strength followed by the seeds
+    where not all of its seeds have them ("eps 8 (seed 1)")."""
+    seeds_of = sigma.groupby("eps")["seed"].nunique()
+    found: dict[tuple, dict] = {}
+    for eps, seed, values_ in zip(sigma.eps, sigma.seed, sigma.value):
+        zero = tuple(str(n) for n, v in zip(names, values_) if v <= 0)
+        if zero:
+            found.setdefault(zero, {}).setdefault(eps, []).append(seed)
+    return [f"{_join(list(layers))} at eps " + _join([
+                f"{e:g}" + ("" if len(seeds) == seeds_of[e] else f" (seed {', '.join(str(s) for s in sorted(seeds))})")
+                for e, seeds in sorted(runs.items())])
+            for layers, runs in found.items()]
+
+
 # ----------------------------------------------------------------------------- exercises
 
 def exercise(profile: str, experiment: str = "ar_sweep", **overrides) -> Experiments | None:
     """The runs of one exercise cell: `experiment` at the `class` scale (`smoke` when the book is
-    the smoke one, as in CI), with `overrides` (e.g. eps=[2, 16]); trained now if missing.
-    While `arreg book` builds a book of another profile it trains nothing and returns None,
-    saying how to run the cell (the book renders from its committed run store alone)."""
+    the smoke one, as in CI, with the class scale's seeds), with `overrides` (e.g. eps=[2, 16]);
+    trained now if missing. While `arreg book` builds a book of another profile it trains nothing
+    and returns None, saying how to run the cell (the book renders from its committed run store
+    alone)."""
     scale = "smoke" if profile == "smoke" else CLASS_PROFILE
     if os.environ.get(BOOK_BUILD_ENV) and scale != "smoke":
         md(f"*Not run while the book was built. In Jupyter, this cell trains what it needs at the "
            f"`{scale}` scale (profiles.yaml; the teaching page lists how long each exercise takes).*")
         return None
+    if scale == "smoke" and "seed" not in overrides:  # smoke stands in for the class scale: its seeds
+        overrides.setdefault("seeds", load_profile(CLASS_PROFILE)["seeds"])
     ex = Experiments.from_environment(scale, **overrides)
     ex.runs(experiment)
     return ex

@@ -4,6 +4,7 @@ runs (trained only when missing) and analysis artifacts (computed only when miss
     ex = Experiments.from_environment("cpu", eps=[2, 6])  # device, data, store: ARREG_* variables
     ex.metrics("ar_sweep")                       # tidy: one row per run (dataset, eps, seed, metrics)
     ex.summary("ar_sweep", "margins")            # tidy: one row per run and split (margin statistics)
+    ex.examples("ar_sweep", "margins", "test_margin") # tidy: one row per example of every run (eps, seed, value)
     ex.by_eps("ar_sweep", "margins", "test_margin")   # {eps: per-example array} of one seed
 
 Every tidy table keeps a `seed` column, so that several seeds per configuration stay apart.
@@ -165,16 +166,30 @@ class Experiments:
                 raise ValueError(f"unknown piece {piece!r}; choose one of {', '.join(analysis.PIECES)}")
         return pd.DataFrame(rows)
 
+    def arrays(self, experiment: str, piece: str, key: str, dataset: str | None = None) -> pd.DataFrame:
+        """One row per run of one data set (default: the first): eps, seed, run and, in column
+        `value`, the `key` array of its `piece` artifact (e.g. "test_margin", "sigma_min")."""
+        runs = self.metrics(experiment, dataset or self.datasets(experiment)[0])
+        if runs.empty:
+            return pd.DataFrame(columns=["eps", "seed", "run", "value"])
+        artifacts = self.artifacts(runs, piece)
+        return pd.DataFrame({"eps": runs.eps.astype(float), "seed": runs.seed, "run": runs.run,
+                             "value": [np.asarray(artifacts[run][key]) for run in runs.run]})
+
+    def examples(self, experiment: str, piece: str, key: str, dataset: str | None = None) -> pd.DataFrame:
+        """The `key` array of every run (`arrays`) as one row per element: eps, seed, value; what
+        plots.histograms_by_eps draws with every seed."""
+        return self.arrays(experiment, piece, key, dataset).drop(columns="run").explode("value", ignore_index=True)
+
     def by_eps(self, experiment: str, piece: str, key: str, dataset: str | None = None,
                seed: int | None = None) -> dict[float, np.ndarray]:
         """{eps: the `key` array of the `piece` artifact} for one data set (default: the first)
         and one seed (default: the lowest), e.g. by_eps("ar_sweep", "margins", "test_margin")."""
-        runs = self.metrics(experiment, dataset or self.datasets(experiment)[0])
+        runs = self.arrays(experiment, piece, key, dataset)
         if runs.empty:
             return {}
         runs = runs[runs.seed == (runs.seed.min() if seed is None else seed)]
-        artifacts = self.artifacts(runs, piece)
-        return {float(r.eps): artifacts[r.run][key] for r in runs.itertuples()}
+        return dict(zip(runs.eps, runs.value))
 
     def scale_table(self, experiment: str) -> pd.DataFrame:
         """This build's settings next to the paper's for `experiment` (every page states its scale)."""

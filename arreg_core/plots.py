@@ -6,7 +6,11 @@ paper's panel letters.
 
 Inputs are tidy pandas tables: a metrics table (`Experiments.metrics`: eps, seed, train/test acc
 and loss, gaps, pgd_acc, ...) and the paper's (`paper.paper_metrics`, index eps_train). Where a
-table has several seeds per eps, the line joins the means and every seed is drawn as a point.
+table has several seeds per eps, the line joins the means and every seed is drawn as a point;
+histograms of per-example values average the seeds' counts; tables (`mean_std`,
+`comparison_table`) show mean +- std over seeds and how many seeds. eps 0 is standard training
+(method "none"): a symlog axis places it left of the AR strengths, and a paper panel without it
+says so rather than pairing it with anything.
 """
 
 from __future__ import annotations
@@ -50,6 +54,11 @@ def figure(nrows: int = 1, ncols: int = 1, height: float | None = None, **kwargs
     return fig, axes
 
 
+def eps_label(eps: float) -> str:
+    """A legend's name for a trained AR strength: eps 0 is standard training."""
+    return "standard (eps 0)" if float(eps) == 0 else f"AR {eps:g}"
+
+
 def _eps_axis(ax, eps, scale: str = "log"):
     """AR strengths on a base-2 axis ("symlog" where eps 0 is among them), ticked at each."""
     eps = sorted(set(float(e) for e in eps))
@@ -59,7 +68,20 @@ def _eps_axis(ax, eps, scale: str = "log"):
     ax.set_xticks(eps)
     ax.set_xticklabels([f"{e:g}" for e in eps])
     ax.minorticks_off()
-    ax.set_xlabel("AR strength eps (0-255 scale)")
+    ax.set_xlabel("AR strength eps (0-255 scale)" + ("; 0: standard training" if 0 in eps else ""))
+
+
+def _unpublished_eps(ax, sources, j: int) -> None:
+    """On a paper panel (column j of `sources`), name in the axis label the strengths this build
+    trained that the paper's table lacks (CIFAR's eps 0): they are drawn only in this build's
+    panel, paired with nothing."""
+    source, t, x = sources[j]
+    ours = [s for s in sources if s[0] == "this build"]
+    if source != "paper" or not ours:
+        return
+    missing = sorted(set(ours[0][1][ours[0][2]].astype(float)) - set(t[x].astype(float)))
+    if missing:
+        ax.set_xlabel(f"{ax.get_xlabel()}; no eps {', '.join(f'{e:g}' for e in missing)} in the paper's table")
 
 
 def _series(ax, t: pd.DataFrame, x: str, y: str, **style):
@@ -102,6 +124,7 @@ def _metric_grid(ours, paper, rows, letter: str, label: str = "", paper_label: s
             if len(drawn) > 1:
                 ax.legend()
             _eps_axis(ax, t[x])
+            _unpublished_eps(ax, sources, j)
     fig.tight_layout()
     return fig
 
@@ -153,6 +176,7 @@ def by_clip(ours: pd.DataFrame | None, paper: pd.DataFrame | None, metrics, lett
             ax.set_title(f"({letter}) {ylabel} — {source}")
             ax.legend(ncols=2)
             _eps_axis(ax, t[x])
+            _unpublished_eps(ax, sources, j)
     fig.tight_layout()
     return fig
 
@@ -172,6 +196,7 @@ def adversarial_accuracy(ours: pd.DataFrame | None, paper: pd.DataFrame | None =
         ax.set_title(f"Fig. 12 — {source}")
         ax.legend(loc="lower right")
         _eps_axis(ax, list(t[x]) + ([8] if madry else []))
+        _unpublished_eps(ax, sources, j)
     fig.tight_layout()
     return fig
 
@@ -181,51 +206,63 @@ def accuracy_panel(t: pd.DataFrame, ax):
     accuracy here is test accuracy x the PGD accuracy of the clean-correct examples / 100: the
     share of all test examples classified correctly both clean and under PGD."""
     t = t.assign(adv_acc=t.test_acc * t.pgd_acc / 100)
-    _series(ax, t, "eps", "test_acc", color="tab:blue", label="standard: test accuracy")
-    _series(ax, t, "eps", "adv_acc", color="tab:red", ls="--", marker="s",
-            label="adversarial: test acc. x PGD acc. of clean-correct / 100")
+    _series(ax, t, "eps", "test_acc", color="tab:blue", label="standard (test accuracy)")
+    _series(ax, t, "eps", "adv_acc", color="tab:red", ls="--", marker="s", label="adversarial")
     ax.set_ylabel("% of all test examples")
     ax.legend()
     _eps_axis(ax, t["eps"])
     return ax
 
 
-def histograms_by_eps(values: dict[float, np.ndarray], xlabel: str, bins=60, value_range=None,
+def histograms_by_eps(examples: pd.DataFrame, xlabel: str, bins=60, value_range=None,
                       inset_range=None, title: str = "", ax=None):
-    """Fig. 4, 5a/b: one step histogram per AR strength; optional inset zooming on `inset_range`
-    (the paper's inset for the middle values of Fig. 5a/b)."""
+    """Fig. 4, 5a/b: one step histogram per AR strength of per-example values
+    (`Experiments.examples`: columns eps, seed, value); with several seeds per strength, each
+    bin's count is the mean over the seeds (every seed's examples pooled, weighted 1 / seeds),
+    and the y label says how many. Optional inset zooming on `inset_range` (the paper's inset for
+    the middle values of Fig. 5a/b)."""
     if ax is None:
         _, axes = figure(1, 1)
         ax = axes[0, 0]
-    colors = sns.color_palette(EPS_PALETTE, len(values))
-    all_values = np.concatenate([np.asarray(v) for v in values.values()])
-    value_range = value_range or (float(all_values.min()), float(all_values.max()))
-    for color, (eps, v) in zip(colors, sorted(values.items())):
-        ax.hist(v, bins=bins, range=value_range, histtype="step", lw=1.6, color=color, label=f"AR {eps:g}")
+    groups = sorted(examples.groupby("eps"), key=lambda g: g[0])
+    colors = sns.color_palette(EPS_PALETTE, len(groups))
+    values = examples["value"].astype(float)
+    value_range = value_range or (float(values.min()), float(values.max()))
+    weighted = []
+    for eps, g in groups:
+        seeds = g["seed"].nunique()
+        weighted.append((eps, g["value"].astype(float).to_numpy(), np.full(len(g), 1 / seeds), seeds))
+    counts = sorted({seeds for *_, seeds in weighted})
+    for color, (eps, v, w, _) in zip(colors, weighted):
+        ax.hist(v, bins=bins, range=value_range, weights=w, histtype="step", lw=1.6, color=color, label=eps_label(eps))
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("examples")
+    ax.set_ylabel("examples" if counts == [1] else f"examples, mean over {counts[0]} seeds" if len(counts) == 1
+                  else "examples, mean over each strength's seeds")
     ax.legend(loc="upper right" if inset_range is None else "upper left")
     ax.set_title(title)
     if inset_range is not None:
         inset = inset_axes(ax, width="40%", height="45%", loc="upper right")
-        for color, (eps, v) in zip(colors, sorted(values.items())):
-            inset.hist(v, bins=bins // 2, range=inset_range, histtype="step", lw=1.2, color=color)
+        for color, (eps, v, w, _) in zip(colors, weighted):
+            inset.hist(v, bins=bins // 2, range=inset_range, weights=w, histtype="step", lw=1.2, color=color)
         inset.tick_params(labelsize=7)
     return ax
 
 
-def singular_value_std_by_layer(stds: dict[float, np.ndarray], title: str = "", ax=None, names=None):
-    """Fig. 1a, 5c/d: standard deviation of each layer's singular values, per AR strength."""
+def singular_value_std_by_layer(spectrum: pd.DataFrame, eps, title: str = "", ax=None, names: bool = True):
+    """Fig. 1a, 5c/d: standard deviation of each layer's singular values at the AR strengths
+    `eps`, from the tidy spectrum summary (`Experiments.summary(..., "spectrum")`: layer, name,
+    eps, seed, std); the mean over seeds as a line, every seed as a point. The x axis names the
+    layers (`names`) or numbers them."""
     if ax is None:
         _, axes = figure(1, 1)
         ax = axes[0, 0]
-    colors = sns.color_palette(EPS_PALETTE, len(stds))
-    for color, (eps, s) in zip(colors, sorted(stds.items())):
-        ax.plot(np.arange(1, len(s) + 1), s, "o-", ms=4, color=color, label=f"AR {eps:g}")
-    n = len(next(iter(stds.values())))
-    ax.set_xticks(np.arange(1, n + 1))
-    if names is not None:
-        ax.set_xticklabels(names, rotation=30, ha="right")
+    colors = sns.color_palette(EPS_PALETTE, len(eps))
+    for color, e in zip(colors, sorted(eps)):
+        _series(ax, spectrum[spectrum.eps == e], "layer", "std", ms=4, color=color, label=eps_label(e))
+    layers = spectrum.drop_duplicates("layer").sort_values("layer")
+    ax.set_xticks(layers["layer"])
+    if names:
+        ax.set_xticklabels(layers["name"], rotation=30, ha="right")
     ax.set_xlabel("layer")
     ax.set_ylabel("std of singular values")
     ax.legend()
@@ -233,25 +270,28 @@ def singular_value_std_by_layer(stds: dict[float, np.ndarray], title: str = "", 
     return ax
 
 
-def smallest_singular_values(factors: dict[float, tuple[np.ndarray, np.ndarray]], ax=None):
-    """Theorem 3.1's per-layer factors: log10 of each convolution's smallest singular value
-    per AR strength. `factors`: {eps: (layer names, sigma_min)}. A zero (a rank-deficient
-    layer, which makes the product and so the bound vacuous) is drawn as an x on the axis floor."""
+def smallest_singular_values(sigma: pd.DataFrame, names, ax=None):
+    """Theorem 3.1's per-layer factors: log10 of each convolution's smallest singular value per
+    AR strength. `sigma`: one row per run (`Experiments.arrays(..., "bound", "sigma_min")`: eps,
+    seed, value = the per-layer array); `names`: the layers' names. The line joins the means
+    over seeds of the non-zero values, every seed is a point; a zero (a rank-deficient layer,
+    which makes the product and so the bound vacuous) is drawn as an x on the axis floor."""
     if ax is None:
         _, axes = figure(1, 1)
         ax = axes[0, 0]
-    colors = sns.color_palette(EPS_PALETTE, len(factors))
-    positive = np.concatenate([s[s > 0] for _, s in factors.values()])
-    floor = np.floor(np.log10(positive.min())) - 1 if positive.size else -1
-    for color, (eps, (names, sigma)) in zip(colors, sorted(factors.items())):
-        x = np.arange(1, len(sigma) + 1)
-        logs = np.where(sigma > 0, np.log10(np.where(sigma > 0, sigma, 1)), np.nan)
-        ax.plot(x, logs, "o-", ms=4, color=color, label=f"AR {eps:g}")
-        zero = sigma <= 0
-        ax.plot(x[zero], np.full(zero.sum(), floor), "x", ms=9, mew=2, color=color)
+    layers = pd.DataFrame([{"eps": e, "seed": seed, "layer": i + 1, "sigma": float(v)}
+                           for e, seed, values in zip(sigma.eps, sigma.seed, sigma.value) for i, v in enumerate(values)])
+    positive = layers.sigma[layers.sigma > 0]
+    floor = np.floor(np.log10(positive.min())) - 1 if len(positive) else -1
+    layers["log_sigma"] = np.log10(layers.sigma.where(layers.sigma > 0))
+    trained = sorted(layers.eps.unique())
+    for color, e in zip(sns.color_palette(EPS_PALETTE, len(trained)), trained):
+        t = layers[layers.eps == e]
+        _series(ax, t, "layer", "log_sigma", ms=4, color=color, label=eps_label(e))
+        zero = t[t.sigma <= 0]
+        ax.plot(zero.layer, np.full(len(zero), floor), "x", ms=9, mew=2, color=color)
     ax.axhline(floor, color="gray", lw=0.8, ls=":")
     ax.plot([], [], "x", ms=9, mew=2, color="gray", label="exactly 0 (on the dotted floor)")
-    names = next(iter(factors.values()))[0]
     ax.set_xticks(np.arange(1, len(names) + 1))
     ax.set_xticklabels(names, rotation=30, ha="right")
     ax.set_ylabel("log10 smallest singular value")
@@ -261,20 +301,27 @@ def smallest_singular_values(factors: dict[float, tuple[np.ndarray, np.ndarray]]
 
 
 def loss_variation_bars(table: pd.DataFrame, title: str = "", ax=None):
-    """Fig. 8: mean (+- std) maximal loss change per attack strength, one bar per AR strength.
-    `table`: columns eps (trained), eps_attack, mean, std."""
+    """Fig. 8: mean (+- std over test examples) maximal loss change per attack strength, one bar
+    per AR strength. `table`: columns eps (trained), eps_attack, mean, std, and seed where there
+    are several networks per strength: the bar is then the mean over seeds and each seed's mean a
+    point on it."""
     if ax is None:
         _, axes = figure(1, 1)
         ax = axes[0, 0]
-    table = table.groupby(["eps", "eps_attack"], as_index=False)[["mean", "std"]].mean()
-    trained = sorted(table["eps"].unique())
-    attacks = sorted(table["eps_attack"].unique())
+    means = table.groupby(["eps", "eps_attack"], as_index=False)[["mean", "std"]].mean()
+    trained = sorted(means["eps"].unique())
+    attacks = sorted(means["eps_attack"].unique())
     width = 0.8 / len(trained)
     colors = sns.color_palette(EPS_PALETTE, len(trained))
+    several = "seed" in table and table.groupby(["eps", "eps_attack"])["seed"].nunique().max() > 1
     for i, (eps, color) in enumerate(zip(trained, colors)):
-        t = table[table["eps"] == eps].set_index("eps_attack").loc[attacks]
+        t = means[means["eps"] == eps].set_index("eps_attack").loc[attacks]
         ax.bar(np.arange(len(attacks)) + i * width, t["mean"], width, yerr=t["std"], capsize=3,
-               color=color, label=f"AR {eps:g}")
+               color=color, label=eps_label(eps))
+        if several:
+            seeds = table[table["eps"] == eps]
+            x = np.searchsorted(attacks, seeds["eps_attack"]) + i * width
+            ax.scatter(x, seeds["mean"], s=12, color="black", zorder=3, label="each seed (bar: their mean)" if i == 0 else None)
     ax.set_xticks(np.arange(len(attacks)) + 0.4 - width / 2)
     ax.set_xticklabels([f"attack {a:g}/255" for a in attacks])
     ax.set_ylabel("max. loss variation")
@@ -283,13 +330,37 @@ def loss_variation_bars(table: pd.DataFrame, title: str = "", ax=None):
     return ax
 
 
-def comparison_table(ours: pd.DataFrame, paper: pd.DataFrame | None, metrics, index="eps") -> pd.DataFrame:
-    """Side-by-side table: for each metric a column for this build (mean over seeds) and one for
-    the paper."""
-    left = ours.groupby(index)[list(metrics)].mean().add_suffix(" (this build)")
+def _number(value: float, fmt: str) -> str:
+    return fmt.format(value) if np.isfinite(value) else f"{value}"
+
+
+def mean_std(table: pd.DataFrame, by, metrics, fmt: str = "{:.4g}") -> pd.DataFrame:
+    """Per group of `by` (e.g. "eps"): the number of seeds (column `seeds`) and each metric as
+    "mean ± std" over the seeds (the sample std, ddof 1; the mean alone where one seed)."""
+    by = [by] if isinstance(by, str) else list(by)
+    groups = table.groupby(by)
+    out = pd.DataFrame({"seeds": groups["seed"].nunique() if "seed" in table else groups.size()})
+    for m in metrics:
+        mean, std = groups[m].mean(), groups[m].std()
+        out[m] = [_number(a, fmt) + ("" if n < 2 or not np.isfinite(s) else f" ± {_number(s, fmt)}")
+                  for a, s, n in zip(mean, std, out["seeds"])]
+    return out
+
+
+def comparison_table(ours: pd.DataFrame, paper: pd.DataFrame | None, metrics, index="eps",
+                     fmt: str = "{:.4g}") -> pd.DataFrame:
+    """Side-by-side table: how many seeds, and for each metric a column for this build (mean ±
+    std over seeds, `mean_std`, formatted with `fmt`) and one for the paper (its published number
+    as printed; empty where the paper has no such row, as CIFAR's eps 0). `paper` is indexed like
+    `index` (its index names are replaced by `index`'s)."""
+    left = mean_std(ours, index, metrics, fmt)
+    left = left[["seeds"]].join(left[list(metrics)].add_suffix(" (this build)"))
     if paper is None or paper.empty:
         return left
-    right = paper[[m for m in metrics if m in paper]].add_suffix(" (paper)")
-    right.index = right.index.rename(index)
+    right = paper[[m for m in metrics if m in paper]].map(lambda v: f"{v:g}" if pd.notna(v) else "")
+    right.index = right.index.set_names([index] if isinstance(index, str) else list(index))
+    right = right.add_suffix(" (paper)")
     both = left.join(right, how="outer")
-    return both[[c for m in metrics for c in (f"{m} (this build)", f"{m} (paper)") if c in both]]
+    columns = [c for m in metrics for c in (f"{m} (this build)", f"{m} (paper)") if c in both]
+    both["seeds"] = both["seeds"].fillna(0).astype(int)
+    return both[["seeds"] + columns].fillna("")

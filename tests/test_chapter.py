@@ -1,4 +1,5 @@
 """The words of the chapters' computed paragraphs, and the exercise switch."""
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -18,7 +19,7 @@ def test_direction(values, words):
 def test_verdict_and_regime_from_a_table():
     t = pd.DataFrame({"eps": [4, 8, 16], "seed": 0, "gap_loss": [5.7, 0.7, 0.07], "train_acc": [100, 70.8, 28.6]})
     text = chapter.verdict("Loss gap", t, "gap_loss", -1)
-    assert "it falls (5.70 at eps 4, 0.70 at eps 8 and 0.07 at eps 16)" in text and "**holds**" in text
+    assert "it falls, 5.70 at eps 4, 0.70 at eps 8 and 0.07 at eps 16." in text and "**holds**" in text
     assert "**does not hold**" in chapter.verdict("Loss gap", t, "gap_loss", +1)
     assert "At eps 8, 16 that is below 95%" in chapter.regime(t)
     assert "at every AR strength" in chapter.regime(t.assign(train_acc=99))
@@ -30,3 +31,93 @@ def test_verdict_and_regime_from_a_table():
 def test_exercises_train_nothing_while_a_non_smoke_book_is_built(monkeypatch):
     monkeypatch.setenv(chapter.BOOK_BUILD_ENV, "1")
     assert chapter.exercise("cpu", eps=[2]) is None
+
+
+def two_seeds():
+    """eps 0 (standard training) and 3 AR strengths, 2 seeds: the mean falls at every step,
+    seed 1 on its own does not (it rises from 8 to 16)."""
+    return pd.DataFrame({"eps": [0.0, 4, 8, 16] * 2, "seed": [0] * 4 + [1] * 4,
+                         "gap_loss": [6.0, 5.0, 3.0, 1.0, 6.2, 4.8, 1.0, 1.4], "train_acc": [100, 99, 97, 90] * 2,
+                         "test_acc": [60, 55, 50, 45, 62, 57, 52, 47]})
+
+
+def test_words_name_standard_training_and_the_seeds():
+    t = two_seeds()
+    assert chapter.values(chapter.per_eps(t, "gap_loss"), "{:.1f}") == \
+        "6.1 at eps 0 (standard training), 4.9 at eps 4, 2.0 at eps 8 and 1.2 at eps 16"
+    assert chapter.describe(t, "gap_loss", "the loss gap", "{:.1f}").endswith("1.2 at eps 16 (means over 2 seeds)")
+    text = chapter.verdict("Loss gap", t, "gap_loss", -1, "{:.1f}")
+    assert "it falls, 6.1 at eps 0 (standard training), 4.9 at eps 4" in text and "**holds** at every step" in text
+    assert "1.2 at eps 16 (means over 2 seeds). The paper's direction" in text
+    assert "on its own it holds in 1 of 2 seeds" in text and "one seed per strength" not in text
+    assert chapter.seeds_note(t[t.seed == 0]) == ""
+
+
+@pytest.mark.parametrize("eps,pair", [([0, 4, 8, 16], (4, 16)), ([4, 8, 16], (4, 16)), ([0, 2, 6], (2, 6)),
+                                      ([0, 8], (0, 8)), ([2, 4, 16, 32], (4, 16))])
+def test_paper_strengths_are_4_and_16_never_standard_training_where_avoidable(eps, pair):
+    assert chapter.paper_strengths(eps) == pair
+
+
+def test_next_to_paper_sets_the_same_strength_side_by_side():
+    ref = pd.DataFrame({"train_acc": [99.51, 98.45], "test_acc": [88.86, 87.51]}, index=pd.Index([4, 8], name="eps_train"))
+    text = chapter.next_to_paper(two_seeds(), ref, "The paper's ResNet-56")
+    assert text == ("The paper's ResNet-56 reaches 99.51% training and 88.86% test accuracy at eps 4; "
+                    "this build 99.0% and 56.0% at eps 4 (means over 2 seeds).")
+    assert "no AR strength in common" in chapter.next_to_paper(two_seeds()[lambda t: t.eps == 0], ref, "It")
+
+
+def test_share_between_is_per_run():
+    examples = pd.DataFrame({"eps": [0.0] * 4 + [8.0] * 4, "seed": [0, 0, 1, 1] * 2,
+                             "value": [0.1, 0.5, 0.5, 0.5, 0.9, 0.3, 0.2, 0.8]})
+    share = chapter.share_between(examples, 0.2, 0.8)
+    assert share.to_dict("list") == {"eps": [0.0, 0.0, 8.0, 8.0], "seed": [0, 1, 0, 1], "share": [50.0, 100.0, 50.0, 0.0]}
+
+
+def test_spread_changes_per_seed_and_the_b2_table():
+    spectrum = pd.DataFrame([{"dataset": "d", "eps": e, "seed": s, "layer": i, "kind": "conv" if i < 3 else "linear",
+                              "std": {4.0: 2.0, 16.0: 1.0}[e] * i + (0.5 * s if i == 2 else 0) * (e == 16)}
+                             for e in (4.0, 16.0) for s in (0, 1) for i in (1, 2, 3)])
+    changes = chapter.spread_changes(spectrum, 4.0, 16.0)
+    fell = changes[changes.group == "decreased"]
+    assert list(fell.layers) == [2, 2] and list(fell.of) == [2, 2]
+    assert fell["sum"].tolist() == [3.0, 2.5]
+    assert chapter.per_seed(fell, "layers") == "2 (seed 0) and 2 (seed 1)"
+    assert chapter.per_seed(fell[fell.seed == 0], "sum", "{:.1f}") == "3.0"
+    linear = chapter.spread_changes(spectrum, 4.0, 16.0, kind="linear")
+    assert linear[linear.group == "decreased"].layers.tolist() == [1, 1]
+    published = pd.DataFrame({"dataset": ["d", "d"], "group": ["decreased", "increased"], "sum": [4.7465, 0.4372],
+                              "mean": [0.1158, 0.0312], "layers": [41, 14]})
+    table = chapter.spread_table(changes, published)
+    assert table.columns.tolist() == ["dataset", "group", "source", "seeds", "layers", "sum", "mean"]
+    assert table.iloc[0].tolist()[:5] == ["d", "decreased", "this build", 2, "2 ± 0"]
+    assert table.iloc[0]["sum"] == "2.75 ± 0.3536" and table.iloc[2]["sum"] == "4.7465"
+
+
+def test_in_seeds_and_zero_layers():
+    assert chapter.in_seeds(pd.Series([True], index=[0]), "falls", "does not fall") == "falls"
+    assert chapter.in_seeds(pd.Series([False], index=[0]), "falls", "does not fall") == "does not fall"
+    assert chapter.in_seeds(pd.Series([True, True], index=[0, 1]), "falls", "x") == "falls in every seed"
+    assert chapter.in_seeds(pd.Series([False, False], index=[0, 1]), "x", "does not fall") == "does not fall in any seed"
+    assert chapter.in_seeds(pd.Series([False, True, True], index=[0, 1, 2]), "falls", "x") == \
+        "falls in 2 of 3 seeds (seed 1, 2)"
+    zero, one = np.array([0.0, 0.0, 1.0]), np.array([1.0, 0.0, 1.0])
+    sigma = pd.DataFrame({"eps": [0.0, 0.0, 4.0, 4.0, 16.0, 16.0], "seed": [0, 1] * 3,
+                          "value": [zero, zero, zero, one, one, np.ones(3)]})
+    assert chapter.zero_layers(sigma, ["conv1", "conv2", "conv3"]) == [
+        "conv1 and conv2 at eps 0 and 4 (seed 0)", "conv2 at eps 4 (seed 1) and 16 (seed 0)"]
+    assert chapter.zero_layers(sigma[sigma.seed == 0], ["conv1", "conv2", "conv3"]) == [
+        "conv1 and conv2 at eps 0 and 4", "conv2 at eps 16"]
+    assert chapter.zero_layers(sigma[sigma.eps == 16].assign(value=[np.ones(3)] * 2), ["a", "b", "c"]) == []
+
+
+def test_smoke_exercises_run_at_the_class_scales_seeds(monkeypatch):
+    """The smoke book stands in for the class scale in its exercise cells: one seed, as there,
+    however many seeds smoke's own grid has."""
+    from arreg_core.experiments import Experiments
+    from arreg_core.profiles import load_profile
+
+    monkeypatch.setattr(Experiments, "runs", lambda self, experiment: pd.DataFrame())
+    ex = chapter.exercise("smoke", eps=[2, 16])
+    assert {c.seed for c in ex.configs("ar_sweep")} == set(load_profile("class")["seeds"])
+    assert {c.seed for c in chapter.exercise("smoke", eps=[2], seed=3).configs("ar_sweep")} == {3}

@@ -177,7 +177,7 @@ def test_ray_cluster_listens_on_loopback_only(ray_cluster):
 def test_smoke_profile_through_ray_matches_the_local_executor(ray_cluster, tmp_path, capsys):
     """The FGSM experiment of `smoke` (two runs, margins and spectrum) on two Ray nodes: the same
     runs, metrics and artifacts as the local executor (one torch thread each, like a worker)."""
-    grid = dict(experiments=("fgsm",), fgsm_eps=[4, 8], epochs=2, n_train=100, n_test=50, device="cpu")
+    grid = dict(experiments=("fgsm",), fgsm_eps=[4, 8], seeds=[0], epochs=2, n_train=100, n_test=50, device="cpu")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -241,7 +241,7 @@ def test_store_build_log_adds_up_wall_time_over_interrupted_invocations(tmp_path
     the store unrecognisable to `--fresh`."""
     from arreg_core.runs import PREPARE_LOG, is_run_store
 
-    grid = dict(experiments=("fgsm",), fgsm_eps=[4], epochs=1, n_train=60, n_test=30, device="cpu")
+    grid = dict(experiments=("fgsm",), fgsm_eps=[4], seeds=[0], epochs=1, n_train=60, n_test=30, device="cpu")
     done = prepare_profile("smoke", runs_dir=tmp_path, executor=LocalExecutor(1), **grid)
     prepare_profile("smoke", runs_dir=tmp_path, executor=LocalExecutor(1), **grid)  # found, not trained
     log = tmp_path / PREPARE_LOG

@@ -2,6 +2,7 @@
 renders the cpu book without training or data); the scorecard's inputs from it: tests/test_scorecard.py."""
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from arreg_core.analysis import artifact_path
@@ -33,7 +34,7 @@ def test_a_run_in_two_experiments_gets_the_pieces_of_both(tmp_path):
 
     deeper = load_profile("smoke")["deeper_arch"]
     done = prepare_profile("smoke", workers=1, runs_dir=tmp_path, device="cpu", experiments=("deeper", "ar_sweep"),
-                           arch=deeper, eps=[4], epochs=1, n_train=60, n_test=40)
+                           arch=deeper, eps=[4], seeds=[0], epochs=1, n_train=60, n_test=40)
     assert len(done) == 1
     analysis = load_profile("smoke")["analysis"]
     for piece in ANALYSED["ar_sweep"]:
@@ -58,6 +59,11 @@ def test_tidy_accessors_on_the_cpu_store(monkeypatch):
     assert (spectrum.groupby("run").kind.apply(lambda k: (k == "conv").sum()) == 7).all()
     by_eps = ex.by_eps("ar_sweep", "margins", "test_margin")
     assert sorted(by_eps) == [4, 8, 16] and all(len(v) == 1000 for v in by_eps.values())
+    examples = ex.examples("ar_sweep", "margins", "test_margin")  # every run's, one row an example
+    assert list(examples.columns) == ["eps", "seed", "value"] and len(examples) == 3000
+    assert np.array_equal(examples[examples.eps == 8].value.astype(float), by_eps[8])
+    sigma = ex.arrays("ar_sweep", "bound", "sigma_min")
+    assert list(sigma.eps) == [4, 8, 16] and all(len(v) == 7 for v in sigma.value)
     sn = ex.metrics("spectral_norm")
     assert list(sn.spectral_norm.unique()) == [1.0, 3.0, 5.0]
 
@@ -66,7 +72,7 @@ def test_machine_settings_come_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("ARREG_DEVICE", "cpu")
     monkeypatch.setenv("ARREG_DATA", str(tmp_path))
     monkeypatch.setenv("ARREG_RUNS", str(tmp_path / "store"))
-    ex = Experiments.from_environment("smoke", eps=[2])
+    ex = Experiments.from_environment("smoke", eps=[2], seeds=[0])
     assert (ex.device, ex.data_root, ex.runs_dir) == ("cpu", str(tmp_path), tmp_path / "store")
     assert [c.eps for c in ex.configs("ar_sweep")] == [2]
 

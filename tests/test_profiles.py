@@ -29,7 +29,7 @@ def test_paper_profile_is_the_papers_settings():
 
 
 def test_overrides_reach_the_configs():
-    configs = experiment_configs("smoke", "ar_sweep", eps=[2, 6], epochs=1)
+    configs = experiment_configs("smoke", "ar_sweep", eps=[2, 6], epochs=1, seeds=[0])
     assert [(c.eps, c.epochs) for c in configs] == [(2.0, 1), (6.0, 1)]
     with pytest.raises(ValueError, match="unknown parameters"):
         experiment_configs("smoke", "ar_sweep", learning_rate=0.1)
@@ -44,10 +44,10 @@ def test_auto_attack_step_is_madrys_rule():
 
 def test_grid_overrides_given_as_strings_as_papermill_passes_them():
     """`papermill -p eps_list "[2, 6]"` hands the notebook the string "[2, 6]"."""
-    as_string = experiment_configs("smoke", "ar_sweep", eps="[2, 6]", datasets="synthetic")
-    as_list = experiment_configs("smoke", "ar_sweep", eps=[2, 6], datasets=["synthetic"])
+    as_string = experiment_configs("smoke", "ar_sweep", eps="[2, 6]", datasets="synthetic", seeds="[0]")
+    as_list = experiment_configs("smoke", "ar_sweep", eps=[2, 6], datasets=["synthetic"], seeds=[0])
     assert as_string == as_list and [c.eps for c in as_list] == [2, 6]
-    assert [c.eps for c in experiment_configs("smoke", "fgsm", fgsm_eps=4)] == [4]
+    assert [c.eps for c in experiment_configs("smoke", "fgsm", fgsm_eps=4, seeds=[0])] == [4]
     with pytest.raises(ValueError, match=r"write it as \[4, 8, 16\]"):
         experiment_configs("smoke", "ar_sweep", eps="[2, 6")
 
@@ -67,7 +67,7 @@ def test_every_profile_lists_its_seeds_and_seed_0_keeps_todays_configs():
 
 @pytest.mark.parametrize("experiment", [e for e in EXPERIMENTS if e != "tinyimagenet"])
 def test_seeds_expand_every_experiment_and_are_overridable(experiment):
-    one = experiment_configs("smoke", experiment)
+    one = experiment_configs("smoke", experiment, seeds=[0])
     three = experiment_configs("smoke", experiment, seeds=[0, 1, 2])
     assert len(three) == 3 * len(one) and len(set(three)) == len(three)
     assert [c for c in three if c.seed == 0] == one  # seed 0 configs are unchanged

@@ -1,0 +1,111 @@
+"""The book's figures and tables with eps 0 (standard training) and several seeds per strength:
+every seed a point, the mean a line; mean ± std tables; paper panels that pair nothing with eps 0."""
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+matplotlib.use("Agg")
+from matplotlib.collections import PathCollection  # noqa: E402
+
+from arreg_core import plots  # noqa: E402
+
+
+def runs(eps=(0, 4, 8, 16), seeds=(0, 1)):
+    """A metrics table like Experiments.metrics: one row per (eps, seed)."""
+    rows = [{"eps": float(e), "seed": s, "gap_loss": 1.0 - 0.05 * e + 0.1 * s, "gap_acc": 10 + e + s,
+             "train_acc": 100 - e - s, "test_acc": 60 - e + s, "train_loss": 0.1 * e + s, "test_loss": 1 + s,
+             "pgd_acc": 2 * e + s}
+            for s in seeds for e in eps]
+    return pd.DataFrame(rows)
+
+
+PAPER = pd.DataFrame({"gap_loss": [0.669, 0.606, 0.545], "gap_acc": [10.65, 10.94, 11.08],
+                      "train_acc": [99.51, 98.45, 95.97], "test_acc": [88.86, 87.51, 84.89],
+                      "pgd_acc": [65.92, 65.24, 72.16]},
+                     index=pd.Index([4, 8, 16], name="eps_train"))
+
+
+def test_mean_std_over_two_seeds():
+    t = pd.DataFrame({"eps": [0.0, 0.0, 4.0, 4.0, 8.0], "seed": [0, 1, 0, 1, 0], "acc": [90.0, 92.0, 80.0, 84.0, 70.0]})
+    table = plots.mean_std(t, "eps", ["acc"])
+    assert list(table.seeds) == [2, 2, 1]
+    assert list(table.acc) == ["91 ± 1.414", "82 ± 2.828", "70"]  # sample std; one seed: the mean alone
+
+
+def test_comparison_table_pairs_only_the_same_strength():
+    table = plots.comparison_table(runs(), PAPER, ["test_acc", "pgd_acc"])
+    assert list(table.columns) == ["seeds", "test_acc (this build)", "test_acc (paper)", "pgd_acc (this build)", "pgd_acc (paper)"]
+    assert list(table.index) == [0, 4, 8, 16] and (table.seeds == 2).all()
+    assert table.loc[0, "test_acc (paper)"] == ""  # CIFAR's tables have no eps 0
+    assert table.loc[4, "test_acc (paper)"] == "88.86" and table.loc[4, "test_acc (this build)"] == "56.5 ± 0.7071"
+
+
+def test_gap_curves_draw_every_seed_and_eps_0_on_a_symlog_axis():
+    fig = plots.gap_curves(runs(), PAPER)
+    ours, paper = fig.axes[0], fig.axes[1]
+    assert ours.get_xscale() == "symlog" and paper.get_xscale() == "log"
+    line = ours.get_lines()[0]
+    assert list(line.get_xdata()) == [0, 4, 8, 16]  # the means
+    assert np.allclose(line.get_ydata(), runs().groupby("eps").gap_loss.mean())
+    points = ours.collections[0].get_offsets()
+    assert len(points) == 8 and all((points[:, 0] == e).sum() == 2 for e in (0, 4, 8, 16))  # 2 seeds a strength
+    assert not paper.collections  # one published number a strength: no seed points
+    assert paper.get_xlabel().endswith("; no eps 0 in the paper's table")
+    assert ours.get_xlabel() == "AR strength eps (0-255 scale); 0: standard training"
+    matplotlib.pyplot.close(fig)
+
+
+def test_one_seed_draws_the_line_only():
+    fig = plots.gap_curves(runs(eps=(4, 8, 16), seeds=(0,)), PAPER)
+    assert not fig.axes[0].collections and fig.axes[0].get_xscale() == "log"
+    assert fig.axes[1].get_xlabel() == "AR strength eps (0-255 scale)"  # the paper has every strength trained here
+    matplotlib.pyplot.close(fig)
+
+
+def test_histograms_average_the_seeds_counts():
+    rng = np.random.default_rng(0)
+    examples = pd.DataFrame([{"eps": e, "seed": s, "value": v} for e in (0.0, 8.0) for s in (0, 1)
+                             for v in rng.normal(size=50)])
+    ax = plots.histograms_by_eps(examples, "margin", bins=10)
+    heights = [patch.get_path().vertices[:, 1].max() for patch in ax.patches]
+    assert len(ax.patches) == 2 and all(h <= 50 for h in heights)
+    assert sum(np.histogram(examples[examples.eps == 0].value.astype(float), bins=10)[0]) / 2 == 50
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["standard (eps 0)", "AR 8"] and ax.get_ylabel() == "examples, mean over 2 seeds"
+    matplotlib.pyplot.close(ax.figure)
+
+
+def test_singular_value_std_by_layer_draws_each_seed():
+    spectrum = pd.DataFrame([{"eps": e, "seed": s, "layer": i, "name": f"conv{i}", "std": e + i + s}
+                             for e in (0.0, 4.0, 16.0) for s in (0, 1) for i in (1, 2, 3)])
+    ax = plots.singular_value_std_by_layer(spectrum, (4.0, 16.0))
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["AR 4", "AR 16"]
+    assert [len(c.get_offsets()) for c in ax.collections] == [6, 6]  # 3 layers x 2 seeds, per strength
+    assert np.allclose(ax.get_lines()[0].get_ydata(), [5.5, 6.5, 7.5])
+    matplotlib.pyplot.close(ax.figure)
+
+
+def test_smallest_singular_values_mark_zeros_and_draw_each_seed():
+    sigma = pd.DataFrame({"eps": [0.0, 0.0, 16.0, 16.0], "seed": [0, 1, 0, 1],
+                          "value": [np.array([1.0, 0.1]), np.array([1.0, 0.0]), np.array([0.5, 0.2]), np.array([0.5, 0.2])]})
+    ax = plots.smallest_singular_values(sigma, ["conv1", "conv2"])
+    zeros = [line for line in ax.get_lines() if line.get_marker() == "x" and len(line.get_xdata())]
+    assert [list(line.get_xdata()) for line in zeros] == [[2]]  # seed 1's conv2 at eps 0
+    assert np.allclose(ax.get_lines()[0].get_ydata(), [0, -1])  # the mean of the non-zero logs
+    matplotlib.pyplot.close(ax.figure)
+
+
+def test_loss_variation_bars_put_each_seed_on_its_bar():
+    table = pd.DataFrame([{"eps": e, "eps_attack": a, "seed": s, "mean": 0.1 * a + 0.01 * s, "std": 0.05}
+                          for e in (0.0, 4.0) for a in (1.0, 4.0) for s in (0, 1)])
+    ax = plots.loss_variation_bars(table)
+    points = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert sum(len(c.get_offsets()) for c in points) == 8  # 2 strengths x 2 attacks x 2 seeds
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["each seed (bar: their mean)", "standard (eps 0)", "AR 4"]
+    matplotlib.pyplot.close(ax.figure)
+
+
+@pytest.mark.parametrize("eps,label", [(0, "standard (eps 0)"), (4.0, "AR 4"), (2.5, "AR 2.5")])
+def test_eps_label(eps, label):
+    assert plots.eps_label(eps) == label
