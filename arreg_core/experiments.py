@@ -22,7 +22,7 @@ import pandas as pd
 from . import analysis
 from .executors import Job, LocalExecutor, Progress
 from .profiles import execution_options, experiment_configs, load_profile
-from .runs import PREPARE_LOG, get_or_train_all, runs_table
+from .runs import PREPARE_LOG, get_or_train_all, run_path, runs_table
 from .train import TrainConfig
 
 ID_COLUMNS = ("run", "dataset", "arch", "method", "spectral_norm", "eps", "seed")
@@ -213,6 +213,14 @@ class Experiments:
         return table.astype(str)
 
 
+def _has_work(job: Job) -> bool:
+    """Whether a job trains or analyses anything (a store already complete gets no build-log lines)."""
+    path = run_path(job.config, job.runs_dir)
+    params = job.analysis_params or {}
+    return not (path / "metrics.json").exists() or any(
+        not analysis.artifact_path(path, piece, params.get(piece)).exists() for piece in job.pieces)
+
+
 def analysis_seeds(profile: str) -> dict[str, list[int]]:
     """The profile's `analysis_seeds`: {piece: the seeds whose runs get it}; pieces not listed
     are computed on every seed."""
@@ -243,7 +251,8 @@ def prepare_profile(profile: str, workers: int = 2, runs_dir=None, device="auto"
     each: on 2 cores, two 1-thread runs train more images per second than one 2-thread run for
     small networks). Locks in the run store make this safe beside a notebook or another
     `prepare_profile`. Each start, finished run and end is appended to the store's build log
-    (runs.PREPARE_LOG; `executors.store_wall_time` adds up its wall time). Returns the run names in
+    (runs.PREPARE_LOG; `executors.store_wall_time` adds up its wall time) when there is anything to
+    train or analyse. Returns the run names in
     completion order."""
     unknown = set(experiments) - set(ANALYSED)
     if unknown:
@@ -263,7 +272,7 @@ def prepare_profile(profile: str, workers: int = 2, runs_dir=None, device="auto"
             for config, pieces in pieces_of.items()]
     executor = executor or LocalExecutor(workers)
     ex.runs_dir.mkdir(parents=True, exist_ok=True)
-    progress = Progress(len(jobs), log=ex.runs_dir / PREPARE_LOG,
+    progress = Progress(len(jobs), log=ex.runs_dir / PREPARE_LOG if any(map(_has_work, jobs)) else None,
                         about={"profile": profile, "experiments": list(experiments), "executor": type(executor).__name__,
                                "workers": getattr(executor, "workers", None), "overrides": overrides})
     return [result["run"] for result in executor.map(jobs, progress)]

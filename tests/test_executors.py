@@ -243,8 +243,14 @@ def test_store_build_log_adds_up_wall_time_over_interrupted_invocations(tmp_path
 
     grid = dict(experiments=("fgsm",), fgsm_eps=[4], seeds=[0], epochs=1, n_train=60, n_test=30, device="cpu")
     done = prepare_profile("smoke", runs_dir=tmp_path, executor=LocalExecutor(1), **grid)
-    prepare_profile("smoke", runs_dir=tmp_path, executor=LocalExecutor(1), **grid)  # found, not trained
     log = tmp_path / PREPARE_LOG
+    lines = log.read_text()
+    prepare_profile("smoke", runs_dir=tmp_path, executor=LocalExecutor(1), **grid)  # nothing to do: no log lines
+    assert log.read_text() == lines
+    with open(log, "a") as f:  # a second invocation that found its run (written as prepare writes it)
+        f.write('{"event": "start", "cpu_model": "%s", "elapsed_s": 0.0}\n'
+                '{"event": "run", "run": "y", "found": true, "elapsed_s": 0.5}\n{"event": "end", "elapsed_s": 0.6}\n'
+                % executors.cpu_model())
     with open(log, "a") as f:  # a third invocation, killed after one run and a heartbeat (no end line), cut
         f.write('{"event": "start", "cpu_model": "Other CPU", "elapsed_s": 0.0}\n'
                 '{"event": "run", "run": "x", "found": false, "elapsed_s": 10.0}\n'
