@@ -130,6 +130,10 @@ class Experiments:
         bound on one seed where the budget allows no more); None: every seed."""
         return analysis_seeds(self.profile).get(piece)
 
+    def _analysed(self, runs: pd.DataFrame, piece: str) -> pd.DataFrame:
+        seeds = self.analysed_seeds(piece)
+        return runs[runs.seed.isin(seeds)] if seeds is not None and not runs.empty else runs
+
     def summary(self, experiment: str, piece: str, dataset: str | None = None) -> pd.DataFrame:
         """The `piece` artifact's summary of every run, tidy: ID_COLUMNS and
         margins          one row per split: accuracy, mean_loss, mean_prob and the margin
@@ -138,10 +142,7 @@ class Experiments:
         spectrum         one row per layer (1-based `layer`, `name`, `kind`): std, max, min
         bound            one row: the scalar terms of eq. (5)
         Only the runs of the piece's analysed seeds (`analysed_seeds`) have rows."""
-        runs = self.metrics(experiment, dataset)
-        seeds = self.analysed_seeds(piece)
-        if seeds is not None and not runs.empty:
-            runs = runs[runs.seed.isin(seeds)]
+        runs = self._analysed(self.metrics(experiment, dataset), piece)
         if runs.empty:
             return pd.DataFrame()
         artifacts = self.artifacts(runs, piece)
@@ -168,8 +169,9 @@ class Experiments:
 
     def arrays(self, experiment: str, piece: str, key: str, dataset: str | None = None) -> pd.DataFrame:
         """One row per run of one data set (default: the first): eps, seed, run and, in column
-        `value`, the `key` array of its `piece` artifact (e.g. "test_margin", "sigma_min")."""
-        runs = self.metrics(experiment, dataset or self.datasets(experiment)[0])
+        `value`, the `key` array of its `piece` artifact (e.g. "test_margin", "sigma_min"); only
+        the runs of the piece's analysed seeds (`analysed_seeds`)."""
+        runs = self._analysed(self.metrics(experiment, dataset or self.datasets(experiment)[0]), piece)
         if runs.empty:
             return pd.DataFrame(columns=["eps", "seed", "run", "value"])
         artifacts = self.artifacts(runs, piece)

@@ -98,6 +98,7 @@ def test_analysis_seeds_limit_a_piece_to_some_seeds(tmp_path, monkeypatch):
         assert artifact_path(tmp_path / name, "bound", bound_params).exists() == (seed_of[name] == 0), name
         assert artifact_path(tmp_path / name, "margins", smoke["analysis"].get("margins")).exists()
     assert list(ex.summary("ar_sweep", "bound").seed) == [0]
+    assert list(ex.arrays("ar_sweep", "bound", "sigma_min").seed) == [0]  # what by_eps and the figures read
     patched["analysis_seeds"] = {"bounds": [0]}
     with pytest.raises(ValueError, match="analysis_seeds names unknown pieces"):
         experiments.analysis_seeds("smoke")
