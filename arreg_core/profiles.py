@@ -1,6 +1,7 @@
 """The book's profiles (`profiles.yaml`): `paper` (the paper's settings), `cpu` (the published
-book, scaled to 2 CPU cores), `cpu-v2` (its successor in the paper's regime, being built), `smoke` (generated data, CI) and `class` (the exercises' scale:
-minutes on a laptop CPU), expanded into the TrainConfigs of each of the paper's experiments.
+book, scaled to 2 CPU cores), `cpu-v2` (its successor in the paper's regime, being built),
+`smoke` (generated data, CI) and `class` (the exercises' scale: minutes on a laptop CPU),
+expanded into the TrainConfigs of each of the paper's experiments.
 
 Every experiment runs once per training seed of the profile's `seeds` list (TrainConfig.seed:
 initialisation, batch order, augmentation and attack starts; the data subset stays the same), or
@@ -81,6 +82,15 @@ def _grid_value(name: str, value):
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+def _per_experiment(profile: dict, key: str) -> dict:
+    """A profile's {experiment: list} entry (`experiment_seeds`, `experiment_eps`), checked."""
+    own = profile.get(key) or {}
+    unknown = set(own) - set(EXPERIMENTS)
+    if unknown:
+        raise ValueError(f"{key} names unknown experiments {sorted(unknown)}; choose from {', '.join(EXPERIMENTS)}")
+    return own
+
+
 GRID_KEYS = ("datasets", "eps", "seeds", "spectral_norms", "spectral_norm_datasets", "fgsm_eps", "deeper_arch")
 
 
@@ -102,18 +112,9 @@ def experiment_configs(profile: str | dict, experiment: str, **overrides) -> lis
             raise ValueError("give either seed or seeds, not both")
         overrides["seeds"] = [overrides.pop("seed")]
     p.update({k: _grid_value(k, v) for k, v in overrides.items() if k in GRID_KEYS})
-    own_seeds = p.get("experiment_seeds") or {}
-    if set(own_seeds) - set(EXPERIMENTS):
-        raise ValueError(f"experiment_seeds names unknown experiments {sorted(set(own_seeds) - set(EXPERIMENTS))}; "
-                         f"choose from {', '.join(EXPERIMENTS)}")
-    if "seeds" not in overrides:  # the profile's seeds of this experiment, where it gives them apart
-        p["seeds"] = own_seeds.get(experiment, p.get("seeds"))
-    own_eps = p.get("experiment_eps") or {}
-    if set(own_eps) - set(EXPERIMENTS):
-        raise ValueError(f"experiment_eps names unknown experiments {sorted(set(own_eps) - set(EXPERIMENTS))}; "
-                         f"choose from {', '.join(EXPERIMENTS)}")
-    if "eps" not in overrides and experiment in own_eps:  # the AR strengths of this experiment, where apart
-        p["eps"] = _grid_value("eps", own_eps[experiment])
+    for grid, own in (("seeds", _per_experiment(p, "experiment_seeds")), ("eps", _per_experiment(p, "experiment_eps"))):
+        if grid not in overrides and experiment in own:  # the profile gives this experiment its own list
+            p[grid] = _grid_value(grid, own[experiment])
     seeds = [int(s) for s in p.get("seeds") or [p["defaults"].get("seed", TrainConfig.seed)]]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be a non-empty list of distinct integers, got {p.get('seeds')!r}")
