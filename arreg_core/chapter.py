@@ -13,7 +13,9 @@ strengths, 0-255 scale) and `overrides` (any other grid entry or TrainConfig fie
 The trend words (`values`, `direction`, `follows`) describe a metric over the AR strengths from
 the runs themselves, so that a re-run with other parameters keeps every sentence true. With
 several seeds per strength they describe the means and say how many seeds (`verdict`: and in how
-many seeds on its own the claimed direction holds); eps 0 is standard training and is named so.
+many seeds on its own the claimed direction holds). Like the scorecard (`scorecard.adversarial_only`),
+a trend is read over the AR strengths (eps > 0) where there are two or more; eps 0, standard
+training, is then given beside it as the reference, named so.
 Numbers set next to the paper's are taken at the same strength (`next_to_paper`,
 `paper_strengths`): CIFAR's published tables have no eps 0.
 """
@@ -117,12 +119,42 @@ def per_seed(table: pd.DataFrame, column: str, fmt: str = "{:g}") -> str:
     return _join([f"{fmt.format(v)} (seed {s})" for s, v in zip(table["seed"], table[column])])
 
 
+def over_strengths(series: pd.Series) -> tuple[pd.Series, float | None]:
+    """The part of a per-eps series a trend is read over, and the standard-training reference:
+    (the AR strengths eps > 0, the value at eps 0) where there are two or more AR strengths and an
+    eps 0; else (the whole series, None): with one AR strength, eps 0 is the only comparison."""
+    index = np.asarray(series.index, float)
+    if (index == 0).any() and (index > 0).sum() >= 2:
+        return series[index > 0], float(series[index == 0].iloc[0])
+    return series, None
+
+
+def _reference(value: float | None, fmt: str, unit: str) -> str:
+    return "" if value is None else f"; standard training (eps 0): {fmt.format(value)}{unit}"
+
+
 def describe(table: pd.DataFrame, column: str, what: str, fmt: str = "{:.2f}", unit: str = "", x: str = "eps") -> str:
-    """"the loss gap falls: 5.69 at eps 4, ..." from the runs (means over seeds, and how many)."""
-    s = per_eps(table, column, x)
+    """"the loss gap falls over the AR strengths: 5.69 at eps 4, ...; standard training (eps 0): 0.4"
+    from the runs (means over seeds, and how many)."""
+    s, reference = over_strengths(per_eps(table, column, x))
     if len(s) < 2:
         return f"{what} is {values(s, fmt, unit)}{seeds_note(table, x)} (one AR strength only: no trend)"
-    return f"{what} {direction(s)}: {values(s, fmt, unit)}{seeds_note(table, x)}"
+    over = " over the AR strengths" if reference is not None else ""
+    return f"{what} {direction(s)}{over}: {values(s, fmt, unit)}{seeds_note(table, x)}{_reference(reference, fmt, unit)}"
+
+
+def trend_direction(table: pd.DataFrame, column: str, x: str = "eps") -> str:
+    """`direction` of `column` (means over seeds) over the AR strengths (`over_strengths`)."""
+    return direction(over_strengths(per_eps(table, column, x))[0])
+
+
+def directions_per_clip(table: pd.DataFrame, column: str, order=("none", "5", "3", "1"), x: str = "eps") -> str:
+    """"no clip rises; SN 5 rises; SN 1 falls": the trend of `column` per spectral-norm clip of a
+    table with a `spectral_norm` column ("none" or the clip as text), in `order` (capacity
+    falling, as in Fig. 6 and Table 6)."""
+    return "; ".join(f"{'no clip' if clip == 'none' else 'SN ' + clip} "
+                     f"{trend_direction(table[table.spectral_norm == clip], column, x)}"
+                     for clip in order if clip in set(table.spectral_norm))
 
 
 def follows(series: pd.Series, sign: int) -> bool:
@@ -136,17 +168,20 @@ def verdict(what: str, table: pd.DataFrame, column: str, sign: int, fmt: str = "
     """The chapter's verdict sentence on one claimed trend: the claim, what the runs show (means
     over seeds), whether the direction agrees at every step, and with several seeds in how many
     of them on its own. The scorecard adds the confidence interval."""
-    s = per_eps(table, column, x)
+    s, reference = over_strengths(per_eps(table, column, x))
     claimed = "rises" if sign > 0 else "falls"
     if len(s) < 2:
         return f"**{what}** — the paper: it {claimed} with AR. Here: only one AR strength, no trend."
     agrees = follows(s, sign)
-    seeds = [follows(per_eps(g, column, x), sign) for _, g in table.groupby("seed")] if "seed" in table else [agrees]
+    seeds = ([follows(over_strengths(per_eps(g, column, x))[0], sign) for _, g in table.groupby("seed")]
+             if "seed" in table else [agrees])
     note = (f"; on its own it holds in {sum(seeds)} of {len(seeds)} seeds" if len(seeds) > 1 else
             " (one seed per strength: see the scorecard for how much noise could do)")
-    return (f"**{what}** — the paper: it {claimed} with AR. This build: it {direction(s)}, "
-            f"{values(s, fmt, unit)}{seeds_note(table, x)}. The paper's direction "
-            f"**{'holds' if agrees else 'does not hold'}** at every step{note}.")
+    steps = "at every step between AR strengths" if reference is not None else "at every step"
+    over = " over the AR strengths" if reference is not None else ""
+    return (f"**{what}** — the paper: it {claimed} with AR. This build: it {direction(s)}{over}, "
+            f"{values(s, fmt, unit)}{seeds_note(table, x)}{_reference(reference, fmt, unit)}. The paper's direction "
+            f"**{'holds' if agrees else 'does not hold'}** {steps}{note}.")
 
 
 def regime(table: pd.DataFrame) -> str:

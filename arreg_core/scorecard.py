@@ -8,9 +8,8 @@ the networks each rests on.
     examples                        {run name: {"split:quantity": per-example array}} (`example_columns`)
     spectra                         one row per (run, layer): run, eps, seed, layer, kind, std
 
-`trend`, `metric_trend` and `sentence` describe a trend on the chapter pages (Spearman's rho, no
-verdict: with three strengths rho takes only a few values, and only the scorecard's intervals
-decide).
+The chapter pages describe trends in words (`arreg_core.chapter`); only the scorecard's intervals
+decide a verdict.
 """
 
 from __future__ import annotations
@@ -22,14 +21,12 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
 
 from .paper import paper_table
 from .verdicts import (CONTRADICTED, INCONCLUSIVE, MISSING, NOT_RUN, REPRODUCED, RULE, Estimate, Network,
                        majority_estimate, regime_check, summary_network, trend_estimate)
 
-__all__ = ["RULE", "CLAIMS", "scorecard", "adversarial_only", "display_table", "regime_table", "example_columns", "SN_DIRECTION",
-           "trend", "metric_trend", "sentence"]
+__all__ = ["RULE", "CLAIMS", "scorecard", "adversarial_only", "display_table", "regime_table", "example_columns", "SN_DIRECTION"]
 
 # Full split sizes (training, test) where a config takes the whole split (n_train / n_test None);
 # the paper's tables are on the full CIFAR splits.
@@ -401,37 +398,7 @@ def verdict_counts(card: pd.DataFrame, side: str = "this build") -> dict[str, in
     return {v: int(counts.get(v, 0)) for v in (REPRODUCED, CONTRADICTED, INCONCLUSIVE, NOT_RUN)}
 
 
-# ----------------------------------------------------------------------------- chapter pages
-
-def trend(x, y) -> float:
-    """Spearman's rho of y against x (NaN with fewer than 3 points or a constant series)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return math.nan
-    return float(spearmanr(x, y).statistic)
-
-
-def metric_trend(table: pd.DataFrame | None, metric: str) -> float:
-    """rho of `metric` over eps in a runs table (means over seeds); error = 100 - accuracy."""
-    if table is None or table.empty:
-        return math.nan
-    t = table.assign(test_error=100 - table["test_acc"]) if "test_acc" in table else table
-    by_eps = t.groupby("eps")[metric].mean()
-    return trend(by_eps.index, by_eps.values)
-
-
-def sentence(what: str, rho: float, sign: int) -> str:
-    """A computed sentence for a chapter: the direction of `what` here, described, not judged
-    (the verdict, with its confidence interval, is the scorecard's)."""
-    claimed = "rises" if sign > 0 else "falls"
-    if rho is None or math.isnan(rho):
-        return f"**{what}** — the paper: it {claimed} with AR. Not measurable here (fewer than three AR strengths or a constant series)."
-    here = "rises" if rho > 0 else "falls" if rho < 0 else "shows no order"
-    if abs(rho) < 1 and rho != 0:
-        here = f"mostly {here}"
-    return (f"**{what}** — the paper: it {claimed} with AR. This build: it {here} over the AR strengths "
-            f"(Spearman rho = {rho:+.2f}, a description only: the scorecard tests the claim with a confidence interval).")
-
+# ----------------------------------------------------------------------------- the page's sentences
 
 def seeds_line(inputs: dict) -> str:
     """One sentence: how many training seeds each experiment of this build has, and what a

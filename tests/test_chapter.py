@@ -45,12 +45,30 @@ def test_words_name_standard_training_and_the_seeds():
     t = two_seeds()
     assert chapter.values(chapter.per_eps(t, "gap_loss"), "{:.1f}") == \
         "6.1 at eps 0 (standard training), 4.9 at eps 4, 2.0 at eps 8 and 1.2 at eps 16"
-    assert chapter.describe(t, "gap_loss", "the loss gap", "{:.1f}").endswith("1.2 at eps 16 (means over 2 seeds)")
+    assert chapter.describe(t, "gap_loss", "the loss gap", "{:.1f}") == (
+        "the loss gap falls over the AR strengths: 4.9 at eps 4, 2.0 at eps 8 and 1.2 at eps 16 "
+        "(means over 2 seeds); standard training (eps 0): 6.1")
     text = chapter.verdict("Loss gap", t, "gap_loss", -1, "{:.1f}")
-    assert "it falls, 6.1 at eps 0 (standard training), 4.9 at eps 4" in text and "**holds** at every step" in text
-    assert "1.2 at eps 16 (means over 2 seeds). The paper's direction" in text
+    assert "it falls over the AR strengths, 4.9 at eps 4" in text and "**holds** at every step between AR strengths" in text
+    assert "1.2 at eps 16 (means over 2 seeds); standard training (eps 0): 6.1. The paper's direction" in text
     assert "on its own it holds in 1 of 2 seeds" in text and "one seed per strength" not in text
     assert chapter.seeds_note(t[t.seed == 0]) == ""
+
+
+def test_trends_are_read_over_the_ar_strengths_like_the_scorecards():
+    """eps 0 is the reference, not a step of the trend: a metric low under standard training that
+    falls over eps 4, 8, 16 "falls" (the scorecard's statistic is over eps > 0 too)."""
+    t = two_seeds().assign(gap_loss=[0.5, 5.0, 3.0, 1.0, 0.4, 4.8, 2.0, 0.8])
+    assert chapter.trend_direction(t, "gap_loss") == "falls"
+    assert chapter.direction(chapter.per_eps(t, "gap_loss")) == "rises, then falls"
+    assert "**holds** at every step between AR strengths; on its own it holds in 2 of 2 seeds" in \
+        chapter.verdict("Loss gap", t, "gap_loss", -1)
+    # one AR strength: standard training is the only comparison, and stays in the series
+    one = t[t.eps.isin([0, 8])]
+    assert chapter.trend_direction(one, "gap_loss") == "rises"
+    assert "over the AR strengths" not in chapter.describe(one, "gap_loss", "x")
+    clips = pd.concat([t.assign(spectral_norm="none"), t.assign(spectral_norm="1", gap_loss=[3.0, 1, 2, 3] * 2)])
+    assert chapter.directions_per_clip(clips, "gap_loss") == "no clip falls; SN 1 rises"
 
 
 @pytest.mark.parametrize("eps,pair", [([0, 4, 8, 16], (4, 16)), ([4, 8, 16], (4, 16)), ([0, 2, 6], (2, 6)),

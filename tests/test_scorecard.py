@@ -9,7 +9,7 @@ import pytest
 from arreg_core.experiments import Experiments
 from arreg_core.profiles import load_profile
 from arreg_core.scorecard import (CLAIMS, adversarial_only, SN_DIRECTION, display_table, paper_layer_counts, regime_table, scorecard,
-                                  seeds_line, sentence, summary_line, trend)
+                                  seeds_line, summary_line)
 from arreg_core.verdicts import CONTRADICTED, INCONCLUSIVE, NOT_RUN, REPRODUCED, VERDICTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -183,13 +183,6 @@ def test_scorecard_on_the_committed_cpu_store(cpu_inputs):
 def test_scorecard_is_deterministic(cpu_inputs):
     a, b = scorecard(cpu_inputs, n_boot=200, seed=1), scorecard(cpu_inputs, n_boot=200, seed=1)
     pd.testing.assert_frame_equal(a, b)
-
-
-def test_chapter_sentences_describe_without_a_verdict():
-    assert trend([4, 8, 16], [1, 3, 2]) == pytest.approx(0.5)
-    text = sentence("Loss gap", -1.0, -1)
-    assert "falls" in text and "reproduced" not in text and "scorecard" in text
-    assert "Not measurable" in sentence("Loss gap", float("nan"), -1)
 
 
 def test_summary_and_seed_lines(cpu_inputs, empty_card):
