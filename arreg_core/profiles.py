@@ -25,7 +25,7 @@ from importlib.resources import files
 import yaml
 
 from .device import resolve_precision
-from .train import TrainConfig
+from .train import COMPILE_MODES, TrainConfig
 
 PROFILES = ("paper", "cpu", "cpu-v2", "smoke", "class")
 EXPERIMENTS = ("ar_sweep", "tinyimagenet", "deeper", "spectral_norm", "fgsm")
@@ -41,12 +41,16 @@ def load_profile(name: str) -> dict:
 
 def execution_options(name: str) -> dict:
     """How a profile's runs are executed, beside what they are (not part of the run key):
-    `channels_last` and `compile` (torch.compile) from the profile's `execution` entry, default off."""
+    `channels_last` and `compile` (torch.compile: true, false or a mode, `train.COMPILE_MODES`) from
+    the profile's `execution` entry, default off."""
     options = load_profile(name).get("execution") or {}
     unknown = set(options) - {"channels_last", "compile"}
     if unknown:
         raise ValueError(f"profile {name}: unknown execution options {sorted(unknown)}; valid: channels_last, compile")
-    return {"channels_last": bool(options.get("channels_last", False)), "compile": bool(options.get("compile", False))}
+    compile = options.get("compile", False)
+    if not isinstance(compile, bool) and compile not in COMPILE_MODES:
+        raise ValueError(f"profile {name}: execution compile {compile!r}; valid: true, false, {', '.join(COMPILE_MODES)}")
+    return {"channels_last": bool(options.get("channels_last", False)), "compile": compile}
 
 
 def make_config(fields: dict) -> TrainConfig:

@@ -356,7 +356,7 @@ def _checkpoint_epoch(path: Path) -> int:
 
 def get_or_train(config: TrainConfig, runs_dir=None, *, device="auto", data_root=None,
                  data: data_module.ImageData | None = None, channels_last: bool = False,
-                 compile: bool = False, progress: bool = True, retrain: bool = False,
+                 compile: bool | str = False, progress: bool = True, retrain: bool = False,
                  lock_timeout: float | None = None) -> Run:
     """The finished run of `config`: loaded if stored, else trained (resuming from the last
     finished epoch of an interrupted attempt), evaluated and stored. `retrain` trains a run
@@ -389,7 +389,8 @@ def get_or_train(config: TrainConfig, runs_dir=None, *, device="auto", data_root
     return load_run(path)
 
 
-def _train(config: TrainConfig, path: Path, data, device, channels_last: bool, compile: bool, progress: bool) -> None:
+def _train(config: TrainConfig, path: Path, data, device, channels_last: bool, compile: bool | str,
+           progress: bool) -> None:
     model = build_model_for(config, data).to(device)
     optimizer, scheduler = build_optimizer(config, model)
     history: list = []

@@ -242,17 +242,31 @@ def train_epoch(model, optimizer, data: data_module.ImageData, config: TrainConf
 
 EpochHook = Callable[[torch.nn.Module, int], dict | None]
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+
+
+def compiled(model: torch.nn.Module, compile: bool | str = False) -> torch.nn.Module:
+    """`model` wrapped by torch.compile for the training step: False (none), True or "default",
+    "reduce-overhead" (CUDA graphs of the compiled passes: for small networks whose GPU step is
+    bound by kernel launches, not arithmetic) or "max-autotune"."""
+    if not compile:
+        return model
+    mode = "default" if compile is True else compile
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile={compile!r}: expected True/False or one of {', '.join(COMPILE_MODES)}")
+    return torch.compile(model, mode=mode)
+
 
 def fit(config: TrainConfig, data: data_module.ImageData, device="auto", *, model=None, optimizer=None,
         scheduler=None, start_epoch: int = 0, history: list | None = None,
         on_epoch_end: list[EpochHook] = (), save_checkpoint=None, channels_last: bool = False,
-        compile: bool = False, progress: bool = True):
+        compile: bool | str = False, progress: bool = True):
     """Train from `start_epoch` to `config.epochs`. Pass model/optimizer/scheduler/history from
     a checkpoint to resume. After each epoch the hooks run in order with (model, epoch) and a dict
     they return is merged into that epoch's history row; then
     `save_checkpoint(model, optimizer, scheduler, history)` runs. Returns (model, history).
 
-    `channels_last` and `compile` (torch.compile of the forward passes) are execution options,
+    `channels_last` and `compile` (torch.compile of the forward passes, `compiled`) are execution options,
     not part of the config: they change the arithmetic's order, so results agree with the plain
     run to rounding, not bit for bit; a run resumed with the same options is exact.
     benchmarks/pgd_at_throughput.py measures what each buys on a device."""
@@ -264,7 +278,7 @@ def fit(config: TrainConfig, data: data_module.ImageData, device="auto", *, mode
     if optimizer is None:
         optimizer, scheduler = build_optimizer(config, model)
     history = list(history or [])
-    step_model = torch.compile(model) if compile else model
+    step_model = compiled(model, compile)
     for epoch in range(start_epoch, config.epochs):
         row = train_epoch(step_model, optimizer, data, config, epoch, device, channels_last, progress)
         scheduler.step()

@@ -6,7 +6,8 @@ the loop a user would write from the field's usual parts.
                   alpha=2/255, steps=10, random_start=True), fp32, default memory format
     this project: arreg_core.train.train_epoch (uint8 images on the device, batched crop/flip,
                   arreg_core.attacks.pgd_linf), in every combination of precision (fp32 | bf16
-                  autocast), channels_last and torch.compile
+                  autocast), channels_last and torch.compile (none | default | reduce-overhead,
+                  the last CUDA graphs of the compiled passes, for a launch-bound GPU step)
 
 Same network (the same initial weights), data (cifar10-jpeg training images, or generated ones
 where the archive is absent), batch size and attack (appendix B.1: l-inf, eps 8/255, 10 steps of
@@ -37,7 +38,7 @@ from arreg_core.attacks import to_unit_scale
 from arreg_core.data import DataNotFoundError, load_data
 from arreg_core.device import prepare_device
 from arreg_core.models import build_model
-from arreg_core.train import TrainConfig, train_epoch
+from arreg_core.train import TrainConfig, compiled, train_epoch
 
 try:
     from common import machine_info, nonzero_classifier
@@ -135,7 +136,7 @@ def run(arch, device, data, dataset, batch_size, repeats, variants, plain_worker
     states, first_epoch = {}, {}
     for v in variants:
         model, opt = fresh(v["channels_last"])
-        step_model = torch.compile(model) if v["compile"] else model
+        step_model = compiled(model, v["compile"])
         first_epoch[v["name"]] = project_epoch(step_model, opt, on_device, config[v["precision"]], 0, device,
                                                v["channels_last"])
         states[v["name"]] = (step_model, opt)
@@ -168,14 +169,19 @@ def run(arch, device, data, dataset, batch_size, repeats, variants, plain_worker
     return rows
 
 
+COMPILE_VARIANTS = {"c0": False, "c1": "default", "c2": "reduce-overhead"}
+
+
 def parse_variant(name: str) -> dict:
-    """'bf16-cl1-c0' -> bf16 autocast, channels_last, no torch.compile."""
+    """'bf16-cl1-c0' -> bf16 autocast, channels_last, no torch.compile (c1: torch.compile's default
+    mode, c2: mode reduce-overhead, CUDA graphs)."""
     try:
         precision, cl, c = name.split("-")
-        assert precision in ("fp32", "bf16") and cl in ("cl0", "cl1") and c in ("c0", "c1")
+        assert precision in ("fp32", "bf16") and cl in ("cl0", "cl1") and c in COMPILE_VARIANTS
     except (ValueError, AssertionError):
-        raise SystemExit(f"variant {name!r}: expected PRECISION-clN-cN, e.g. bf16-cl1-c0") from None
-    return {"precision": precision, "channels_last": cl == "cl1", "compile": c == "c1", "name": name}
+        raise SystemExit(f"variant {name!r}: expected PRECISION-clN-cN (N of cl: 0 or 1, of c: 0, 1 or 2), "
+                         "e.g. bf16-cl1-c0") from None
+    return {"precision": precision, "channels_last": cl == "cl1", "compile": COMPILE_VARIANTS[c], "name": name}
 
 
 def main(argv=None):
@@ -189,7 +195,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--variants", nargs="+", default=None, metavar="PRECISION-clN-cN",
                         help="this project's settings to time, e.g. bf16-cl1-c0 (bf16, channels_last, no "
-                             "compile); default: all 8 of fp32|bf16 x cl0|cl1 x c0|c1")
+                             "compile; c1 compile, c2 compile reduce-overhead); default: all 8 of fp32|bf16 x "
+                             "cl0|cl1 x c0|c1, and c2 on a GPU")
     parser.add_argument("--plain-workers", type=int, default=None,
                         help="DataLoader workers of the plain loop (default: 0 on the CPU, 4 on a GPU)")
     parser.add_argument("--data-root", default=None, help="folder of cifar10-jpeg.tar.gz (default: $ARREG_DATA)")
@@ -201,8 +208,10 @@ def main(argv=None):
     gpu = device.type == "cuda"
     images = args.images or (10240 if gpu else 1024)
     workers = args.plain_workers if args.plain_workers is not None else (4 if gpu else 0)
-    names = args.variants or [f"{p}-cl{cl}-c{c}" for p, cl, c in itertools.product(("fp32", "bf16"), (0, 1), (0, 1))]
-    names += [n[:-1] + "0" for n in names if n.endswith("c1") and n[:-1] + "0" not in names]  # payback needs it
+    compiles = (0, 1, 2) if gpu else (0, 1)
+    names = args.variants or [f"{p}-cl{cl}-c{c}" for p, cl, c in itertools.product(("fp32", "bf16"), (0, 1), compiles)]
+    names += [n[:-1] + "0" for n in names if not n.endswith("c0") and n[:-1] + "0" not in names]  # payback needs it
+    names = list(dict.fromkeys(names))
     variants = [parse_variant(n) for n in names]
     data, dataset = training_data(images, args.data_root)
     rows = []

@@ -58,6 +58,7 @@ def test_pgd_at_throughput_rejects_a_bad_variant():
 
     with pytest.raises(SystemExit, match="PRECISION-clN-cN"):
         load("pgd_at_throughput").parse_variant("bf16-cl2")
+    assert load("pgd_at_throughput").parse_variant("bf16-cl1-c2")["compile"] == "reduce-overhead"
 
 
 def test_exercise_timings_runs_every_exercise_cell_of_a_chapter(tmp_path):

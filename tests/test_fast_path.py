@@ -91,3 +91,26 @@ def test_compiled_training_resumes_and_saves_plain_weights(device, tmp_path):
     state = load_checkpoint(run.path)["model"]
     assert not any(k.startswith("_orig_mod") for k in state)
     assert run.metrics["epochs_trained"] == 1 and torch.isfinite(torch.tensor(run.metrics["train_loss"]))
+
+
+CUDA = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")]
+
+
+@pytest.mark.parametrize("device", [pytest.param("cuda", marks=CUDA)])
+def test_cuda_graphs_track_the_eager_run(device):
+    """compile="reduce-overhead" (CUDA graphs of the compiled passes, for a launch-bound GPU step)
+    trains like the eager step: same losses to rounding, a partial last batch included."""
+    data = load_data("synthetic", n_train=230, n_test=100)
+    eager = fit(tiny(), data, device, channels_last=True, progress=False)[1]
+    graphed = fit(tiny(), data, device, channels_last=True, compile="reduce-overhead", progress=False)[1]
+    for a, b in zip(eager, graphed):
+        assert a["train_input_loss"] == pytest.approx(b["train_input_loss"], rel=1e-3)
+
+
+def test_compile_modes_are_checked():
+    from arreg_core.train import compiled
+
+    model = torch.nn.Linear(2, 2)
+    assert compiled(model, False) is model
+    with pytest.raises(ValueError, match="reduce-overhead"):
+        compiled(model, "fast")

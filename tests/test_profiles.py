@@ -104,6 +104,11 @@ def test_execution_options_default_off_and_reach_the_jobs(monkeypatch, tmp_path)
     monkeypatch.setattr(profiles, "load_profile", lambda name: {**smoke, "execution": {"amp": True}})
     with pytest.raises(ValueError, match="unknown execution options"):
         profiles.execution_options("smoke")
+    monkeypatch.setattr(profiles, "load_profile", lambda name: {**smoke, "execution": {"compile": "reduce-overhead"}})
+    assert profiles.execution_options("smoke")["compile"] == "reduce-overhead"
+    monkeypatch.setattr(profiles, "load_profile", lambda name: {**smoke, "execution": {"compile": "graphs"}})
+    with pytest.raises(ValueError, match="valid: true, false, default, reduce-overhead"):
+        profiles.execution_options("smoke")
 
 
 def test_experiment_seeds_give_an_experiment_its_own_seeds_and_a_seeds_override_wins():
