@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-root", default=None, help="data folder (default: $ARREG_DATA)")
     train.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     train.add_argument("--channels-last", action="store_true", help="channels_last memory format")
-    train.add_argument("--compile", nargs="?", const=True, default=False, choices=[True, *COMPILE_MODES],
+    train.add_argument("--compile", nargs="?", const=True, default=False, choices=COMPILE_MODES,
                        metavar="MODE", help="torch.compile the forward passes; MODE: "
                        f"{', '.join(COMPILE_MODES)} (reduce-overhead: CUDA graphs, for launch-bound GPU steps)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
