@@ -184,6 +184,12 @@ def verdict(what: str, table: pd.DataFrame, column: str, sign: int, fmt: str = "
             f"**{'holds' if agrees else 'does not hold'}** {steps}{note}.")
 
 
+def fits(table: pd.DataFrame) -> bool:
+    """Whether the networks fit their training sets at every AR strength (means over seeds
+    >= FIT % clean training accuracy), as the paper's do."""
+    return bool((per_eps(table, "train_acc") >= FIT).all())
+
+
 def regime(table: pd.DataFrame) -> str:
     """Whether the networks fit their training sets as the paper's do (>= FIT % clean training
     accuracy): below it, a small gap may come from not fitting rather than from the paper's

@@ -23,6 +23,7 @@ def test_verdict_and_regime_from_a_table():
     assert "**does not hold**" in chapter.verdict("Loss gap", t, "gap_loss", +1)
     assert "At eps 8, 16 that is below 95%" in chapter.regime(t)
     assert "at every AR strength" in chapter.regime(t.assign(train_acc=99))
+    assert not chapter.fits(t) and chapter.fits(t.assign(train_acc=99))
     # seeds are averaged per eps
     two = pd.concat([t, t.assign(seed=1, gap_loss=[5.5, 0.9, 0.09])])
     assert "5.60 at eps 4, 0.80 at eps 8 and 0.08 at eps 16" in chapter.describe(two, "gap_loss", "x")
