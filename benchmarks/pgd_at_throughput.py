@@ -17,6 +17,13 @@ the same round. torch.compile's one-time cost is timed separately (the first epo
 number of epochs it takes to pay itself back.
 
     python benchmarks/pgd_at_throughput.py --json benchmarks/results/pgd_at_throughput_cpu.json
+
+With `--profile NAME` the network, batch, training images, augmentation and attack (steps and
+step at eps 8) are the profile's own (e.g. `cpu`: resnet8 x2, batch 32, PGD-3, 500 images), so
+the choice of its precision and memory format rests on a measurement of its own runs:
+
+    python benchmarks/pgd_at_throughput.py --profile cpu-v2 --variants fp32-cl0-c0 fp32-cl1-c0 bf16-cl0-c0 bf16-cl1-c0 \
+        --json benchmarks/results/pgd_at_throughput_cpu_profile.json
 """
 
 from __future__ import annotations
@@ -45,7 +52,8 @@ try:
 except ImportError:  # imported as a module from elsewhere (tests)
     from benchmarks.common import machine_info, nonzero_classifier
 
-EPS, ALPHA, STEPS = 8.0, 2.0, 10
+EPS, ALPHA, STEPS = 8.0, 2.0, 10  # appendix B.1's training attack (0-255 scale)
+PAPER_SETTING = {"width": 1, "eps": EPS, "alpha": ALPHA, "steps": STEPS, "augment": True}
 
 
 def synchronize(device):
@@ -70,11 +78,12 @@ class PILImages(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.images[i])), self.labels[i]
 
 
-def plain_epoch(model, optimizer, loader, device) -> float:
+def plain_epoch(model, optimizer, loader, device, setting=PAPER_SETTING) -> float:
     """One epoch of the plain loop; returns its seconds."""
     import torchattacks
 
-    attack = torchattacks.PGD(model, eps=to_unit_scale(EPS), alpha=to_unit_scale(ALPHA), steps=STEPS, random_start=True)
+    attack = torchattacks.PGD(model, eps=to_unit_scale(setting["eps"]), alpha=to_unit_scale(setting["alpha"]),
+                              steps=setting["steps"], random_start=True)
     model.train()
     synchronize(device)
     start = time.perf_counter()
@@ -105,22 +114,34 @@ def training_data(images: int, data_root):
         return load_data("synthetic", n_train=images, n_test=10), "synthetic"
 
 
-def initial_model(arch: str, num_classes: int, dataset: str) -> torch.nn.Module:
+def initial_model(arch: str, num_classes: int, dataset: str, width: int = 1) -> torch.nn.Module:
     """A seeded network whose classifier is not zero (Fixup's zero classifier gives PGD no
     gradient at the first step, which would make the first batches unrepresentative)."""
     torch.manual_seed(0)
-    return nonzero_classifier(build_model(arch, num_classes, dataset=dataset))
+    return nonzero_classifier(build_model(arch, num_classes, width=width, dataset=dataset))
 
 
-def run(arch, device, data, dataset, batch_size, repeats, variants, plain_workers) -> list[dict]:
+def profile_setting(name: str) -> tuple[dict, dict]:
+    """(setting, sizes) of a profile's runs: network width, attack at eps 8 (its steps and step
+    length), augmentation; and its arch, batch size and training images."""
+    from arreg_core.profiles import load_profile, make_config
+
+    config = make_config({**load_profile(name)["defaults"], "method": "pgd", "eps": EPS})
+    setting = {"width": config.width, "eps": config.eps, "alpha": config.attack_step, "steps": config.attack_steps,
+               "augment": config.augment}
+    return setting, {"arch": config.arch, "batch_size": config.batch_size, "images": config.n_train}
+
+
+def run(arch, device, data, dataset, batch_size, repeats, variants, plain_workers, setting=PAPER_SETTING) -> list[dict]:
     from torchvision import transforms
 
-    config = {p: TrainConfig(dataset=dataset, arch=arch, method="pgd", eps=EPS, attack_steps=STEPS,
-                             attack_step=ALPHA, batch_size=batch_size, epochs=1000, milestones=(), augment=True,
-                             precision=p) for p in ("fp32", "bf16")}
-    base = initial_model(arch, data.num_classes, dataset)
-    pipeline = transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(),
-                                   transforms.ToTensor()])
+    config = {p: TrainConfig(dataset=dataset, arch=arch, width=setting["width"], method="pgd", eps=setting["eps"],
+                             attack_steps=setting["steps"], attack_step=setting["alpha"], batch_size=batch_size,
+                             epochs=1000, milestones=(), augment=setting["augment"], precision=p)
+              for p in ("fp32", "bf16")}
+    base = initial_model(arch, data.num_classes, dataset, setting["width"])
+    crop_flip = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()] if setting["augment"] else []
+    pipeline = transforms.Compose([*crop_flip, transforms.ToTensor()])
     loader = torch.utils.data.DataLoader(PILImages(data.x_train, data.y_train, pipeline), batch_size=batch_size,
                                          shuffle=True, num_workers=plain_workers,
                                          pin_memory=device.type == "cuda", persistent_workers=plain_workers > 0)
@@ -132,7 +153,7 @@ def run(arch, device, data, dataset, batch_size, repeats, variants, plain_worker
         return model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
 
     plain_model, plain_opt = fresh()
-    plain_epoch(plain_model, plain_opt, loader, device)  # warm-up: workers, allocator, cuDNN plans
+    plain_epoch(plain_model, plain_opt, loader, device, setting)  # warm-up: workers, allocator, cuDNN plans
     states, first_epoch = {}, {}
     for v in variants:
         model, opt = fresh(v["channels_last"])
@@ -142,7 +163,7 @@ def run(arch, device, data, dataset, batch_size, repeats, variants, plain_worker
         states[v["name"]] = (step_model, opt)
     times = {"plain": []} | {v["name"]: [] for v in variants}
     for r in range(repeats):
-        times["plain"].append(plain_epoch(plain_model, plain_opt, loader, device))
+        times["plain"].append(plain_epoch(plain_model, plain_opt, loader, device, setting))
         for v in variants:
             step_model, opt = states[v["name"]]
             times[v["name"]].append(project_epoch(step_model, opt, on_device, config[v["precision"]], r + 1,
@@ -186,11 +207,13 @@ def parse_variant(name: str) -> dict:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--archs", nargs="+", default=["resnet20", "resnet56"])
+    parser.add_argument("--archs", nargs="+", default=None, help="default: resnet20 resnet56 (the profile's with --profile)")
+    parser.add_argument("--profile", default=None, help="time a profile's own runs: its network, batch, images, "
+                        "augmentation and attack at eps 8 (default: the paper's attack on --archs)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--images", type=int, default=None, help="training images per epoch (default: 1024 "
                         "on the CPU, 10240 on a GPU)")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: 128 (the profile's with --profile)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--variants", nargs="+", default=None, metavar="PRECISION-clN-cN",
@@ -206,7 +229,10 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     device = prepare_device(args.device)
     gpu = device.type == "cuda"
-    images = args.images or (10240 if gpu else 1024)
+    setting, sizes = profile_setting(args.profile) if args.profile else (PAPER_SETTING, {})
+    archs = args.archs or ([sizes["arch"]] if sizes else ["resnet20", "resnet56"])
+    batch_size = args.batch_size or sizes.get("batch_size", 128)
+    images = args.images or sizes.get("images") or (10240 if gpu else 1024)
     workers = args.plain_workers if args.plain_workers is not None else (4 if gpu else 0)
     compiles = (0, 1, 2) if gpu else (0, 1)
     names = args.variants or [f"{p}-cl{cl}-c{c}" for p, cl, c in itertools.product(("fp32", "bf16"), (0, 1), compiles)]
@@ -215,13 +241,15 @@ def main(argv=None):
     variants = [parse_variant(n) for n in names]
     data, dataset = training_data(images, args.data_root)
     rows = []
-    for arch in args.archs:
-        rows += run(arch, device, data, dataset, args.batch_size, args.repeats, variants, workers)
+    for arch in archs:
+        rows += run(arch, device, data, dataset, batch_size, args.repeats, variants, workers, setting)
         print(f"[pgd_at_throughput] {arch} done", flush=True)
     table = pd.DataFrame(rows)
     meta = {**machine_info(), "device": str(device), "dataset": dataset, "images": len(data.y_train),
-            "batch_size": args.batch_size, "repeats": args.repeats, "plain_workers": workers,
-            "attack": f"l-inf PGD eps {EPS}/255, {STEPS} steps of {ALPHA}/255, random start"}
+            "batch_size": batch_size, "repeats": args.repeats, "plain_workers": workers, "profile": args.profile,
+            "width": setting["width"], "augment": setting["augment"],
+            "attack": f"l-inf PGD eps {setting['eps']:g}/255, {setting['steps']} steps of {setting['alpha']:g}/255, "
+                      "random start"}
     print(json.dumps(meta))
     print(table.to_string(index=False, float_format="{:.2f}".format))
     if args.json:

@@ -83,3 +83,18 @@ def test_precision_effect_compares_fp32_with_the_bf16_seeds():
     assert table.loc["test_acc", "bf16 mean"] == 12.0 and table.loc["test_acc", "bf16 std"] == 2.0
     assert table.loc["gap_acc", "difference / std"] == 2.0 and table.loc["pgd_acc", "bf16 seeds"] == 3
     assert pd.isna(compare({m: 1.0 for m in METRICS}, bf16.iloc[:1]).loc[0, "difference / std"])
+
+
+def test_pgd_at_throughput_times_a_profiles_own_runs(tmp_path):
+    """--profile: the profile's network, batch and attack (smoke: resnet8, batch 50, PGD-2 at eps 8),
+    the plain loop with the same attack; every variant's ratio to it in the JSON."""
+    module = load("pgd_at_throughput")
+    setting, sizes = module.profile_setting("smoke")
+    assert sizes == {"arch": "resnet8", "batch_size": 50, "images": 300} and setting["steps"] == 2
+    out = tmp_path / "t.json"
+    module.main(["--profile", "smoke", "--images", "100", "--repeats", "1", "--threads", "1",
+                 "--variants", "fp32-cl0-c0", "bf16-cl1-c0", "--json", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["meta"]["batch_size"] == 50 and saved["meta"]["profile"] == "smoke"
+    assert saved["meta"]["attack"].startswith("l-inf PGD eps 8/255, 2 steps of 10/255")  # auto: 2.5 eps / steps
+    assert [r["arch"] for r in saved["results"]] == ["resnet8"] * 3 and saved["results"][2]["ratio_vs_plain"] > 0
