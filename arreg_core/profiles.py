@@ -1,6 +1,6 @@
 """The book's profiles (`profiles.yaml`): `paper` (the paper's settings), `cpu` (the published
-book, scaled to 2 CPU cores), `cpu-v2` (its successor in the paper's regime, being built),
-`smoke` (generated data, CI) and `class` (the exercises' scale: minutes on a laptop CPU),
+book, scaled to 2 CPU cores in the paper's regime), `cpu-v1` (the book's first, smaller CPU scale,
+kept with its store for the record), `smoke` (generated data, CI) and `class` (the exercises' scale: minutes on a laptop CPU),
 expanded into the TrainConfigs of each of the paper's experiments.
 
 Every experiment runs once per training seed of the profile's `seeds` list (TrainConfig.seed:
@@ -27,7 +27,7 @@ import yaml
 from .device import resolve_precision
 from .train import COMPILE_MODES, TrainConfig
 
-PROFILES = ("paper", "cpu", "cpu-v2", "smoke", "class")
+PROFILES = ("paper", "cpu", "cpu-v1", "smoke", "class")
 EXPERIMENTS = ("ar_sweep", "tinyimagenet", "deeper", "spectral_norm", "fgsm")
 
 

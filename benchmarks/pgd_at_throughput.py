@@ -22,7 +22,7 @@ With `--profile NAME` the network, batch, training images, augmentation and atta
 step at eps 8) are the profile's own (e.g. `cpu`: resnet8 x2, batch 32, PGD-3, 500 images), so
 the choice of its precision and memory format rests on a measurement of its own runs:
 
-    python benchmarks/pgd_at_throughput.py --profile cpu-v2 --variants fp32-cl0-c0 fp32-cl1-c0 bf16-cl0-c0 bf16-cl1-c0 \
+    python benchmarks/pgd_at_throughput.py --profile cpu --variants fp32-cl0-c0 fp32-cl1-c0 bf16-cl0-c0 bf16-cl1-c0 \
         --json benchmarks/results/pgd_at_throughput_cpu_profile.json
 """
 

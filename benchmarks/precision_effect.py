@@ -1,14 +1,14 @@
 """Does bf16 training change what the book shows? (issue 9: "if bf16 changes a result the book
 shows beyond the seed-to-seed spread, say so with numbers").
 
-The `cpu-v2` profile trains in bf16 autocast (the fast path). This script trains the same
+The `cpu` profile trains in bf16 autocast (the fast path). This script trains the same
 configuration in fp32 (the paper's arithmetic; one seed, default 0) into a scratch store and sets
 its metrics beside the profile's bf16 runs of that strength, one per seed: the fp32 value, the
 bf16 mean and standard deviation over seeds, and how many bf16 standard deviations apart they are.
 
-    python benchmarks/precision_effect.py --profile cpu-v2 --eps 8 --json benchmarks/results/precision_effect_cpu.json
+    python benchmarks/precision_effect.py --profile cpu --eps 8 --json benchmarks/results/precision_effect_cpu.json
 
-The bf16 runs must be in the profile's store (`arreg prepare --profile cpu-v2`); the fp32 run
+The bf16 runs must be in the profile's store (`arreg prepare --profile cpu`); the fp32 run
 trains here (about 2.5x the bf16 run's time on a CPU with AMX-BF16).
 """
 
@@ -47,7 +47,7 @@ def compare(fp32: dict, bf16: pd.DataFrame) -> pd.DataFrame:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--profile", default="cpu-v2")
+    p.add_argument("--profile", default="cpu")
     p.add_argument("--eps", type=float, default=8.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)

@@ -43,29 +43,32 @@ def test_a_run_in_two_experiments_gets_the_pieces_of_both(tmp_path):
 
 def test_tidy_accessors_on_the_cpu_store(monkeypatch):
     """What the chapters read instead of joining artifacts to runs by hand: one row per run (with
-    its seed), per run and split / attack / layer, and {eps: array} of one seed."""
+    its seed), per run and split / attack / layer, and {eps: array} of one seed; the bound only
+    on its analysed seed (`analysis_seeds`)."""
     monkeypatch.setenv("ARREG_RUNS", str(CPU_RUNS))
     ex = Experiments.from_environment("cpu")
     metrics = ex.metrics("ar_sweep")
-    assert list(metrics.eps) == [4, 8, 16] and (metrics.seed == 0).all()
+    assert list(metrics.eps) == [0] * 3 + [4] * 3 + [8] * 3 + [16] * 3 and list(metrics.seed) == [0, 1, 2] * 4
     assert (metrics.test_error == 100 - metrics.test_acc).all()
     margins = ex.summary("ar_sweep", "margins")
-    assert len(margins) == 6 and set(margins.split) == {"train", "test"} and "seed" in margins
-    test = margins[margins.split == "test"].set_index("eps")
-    run = metrics.set_index("eps")
+    assert len(margins) == 24 and set(margins.split) == {"train", "test"} and "seed" in margins
+    test = margins[margins.split == "test"].set_index(["eps", "seed"])
+    run = metrics.set_index(["eps", "seed"])
     assert (abs(100 * test.accuracy - run.test_acc) < 0.05).all()  # the artifact's accuracy is the run's
-    assert len(ex.summary("ar_sweep", "loss_variation")) == 9
+    assert len(ex.summary("ar_sweep", "loss_variation")) == 12 * 3
     spectrum = ex.summary("ar_sweep", "spectrum")
     assert (spectrum.groupby("run").kind.apply(lambda k: (k == "conv").sum()) == 7).all()
-    by_eps = ex.by_eps("ar_sweep", "margins", "test_margin")
-    assert sorted(by_eps) == [4, 8, 16] and all(len(v) == 1000 for v in by_eps.values())
+    by_eps = ex.by_eps("ar_sweep", "margins", "test_margin")  # seed 0
+    assert sorted(by_eps) == [0, 4, 8, 16] and all(len(v) == 1000 for v in by_eps.values())
     examples = ex.examples("ar_sweep", "margins", "test_margin")  # every run's, one row an example
-    assert list(examples.columns) == ["eps", "seed", "value"] and len(examples) == 3000
-    assert np.array_equal(examples[examples.eps == 8].value.astype(float), by_eps[8])
+    assert list(examples.columns) == ["eps", "seed", "value"] and len(examples) == 12 * 1000
+    seed_0 = examples[(examples.eps == 8) & (examples.seed == 0)]
+    assert np.array_equal(seed_0.value.astype(float), by_eps[8])
     sigma = ex.arrays("ar_sweep", "bound", "sigma_min")
-    assert list(sigma.eps) == [4, 8, 16] and all(len(v) == 7 for v in sigma.value)
+    assert list(sigma.eps) == [0, 4, 8, 16] and list(sigma.seed) == [0] * 4 and all(len(v) == 7 for v in sigma.value)
     sn = ex.metrics("spectral_norm")
-    assert list(sn.spectral_norm.unique()) == [1.0, 3.0, 5.0]
+    assert list(sn.spectral_norm.unique()) == [1.0, 3.0, 5.0] and list(sn.eps.unique()) == [4, 8, 16]
+    assert list(ex.metrics("fgsm").seed) == [0, 1, 2] * 3 and list(ex.metrics("deeper").eps) == [4, 8, 16]
 
 
 def test_machine_settings_come_from_the_environment(monkeypatch, tmp_path):
@@ -78,7 +81,7 @@ def test_machine_settings_come_from_the_environment(monkeypatch, tmp_path):
 
 
 def test_analysis_seeds_limit_a_piece_to_some_seeds(tmp_path, monkeypatch):
-    """A profile's `analysis_seeds: {bound: [0]}` (cpu-v2: the Theorem 3.1 bound on one seed):
+    """A profile's `analysis_seeds: {bound: [0]}` (cpu: the Theorem 3.1 bound on one seed):
     `prepare_profile` computes the bound only on seed 0's runs and `summary` reads only those,
     so a chapter never computes it for the other seeds."""
     from arreg_core import experiments, profiles

@@ -59,9 +59,9 @@ def test_every_profile_lists_its_seeds_and_seed_0_keeps_todays_configs():
 
     for profile in PROFILES:
         assert 0 in load_profile(profile)["seeds"]
-    one = experiment_configs("cpu", "ar_sweep")
+    one = experiment_configs("cpu-v1", "ar_sweep")
     assert {c.seed for c in one} == {0}
-    without_seeds = {k: v for k, v in load_profile("cpu").items() if k != "seeds"}
+    without_seeds = {k: v for k, v in load_profile("cpu-v1").items() if k != "seeds"}
     assert [run_key(c) for c in experiment_configs(without_seeds, "ar_sweep")] == [run_key(c) for c in one]
 
 
@@ -88,7 +88,8 @@ def test_execution_options_default_off_and_reach_the_jobs(monkeypatch, tmp_path)
     `arreg prepare`; it is not part of any run key. Unknown options are one clear error."""
     from arreg_core import experiments, profiles
 
-    assert profiles.execution_options("cpu") == {"channels_last": False, "compile": False}
+    assert profiles.execution_options("cpu-v1") == {"channels_last": False, "compile": False}
+    assert profiles.execution_options("cpu") == {"channels_last": True, "compile": False}
     smoke = profiles.load_profile("smoke")
     monkeypatch.setattr(profiles, "load_profile", lambda name: {**smoke, "execution": {"channels_last": True}})
     assert profiles.execution_options("smoke") == {"channels_last": True, "compile": False}
@@ -112,9 +113,9 @@ def test_execution_options_default_off_and_reach_the_jobs(monkeypatch, tmp_path)
 
 
 def test_experiment_seeds_give_an_experiment_its_own_seeds_and_a_seeds_override_wins():
-    """cpu-v2: three seeds on the AR sweep and FGSM, one on the deeper network and spectral
+    """cpu: three seeds on the AR sweep and FGSM, one on the deeper network and spectral
     norms (issue 11); `-p seeds=[...]` applies to every experiment; the same for experiment_eps."""
-    profile = load_profile("cpu-v2")
+    profile = load_profile("cpu")
     counts = {e: {c.seed for c in experiment_configs(profile, e)} for e in ("ar_sweep", "fgsm", "deeper", "spectral_norm")}
     assert counts == {"ar_sweep": {0, 1, 2}, "fgsm": {0, 1, 2}, "deeper": {0}, "spectral_norm": {0}}
     assert {c.seed for c in experiment_configs(profile, "deeper", seeds=[3, 4])} == {3, 4}

@@ -114,7 +114,7 @@ def test_a_made_up_build_in_the_papers_regime():
 
 
 def test_standard_training_is_not_part_of_the_statistic():
-    """eps 0 (cpu-v2's reference) is left out like the paper's tables leave it out: a standard-
+    """eps 0 (the cpu book's reference) is left out like the paper's tables leave it out: a standard-
     training network with any gap or margins leaves every verdict and value as it was."""
     build = made_up_build([5, 10, 20], [20, 10, 5])
     base = scorecard(build, n_boot=N_BOOT)
@@ -146,8 +146,9 @@ def cpu_inputs():
 
 def test_scorecard_inputs_from_the_cpu_store(cpu_inputs):
     sweep = cpu_inputs["ar_sweep"]
-    assert list(sweep.eps) == [4, 8, 16] and set(sweep.dataset) == {"cifar10-jpeg"}
-    assert len(cpu_inputs["fgsm"]) == 3 and len(cpu_inputs["spectral_norm"]) == 9
+    assert list(sweep.eps) == [0] * 3 + [4] * 3 + [8] * 3 + [16] * 3 and set(sweep.dataset) == {"cifar10-jpeg"}
+    assert list(sweep.seed) == [0, 1, 2] * 4
+    assert len(cpu_inputs["fgsm"]) == 9 and len(cpu_inputs["spectral_norm"]) == 9
     for run in list(sweep.run):
         cols = cpu_inputs["examples"][run]
         assert len(cols["test:correct"]) == 1000 and len(cols["train:correct"]) == 500
@@ -155,7 +156,7 @@ def test_scorecard_inputs_from_the_cpu_store(cpu_inputs):
         assert 100 * cols["test:correct"].mean() == pytest.approx(sweep.set_index("run").loc[run, "test_acc"], abs=1e-4)
     assert set(cpu_inputs["fgsm"].run) <= set(cpu_inputs["examples"])
     spectra = cpu_inputs["spectra"]
-    assert len(spectra) == 3 * 8 and (spectra.kind == "conv").sum() == 3 * 7  # resnet8: 7 convolutions + classifier
+    assert len(spectra) == 12 * 8 and (spectra.kind == "conv").sum() == 12 * 7  # resnet8: 7 convolutions + classifier
 
 
 def test_scorecard_on_the_committed_cpu_store(cpu_inputs):
