@@ -202,7 +202,7 @@ def check_parameters(profile: str, parameters: dict | None) -> dict:
     """`arreg book`'s -p parameters, checked before anything runs or is deleted: no machine
     settings, lists that parse, the device of ARREG_DEVICE present here, and every experiment's
     configs valid. Returns them with eps and datasets as lists. Raises ValueError naming the parameter."""
-    from .profiles import EXPERIMENTS, experiment_configs
+    from .profiles import EXPERIMENTS, execution_options, experiment_configs
     from .runs import resolve_device
 
     params = {k: v for k, v in (parameters or {}).items() if v is not None}
@@ -215,6 +215,10 @@ def check_parameters(profile: str, parameters: dict | None) -> dict:
         if name in params:
             params[name] = _list_parameter(name, params[name])
     resolve_device(os.environ.get("ARREG_DEVICE") or "auto")
+    try:
+        execution_options(profile, **params)
+    except ValueError as err:
+        raise ValueError(f"{' '.join(f'-p {k}={v}' for k, v in params.items())}: {err}") from None
     for experiment in EXPERIMENTS:
         try:
             experiment_configs(profile, experiment, **params)

@@ -63,7 +63,7 @@ class Experiments:
         """Every run of `experiment` (trained if missing) as a table, with a `path` column."""
         if experiment not in self._tables:
             runs = get_or_train_all(self.configs(experiment), self.runs_dir, device=self.device,
-                                    **execution_options(self.profile),
+                                    **execution_options(self.profile, **self.overrides),
                                     data_root=self.data_root, progress=self.progress)
             self._tables[experiment] = runs_table(runs)
         return self._tables[experiment].copy()
@@ -270,7 +270,7 @@ def prepare_profile(profile: str, workers: int = 2, runs_dir=None, device="auto"
                                               and config.seed in seeds_of.get(p, [config.seed]))
     jobs = [Job(config, str(ex.runs_dir), device, data_root, pieces,
                 {p: profile_params[p] for p in pieces if p in profile_params} or None,
-                execution=execution_options(profile))
+                execution=execution_options(profile, **overrides))
             for config, pieces in pieces_of.items()]
     executor = executor or LocalExecutor(workers)
     ex.runs_dir.mkdir(parents=True, exist_ok=True)

@@ -39,18 +39,26 @@ def load_profile(name: str) -> dict:
         return yaml.safe_load(f)[name]
 
 
-def execution_options(name: str) -> dict:
+EXECUTION_KEYS = ("channels_last", "compile")  # how runs are executed, not what they are
+
+
+def execution_options(name: str, **overrides) -> dict:
     """How a profile's runs are executed, beside what they are (not part of the run key):
     `channels_last` and `compile` (torch.compile: true, false or a mode, `train.COMPILE_MODES`) from
-    the profile's `execution` entry, default off."""
+    the profile's `execution` entry, default off; `overrides` with those names (a notebook's or
+    `arreg book -p` parameters, e.g. compile="reduce-overhead" on a GPU) replace them; other
+    overrides are ignored."""
     options = load_profile(name).get("execution") or {}
-    unknown = set(options) - {"channels_last", "compile"}
+    unknown = set(options) - set(EXECUTION_KEYS)
     if unknown:
         raise ValueError(f"profile {name}: unknown execution options {sorted(unknown)}; valid: channels_last, compile")
-    compile = options.get("compile", False)
+    options = {**options, **{k: v for k, v in overrides.items() if k in EXECUTION_KEYS and v is not None}}
+    channels_last, compile = options.get("channels_last", False), options.get("compile", False)
+    if not isinstance(channels_last, bool):
+        raise ValueError(f"profile {name}: channels_last {channels_last!r}; valid: true, false")
     if not isinstance(compile, bool) and compile not in COMPILE_MODES:
         raise ValueError(f"profile {name}: execution compile {compile!r}; valid: true, false, {', '.join(COMPILE_MODES)}")
-    return {"channels_last": bool(options.get("channels_last", False)), "compile": compile}
+    return {"channels_last": channels_last, "compile": compile}
 
 
 def make_config(fields: dict) -> TrainConfig:
@@ -102,15 +110,17 @@ def experiment_configs(profile: str | dict, experiment: str, **overrides) -> lis
     """The TrainConfigs of one experiment under a profile, one per grid point and seed (seed
     outermost, so that a store fills one complete seed first). `overrides` replace the profile's
     grid entries (GRID_KEYS, e.g. seeds=[0, 1, 2]) or any TrainConfig field (e.g. epochs=10): the
-    notebooks' papermill parameters end up here. A single `seed` stands for seeds=[seed]."""
+    notebooks' papermill parameters end up here. A single `seed` stands for seeds=[seed].
+    Execution options (EXECUTION_KEYS) are accepted and left to `execution_options`."""
     if experiment not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {experiment!r}; choose one of {', '.join(EXPERIMENTS)}")
     p = load_profile(profile) if isinstance(profile, str) else dict(profile)
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = set(overrides) - fields - set(GRID_KEYS)
+    unknown = set(overrides) - fields - set(GRID_KEYS) - set(EXECUTION_KEYS)
     if unknown:
-        raise ValueError(f"unknown parameters {sorted(unknown)}; use TrainConfig fields or {', '.join(GRID_KEYS)}")
-    overrides = {k: v for k, v in overrides.items() if v is not None}
+        raise ValueError(f"unknown parameters {sorted(unknown)}; use TrainConfig fields, {', '.join(GRID_KEYS)} "
+                         f"or {', '.join(EXECUTION_KEYS)}")
+    overrides = {k: v for k, v in overrides.items() if v is not None and k not in EXECUTION_KEYS}
     if "seed" in overrides:
         if "seeds" in overrides:
             raise ValueError("give either seed or seeds, not both")

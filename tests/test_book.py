@@ -127,6 +127,8 @@ def test_book_prepares_the_runs_the_notebooks_read(tmp_path):
         prepare_runs("smoke", tmp_path, {"profile": "cpu"}, workers=1)
     with pytest.raises(ValueError, match="ARREG_DEVICE"):
         prepare_runs("smoke", tmp_path, {"device": "cpu"}, workers=1)
+    with pytest.raises(ValueError, match="-p compile=graphs: .*valid: true, false, default"):
+        prepare_runs("smoke", tmp_path, {"compile": "graphs"}, workers=1)
 
 
 def test_a_failing_notebook_is_one_line_naming_it(tmp_path):

@@ -1,6 +1,6 @@
 import pytest
 
-from arreg_core.profiles import EXPERIMENTS, PROFILES, experiment_configs, load_profile, make_config
+from arreg_core.profiles import EXPERIMENTS, PROFILES, execution_options, experiment_configs, load_profile, make_config
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -110,6 +110,18 @@ def test_execution_options_default_off_and_reach_the_jobs(monkeypatch, tmp_path)
     monkeypatch.setattr(profiles, "load_profile", lambda name: {**smoke, "execution": {"compile": "graphs"}})
     with pytest.raises(ValueError, match="valid: true, false, default, reduce-overhead"):
         profiles.execution_options("smoke")
+
+
+
+def test_execution_overrides_replace_the_profiles_and_leave_the_runs_alone():
+    """`arreg book -p compile=reduce-overhead -p channels_last=true` (or a notebook's overrides):
+    how the runs execute changes, which runs they are does not."""
+    assert execution_options("smoke", channels_last=True, compile="reduce-overhead", eps=[4]) == \
+        {"channels_last": True, "compile": "reduce-overhead"}
+    assert experiment_configs("smoke", "ar_sweep", channels_last=True, compile=True) == \
+        experiment_configs("smoke", "ar_sweep")
+    with pytest.raises(ValueError, match="channels_last 'yes'"):
+        execution_options("smoke", channels_last="yes")
 
 
 def test_experiment_seeds_give_an_experiment_its_own_seeds_and_a_seeds_override_wins():
