@@ -38,3 +38,11 @@ def test_every_module_is_listed_by_layer_in_the_docstring_and_the_readme():
         if path.stem != "__init__":
             assert re.search(rf"\b{path.stem}\b", arreg_core.__doc__), f"{path.stem} missing from arreg_core's docstring"
             assert f"`{path.stem}`" in layout, f"{path.stem} missing from README's Layout table"
+
+
+def test_no_draft_marker_is_published():
+    """Numbers still to be measured are drafted as ⟪FILL…⟫; none may reach main."""
+    root = Path(arreg_core.__file__).resolve().parents[1]
+    texts = [root / "README.md", *sorted((root / "book").glob("*.md")), *sorted((root / "notebooks").glob("*.ipynb")),
+             root / "arreg_core" / "profiles.yaml"]
+    assert not [p.name for p in texts if "⟪FILL" in p.read_text()]
