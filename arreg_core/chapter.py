@@ -8,7 +8,7 @@ are made of.
 paper's in a collapsed "Scale of this page" dropdown and returns the `Experiments` of the
 profile, with the machine's settings (device, data root, run store) from the environment
 (ARREG_DEVICE, ARREG_DATA, ARREG_RUNS). A notebook's parameters are `profile`, `eps` (the AR
-strengths, 0-255 scale) and `overrides` (any other grid entry or TrainConfig field).
+strengths, 0-255 scale) and `overrides` (any other grid entry, TrainConfig field or execution option).
 
 The trend words (`values`, `direction`, `follows`) describe a metric over the AR strengths from
 the runs themselves, so that a re-run with other parameters keeps every sentence true. With

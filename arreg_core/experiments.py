@@ -43,7 +43,8 @@ class Experiments:
     @classmethod
     def from_parameters(cls, profile: str, runs_dir=None, device="auto", data_root=None, **overrides):
         """`overrides` are the notebook's parameters (None = the profile's value): grid entries
-        (datasets, eps, spectral_norms, fgsm_eps, deeper_arch) or TrainConfig fields."""
+        (datasets, eps, spectral_norms, fgsm_eps, deeper_arch), TrainConfig fields or execution
+        options (channels_last, compile: how the runs train, not which runs they are)."""
         runs_dir = Path(runs_dir or load_profile(profile)["runs_dir"])
         kept = {k: v for k, v in overrides.items() if v is not None}
         return cls(profile, runs_dir, device, data_root, kept)
