@@ -269,9 +269,9 @@ def prepare_profile(profile: str, workers: int = 2, runs_dir=None, device="auto"
             known = pieces_of.get(config, ())
             pieces_of[config] = known + tuple(p for p in ANALYSED[experiment] if p not in known
                                               and config.seed in seeds_of.get(p, [config.seed]))
+    execution = execution_options(profile, **overrides)
     jobs = [Job(config, str(ex.runs_dir), device, data_root, pieces,
-                {p: profile_params[p] for p in pieces if p in profile_params} or None,
-                execution=execution_options(profile, **overrides))
+                {p: profile_params[p] for p in pieces if p in profile_params} or None, execution=execution)
             for config, pieces in pieces_of.items()]
     executor = executor or LocalExecutor(workers)
     ex.runs_dir.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from importlib.resources import files
 import yaml
 
 from .device import resolve_precision
-from .train import COMPILE_MODES, TrainConfig
+from .train import TrainConfig, compile_mode
 
 PROFILES = ("paper", "cpu", "cpu-v1", "smoke", "class")
 EXPERIMENTS = ("ar_sweep", "tinyimagenet", "deeper", "spectral_norm", "fgsm")
@@ -44,7 +44,7 @@ EXECUTION_KEYS = ("channels_last", "compile")  # how runs are executed, not what
 
 def execution_options(name: str, **overrides) -> dict:
     """How a profile's runs are executed, beside what they are (not part of the run key):
-    `channels_last` and `compile` (torch.compile: true, false or a mode, `train.COMPILE_MODES`) from
+    `channels_last` and `compile` (torch.compile: true, false or a mode, `train.compile_mode`) from
     the profile's `execution` entry, default off; `overrides` with those names (a notebook's or
     `arreg book -p` parameters, e.g. compile="reduce-overhead" on a GPU) replace them; other
     overrides are ignored."""
@@ -56,8 +56,10 @@ def execution_options(name: str, **overrides) -> dict:
     channels_last, compile = options.get("channels_last", False), options.get("compile", False)
     if not isinstance(channels_last, bool):
         raise ValueError(f"profile {name}: channels_last {channels_last!r}; valid: true, false")
-    if not isinstance(compile, bool) and compile not in COMPILE_MODES:
-        raise ValueError(f"profile {name}: execution compile {compile!r}; valid: true, false, {', '.join(COMPILE_MODES)}")
+    try:
+        compile_mode(compile)
+    except ValueError as err:
+        raise ValueError(f"profile {name}: execution {err}") from None
     return {"channels_last": channels_last, "compile": compile}
 
 

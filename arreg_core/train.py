@@ -245,16 +245,24 @@ EpochHook = Callable[[torch.nn.Module, int], dict | None]
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 
+def compile_mode(compile: bool | str) -> str | None:
+    """torch.compile's mode for the execution option `compile`: None for False (no compile),
+    "default" for True, else one of COMPILE_MODES; anything else is one clear error."""
+    if compile is False:
+        return None
+    mode = "default" if compile is True else compile
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile {compile!r}; valid: true, false, {', '.join(COMPILE_MODES)}")
+    return mode
+
+
 def compiled(model: torch.nn.Module, compile: bool | str = False) -> torch.nn.Module:
     """`model` wrapped by torch.compile for the training step: False (none), True or "default",
     "reduce-overhead" (CUDA graphs of the compiled passes: for small networks whose GPU step is
     bound by kernel launches, not arithmetic) or "max-autotune"."""
     if not compile:
         return model
-    mode = "default" if compile is True else compile
-    if mode not in COMPILE_MODES:
-        raise ValueError(f"compile={compile!r}: expected True/False or one of {', '.join(COMPILE_MODES)}")
-    return torch.compile(model, mode=mode)
+    return torch.compile(model, mode=compile_mode(compile))
 
 
 def fit(config: TrainConfig, data: data_module.ImageData, device="auto", *, model=None, optimizer=None,

@@ -112,7 +112,6 @@ def test_execution_options_default_off_and_reach_the_jobs(monkeypatch, tmp_path)
         profiles.execution_options("smoke")
 
 
-
 def test_execution_overrides_replace_the_profiles_and_leave_the_runs_alone():
     """`arreg book -p compile=reduce-overhead -p channels_last=true` (or a notebook's overrides):
     how the runs execute changes, which runs they are does not."""
