@@ -7,8 +7,8 @@ import torch
 
 from arreg_core.spectral_clip import (clip_conv_spectral_norm, clip_linear_spectral_norm, clip_model_spectral_norm,
                                       spectral_clip_hook)
-from arreg_core.spectrum import (_support, conv_blocks, conv_from_blocks, conv_operator_matrix, conv_spectral_norm,
-                                linear_singular_values, transfer_matrices)
+from arreg_core.spectrum import conv_operator_matrix, conv_spectral_norm, linear_singular_values
+from benchmarks.spectral_clip import every_block_svd_clip
 
 
 def dense_norm(w, hw, stride):
@@ -25,24 +25,12 @@ def test_clip_conv_reaches_bound_on_dense_operator(c_out, c_in, hw, stride, c):
     assert dense_norm(new, hw, stride) <= c * 1.05 + 1e-6
 
 
-def svd_of_every_block_clip(w, hw, c, stride, tol=0.05):
-    """The reference: clip-and-truncate with the full SVD of every block, both of each conjugate pair."""
-    rows, cols = _support(w, hw)
-    for repeats in range(50):
-        blocks = conv_blocks(transfer_matrices(w, hw), stride)
-        u, s, vh = torch.linalg.svd(blocks, full_matrices=False)
-        if s.max() <= c * (1 + tol):
-            return w, repeats
-        torus = torch.fft.ifft2(conv_from_blocks(u @ (s.clamp(max=c).to(u.dtype)[..., None] * vh), stride), dim=(0, 1)).real
-        w = torus[rows[:, None], cols[None, :]].permute(2, 3, 0, 1).contiguous()
-
-
 @pytest.mark.parametrize("c_out,c_in,hw,stride", [(8, 8, (8, 8), 1), (6, 4, (5, 7), 1), (4, 8, (8, 8), 2), (8, 4, (6, 10), 2)])
 def test_one_block_of_each_conjugate_pair_clips_like_every_block(c_out, c_in, hw, stride):
     """Decomposing one block of each conjugate pair through its Gram matrix gives the kernel the
     SVD of every block gives, with the same repetitions (odd grids included)."""
     w = torch.randn(c_out, c_in, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
-    expected, expected_repeats = svd_of_every_block_clip(w, hw, 1.0, stride)
+    expected, expected_repeats = every_block_svd_clip(w, hw, 1.0, stride)
     new, repeats = clip_conv_spectral_norm(w, hw, 1.0, stride=stride)
     assert repeats == expected_repeats >= 2
     assert torch.allclose(new, expected, atol=1e-10)
