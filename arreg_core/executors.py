@@ -170,8 +170,22 @@ def describe_exit(exitcode: int | None) -> str:
     return f"exited with status {exitcode}"
 
 
-def _worker_loop(conn) -> None:
+def _exit_with_parent(parent: int, every_s: float = 1.0) -> None:
+    """Exit this worker within `every_s` of its parent's death (a driver killed by SIGTERM or
+    SIGKILL runs no clean-up): a worker left behind would go on training, holding its run's lock.
+    The run resumes from its last checkpoint when the store is prepared again."""
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
+def _worker_loop(conn, parent: int) -> None:
     """A local worker: run the jobs it is sent, reply with each result or error, until None."""
+    _exit_with_parent(parent)
     while (job := conn.recv()) is not None:
         try:
             reply = ("done", run_job(job))
@@ -194,7 +208,7 @@ def _receive(conn):
 class _Worker:
     def __init__(self, ctx):
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_loop, args=(child,), daemon=True)
+        self.process = ctx.Process(target=_worker_loop, args=(child, os.getpid()), daemon=True)
         self.process.start()
         child.close()
         self.job: Job | None = None
@@ -216,7 +230,8 @@ class LocalExecutor:
     """Jobs in `workers` processes of this machine (spawned, one torch thread each when workers > 1;
     in this process when workers <= 1). A worker that dies (kill -9, out of memory) is noticed as
     it dies, through its process sentinel: its run is retried `retries` times in a new worker,
-    resuming from its checkpoint, and then the executor stops with one line naming the run."""
+    resuming from its checkpoint, and then the executor stops with one line naming the run. A
+    worker whose driver dies exits within a second (`_exit_with_parent`)."""
 
     workers: int = 2
     retries: int = 1

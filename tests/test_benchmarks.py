@@ -28,6 +28,15 @@ def test_spectrum_benchmark_runs(tmp_path):
     assert json.loads(out.read_text())
 
 
+def test_spectral_clip_benchmark_compares_with_the_every_block_svd(tmp_path):
+    out = tmp_path / "clip.json"
+    result = load("spectral_clip").main(["--arch", "resnet8", "--clip", "2", "--scale", "0.5", "--rounds", "1",
+                                         "--json", str(out)])
+    assert result["layers"] == 7 and result["speedup"] > 0 and max(result["repeats"]) >= 1
+    assert result["repeats"] == result["repeats_reference"] and result["max_kernel_difference"] < 1e-4
+    assert json.loads(out.read_text())["machine"]["cpu_model"]
+
+
 def test_gpu_check_script_cpu_side(tmp_path, cifar10_jpeg_root):
     """benchmarks/gpu_check.sh end to end at its tiny scale on the CPU: environment set-up, the
     CUDA test selection, the paper profile's cost estimate and the throughput comparison, each

@@ -10,6 +10,7 @@ import re
 import signal
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import psutil
@@ -89,6 +90,46 @@ def test_local_worker_killed_beyond_its_retries_stops_with_one_line_naming_the_r
     message = str(err.value)
     assert "\n" not in message and job.name in message and "SIGKILL" in message
     assert spawned_worker() is None  # no worker left behind
+
+
+DRIVER = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_executors import tiny_job
+from arreg_core.executors import LocalExecutor
+LocalExecutor(workers=2).map([tiny_job(Path({runs!r}), epochs=200)])
+"""
+
+
+def test_local_workers_exit_when_their_driver_is_killed(tmp_path):
+    """kill -9 of `arreg prepare` (no clean-up runs) leaves no worker training on: each exits
+    within seconds, and its run keeps its last checkpoint to resume from."""
+    import subprocess
+    import sys
+
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER.format(tests=str(Path(__file__).parent), runs=str(tmp_path))])
+    job = tiny_job(tmp_path, epochs=200)
+
+    def worker_of_driver():
+        for child in psutil.Process(driver.pid).children(recursive=True):
+            if "spawn_main" in " ".join(child.cmdline()):
+                return child
+        return None
+
+    record = run_path(job.config, tmp_path) / "checkpoint.json"
+    end = time.monotonic() + 240
+    while not (record.exists() and read_json(record)["epoch"] >= 1) and time.monotonic() < end:
+        time.sleep(0.05)
+    worker = worker_of_driver()
+    assert worker is not None, "the driver never started a worker that checkpointed"
+    driver.kill()
+    driver.wait()
+    gone, alive = psutil.wait_procs([worker], timeout=10)
+    assert not alive, "a worker went on training after its driver was killed"
+    epoch = read_json(record)["epoch"]
+    time.sleep(1.5)
+    assert read_json(record)["epoch"] == epoch < 200  # nothing trains on; the run resumes from here
 
 
 def test_executor_flags_are_checked():

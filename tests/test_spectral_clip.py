@@ -8,6 +8,7 @@ import torch
 from arreg_core.spectral_clip import (clip_conv_spectral_norm, clip_linear_spectral_norm, clip_model_spectral_norm,
                                       spectral_clip_hook)
 from arreg_core.spectrum import conv_operator_matrix, conv_spectral_norm, linear_singular_values
+from benchmarks.spectral_clip import every_block_svd_clip
 
 
 def dense_norm(w, hw, stride):
@@ -22,6 +23,17 @@ def test_clip_conv_reaches_bound_on_dense_operator(c_out, c_in, hw, stride, c):
     new, repeats = clip_conv_spectral_norm(w, hw, c, stride=stride, tol=0.05)
     assert repeats >= 1 and new.shape == w.shape and new.dtype == w.dtype
     assert dense_norm(new, hw, stride) <= c * 1.05 + 1e-6
+
+
+@pytest.mark.parametrize("c_out,c_in,hw,stride", [(8, 8, (8, 8), 1), (6, 4, (5, 7), 1), (4, 8, (8, 8), 2), (8, 4, (6, 10), 2)])
+def test_one_block_of_each_conjugate_pair_clips_like_every_block(c_out, c_in, hw, stride):
+    """Decomposing one block of each conjugate pair through its Gram matrix gives the kernel the
+    SVD of every block gives, with the same repetitions (odd grids included)."""
+    w = torch.randn(c_out, c_in, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    expected, expected_repeats = every_block_svd_clip(w, hw, 1.0, stride)
+    new, repeats = clip_conv_spectral_norm(w, hw, 1.0, stride=stride)
+    assert repeats == expected_repeats >= 2
+    assert torch.allclose(new, expected, atol=1e-10)
 
 
 def test_clip_below_bound_is_identity():
