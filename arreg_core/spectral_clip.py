@@ -18,9 +18,9 @@ A real kernel's blocks come in conjugate pairs: block -g (mod the grid of blocks
 conjugate of block g, its columns permuted at stride 2. Both have the same singular values, and
 clipping commutes with conjugation and with permuting columns, so only one block of each pair is
 decomposed, and the kernel is the real part of the inverse FFT of the kept half counted twice
-(T(-f) = conj(T(f)) supplies the other half). Each block is decomposed through its smaller Gram matrix (a Hermitian
-eigendecomposition, 2-7x cheaper than an SVD); its rounding, relative to the largest squared
-singular value, is far below the 5% tolerance of the stopping test.
+(T(-f) = conj(T(f)) supplies the other half). Each block is decomposed through its smaller Gram
+matrix (a Hermitian eigendecomposition, 2-7x cheaper than an SVD); its rounding, relative to the
+largest squared singular value, is far below the 5% tolerance of the stopping test.
 """
 
 from __future__ import annotations
@@ -35,12 +35,6 @@ from .spectrum import (_check_stride, _conv_geometry, _hw, _support, conv_blocks
                        linear_singular_values, transfer_matrices)
 
 __all__ = ["clip_conv_spectral_norm", "clip_linear_spectral_norm", "clip_model_spectral_norm", "spectral_clip_hook"]
-
-
-def _clip_blocks(blocks: torch.Tensor, c: float, svd=None) -> torch.Tensor:
-    """U min(S, c) V^H for a batch of matrices (reusing `svd` = (U, S, V^H) if given)."""
-    u, s, vh = svd if svd is not None else torch.linalg.svd(blocks, full_matrices=False)
-    return u @ (s.clamp(max=c).to(u.dtype)[..., None] * vh)
 
 
 def _gram_eigh(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -123,8 +117,9 @@ def clip_conv_spectral_norm(weight: torch.Tensor, input_hw, c: float, stride: in
 
 @torch.no_grad()
 def clip_linear_spectral_norm(weight: torch.Tensor, c: float) -> torch.Tensor:
-    """Exact projection: singular values clipped at c."""
-    return _clip_blocks(weight.detach(), c)
+    """Exact projection: singular values clipped at c, U min(S, c) V^H."""
+    u, s, vh = torch.linalg.svd(weight.detach(), full_matrices=False)
+    return u @ (s.clamp(max=c)[..., None] * vh)
 
 
 @torch.no_grad()
