@@ -76,8 +76,8 @@ def _real_inverse_weights(kept: torch.Tensor, hw: tuple[int, int]) -> torch.Tens
     return per_block[rows, cols][..., None, None]
 
 
-def _clip_conv(weight: torch.Tensor, input_hw, c: float, stride: int, tol: float,
-               max_repeats: int) -> tuple[torch.Tensor, int, float, float]:
+def _clip_conv(weight: torch.Tensor, input_hw, c: float, stride: int = 1, tol: float = 0.05,
+               max_repeats: int = 50) -> tuple[torch.Tensor, int, float, float]:
     """`clip_conv_spectral_norm` returning (new weight, repetitions, norm before, norm after)."""
     hw = _hw(input_hw)
     _check_stride(stride, hw)
@@ -134,7 +134,7 @@ def clip_model_spectral_norm(model: nn.Module, c: float, input_size: int, tol: f
     for name, module, hw in weight_layers(model, input_size):
         w = module.weight
         if isinstance(module, nn.Conv2d):
-            new, repeats, before, after = _clip_conv(w, hw, c, _conv_geometry(module), tol, max_repeats=50)
+            new, repeats, before, after = _clip_conv(w, hw, c, _conv_geometry(module), tol)
         else:
             before = linear_singular_values(w)[0].item()
             new, repeats = (clip_linear_spectral_norm(w, c), 1) if before > c * (1 + tol) else (w, 0)

@@ -52,15 +52,16 @@ def every_block_svd_clip(weight: torch.Tensor, input_hw, c: float, stride: int =
     raise RuntimeError(f"the reference clipping to {c} did not converge in {max_repeats} repeats")
 
 
-def conv_layers(model: nn.Module, input_size: int) -> list[tuple[str, torch.Tensor, tuple, int]]:
-    return [(name, m.weight.detach().clone(), hw, _conv_geometry(m))
-            for name, m, hw in weight_layers(model, input_size) if isinstance(m, nn.Conv2d)]
+def conv_layers(model: nn.Module, input_size: int) -> list[tuple[torch.Tensor, tuple, int]]:
+    """(kernel, input size, stride) of every conv layer."""
+    return [(m.weight.detach().clone(), hw, _conv_geometry(m))
+            for _, m, hw in weight_layers(model, input_size) if isinstance(m, nn.Conv2d)]
 
 
 def clip_all(clip, layers, c: float) -> tuple[float, list]:
     """Seconds to clip every layer with `clip`, and the (kernel, repetitions) of each."""
     start = time.perf_counter()
-    out = [clip(w, hw, c, stride) for _, w, hw, stride in layers]
+    out = [clip(w, hw, c, stride) for w, hw, stride in layers]
     return time.perf_counter() - start, out
 
 
@@ -77,7 +78,7 @@ def compare(layers, c: float, rounds: int) -> dict:
             "speedup": medians["every block, SVD"] / medians["one of each pair, eigh"],
             "repeats_reference": [r for _, r in reference], "repeats": [r for _, r in ours],
             "max_kernel_difference": max((a - b).abs().max().item() for (a, _), (b, _) in zip(reference, ours)),
-            "max_kernel_entry": max(w.abs().max().item() for _, w, _, _ in layers)}
+            "max_kernel_entry": max(w.abs().max().item() for w, _, _ in layers)}
 
 
 def main(argv=None):
@@ -100,7 +101,7 @@ def main(argv=None):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, generator=torch.Generator().manual_seed(0))
         input_size, source = 32, f"random He-normal {args.arch}"
-    layers = [(name, w * args.scale, hw, stride) for name, w, hw, stride in conv_layers(model, input_size)]
+    layers = [(w * args.scale, hw, stride) for w, hw, stride in conv_layers(model, input_size)]
     result = {"machine": machine_info(), "weights": source, "scale": args.scale, **compare(layers, args.clip, args.rounds)}
     s = result["seconds"]
     print(f"{source}: {result['layers']} conv layers clipped to {args.clip} (x{args.scale} first), "
