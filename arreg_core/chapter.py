@@ -95,9 +95,18 @@ def _join(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
+def number(value: float, fmt: str = "{:.2f}") -> str:
+    """`value` in `fmt`, or with two significant digits where `fmt` would round a nonzero value
+    to zero (a training loss of 2.9e-05 is not "0.00")."""
+    text = fmt.format(value)
+    if value != 0 and np.isfinite(value) and not any(c in "123456789" for c in text.split("e")[0]):
+        return f"{value:.2g}"
+    return text
+
+
 def values(series: pd.Series, fmt: str = "{:.2f}", unit: str = "") -> str:
     """"5.69 at eps 4, 1.78 at eps 8 and 2.08 at eps 16" (eps 0: "at eps 0 (standard training)")."""
-    return _join([f"{fmt.format(v)}{unit} at eps {e:g}" + (" (standard training)" if e == 0 else "")
+    return _join([f"{number(v, fmt)}{unit} at eps {e:g}" + (" (standard training)" if e == 0 else "")
                   for e, v in series.items()])
 
 
@@ -130,7 +139,7 @@ def over_strengths(series: pd.Series) -> tuple[pd.Series, float | None]:
 
 
 def _reference(value: float | None, fmt: str, unit: str) -> str:
-    return "" if value is None else f"; standard training (eps 0): {fmt.format(value)}{unit}"
+    return "" if value is None else f"; standard training (eps 0): {number(value, fmt)}{unit}"
 
 
 def describe(table: pd.DataFrame, column: str, what: str, fmt: str = "{:.2f}", unit: str = "", x: str = "eps") -> str:

@@ -4,12 +4,12 @@ each conjugate pair), repeated clip-and-truncate as Sedghi et al. (2019).
 
 Every conv layer of a network is clipped to `--clip` by both, from the same weights, in
 interleaved rounds; the ratio of the medians is printed with the largest difference of the
-clipped kernels and whether the repetitions agree. The weights are a trained run's (`--run`,
-e.g. the `cpu` profile's resnet8 x2), scaled by `--scale` so that every layer is above the clip
-as after an epoch of SGD, or a random He-normal network.
+clipped kernels and whether the repetitions agree. The weights are a random He-normal network
+(`--arch`, `--width`: the `cpu` profile's resnet8 x2 by default) or a trained run's (`--run`: a
+run folder that still has its checkpoint; committed stores keep artifacts only), scaled by
+`--scale` so that every layer is above the clip as after an epoch of SGD.
 
-    python benchmarks/spectral_clip.py --run results/cpu/runs/<run> --clip 1 --scale 1.08 \
-        --json benchmarks/results/spectral_clip_cpu.json
+    python benchmarks/spectral_clip.py --clip 1 --json benchmarks/results/spectral_clip_cpu.json
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", type=Path, help="a trained run's folder (default: a random He-normal network)")
     p.add_argument("--arch", default="resnet8", help="the random network's architecture (without --run)")
+    p.add_argument("--width", type=int, default=2, help="the random network's width multiplier (without --run)")
     p.add_argument("--clip", type=float, default=1.0)
     p.add_argument("--scale", type=float, default=1.08, help="multiply the conv kernels by this first")
     p.add_argument("--rounds", type=int, default=3)
@@ -96,11 +97,11 @@ def main(argv=None):
         run = load_run(args.run)
         model, input_size, source = run.load_model("cpu"), 32, str(args.run)
     else:
-        model = build_model(args.arch, 10)
+        model = build_model(args.arch, 10, args.width)
         for m in model.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, generator=torch.Generator().manual_seed(0))
-        input_size, source = 32, f"random He-normal {args.arch}"
+        input_size, source = 32, f"random He-normal {args.arch} x{args.width}"
     layers = [(w * args.scale, hw, stride) for w, hw, stride in conv_layers(model, input_size)]
     result = {"machine": machine_info(), "weights": source, "scale": args.scale, **compare(layers, args.clip, args.rounds)}
     s = result["seconds"]

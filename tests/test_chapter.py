@@ -56,6 +56,14 @@ def test_words_name_standard_training_and_the_seeds():
     assert chapter.seeds_note(t[t.seed == 0]) == ""
 
 
+def test_tiny_values_keep_two_significant_digits_instead_of_printing_zero():
+    """A memorised training loss (2.9e-05) must not read "0.00" (secB4's resnet14 sentence did)."""
+    losses = pd.Series([2.9e-5, 1.6e-5, 1.0e-4], index=[4.0, 8.0, 16.0])
+    assert chapter.values(losses) == "2.9e-05 at eps 4, 1.6e-05 at eps 8 and 0.0001 at eps 16"
+    assert chapter.number(0.0) == "0.00" and chapter.number(0.004) == "0.004" and chapter.number(5.691) == "5.69"
+    assert chapter.number(float("nan")) == "nan" and chapter.number(12.34, "{:.1f}") == "12.3"
+
+
 def test_trends_are_read_over_the_ar_strengths_like_the_scorecards():
     """eps 0 is the reference, not a step of the trend: a metric low under standard training that
     falls over eps 4, 8, 16 "falls" (the scorecard's statistic is over eps > 0 too)."""
