@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from arreg_core import chapter
+from arreg_core import chapter, verdicts
 
 
 def series(*values):
@@ -21,9 +21,12 @@ def test_verdict_and_regime_from_a_table():
     text = chapter.verdict("Loss gap", t, "gap_loss", -1)
     assert "it falls, 5.70 at eps 4, 0.70 at eps 8 and 0.07 at eps 16." in text and "**holds**" in text
     assert "**does not hold**" in chapter.verdict("Loss gap", t, "gap_loss", +1)
-    assert "At eps 8, 16 that is below 95%" in chapter.regime(t)
+    assert "At eps 8, 16 that is below 80%" in chapter.regime(t)
     assert "at every AR strength" in chapter.regime(t.assign(train_acc=99))
     assert not chapter.fits(t) and chapter.fits(t.assign(train_acc=99))
+    # one threshold across the book: a chapter's regime line agrees with the scorecard's regime check
+    for acc in (79.9, 80.0, 90.0):
+        assert chapter.fits(t.assign(train_acc=acc)) == verdicts.fits(acc) == ("OUTSIDE" not in verdicts.regime_check([acc]))
     # seeds are averaged per eps
     two = pd.concat([t, t.assign(seed=1, gap_loss=[5.5, 0.9, 0.09])])
     assert "5.60 at eps 4, 0.80 at eps 8 and 0.08 at eps 16" in chapter.describe(two, "gap_loss", "x")
