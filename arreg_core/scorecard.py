@@ -191,7 +191,7 @@ def _trend_side(networks: list[Network], metric: str, fit, n_boot: int, seed: in
 
 
 def sweep_claim(metric: str, experiment: str = "ar_sweep", clip: float | None = None, needs_examples=False):
-    """(ours, paper) computing the fitted change of `metric` over this build's `experiment` runs
+    """(ours, paper) computing the change (weakest to strongest AR) of `metric` over this build's `experiment` runs
     (under spectral-norm `clip`) and over the paper's matching table."""
     def ours(inputs, claim, n_boot=2000, seed=0):
         table = _clip(inputs.get(experiment), clip)
@@ -249,7 +249,7 @@ def _layers_paper(claim, **_) -> Side:
 
 def _sn_turn(side_of_gap: Callable, side_of_clip: Callable):
     """Fig. 6: the tightest clip turns a rising error gap into a falling one. Testable only where
-    the unclipped error gap rises (its own verdict is 'reproduced'); the statistic is the fitted
+    the unclipped error gap rises (its own verdict is 'reproduced'); the statistic is the
     change of the error gap under the tightest clip (claimed: it falls)."""
     def compute(*args, **kwargs):
         free, clipped = side_of_gap(*args, **kwargs), side_of_clip(*args, **kwargs)
@@ -261,7 +261,7 @@ def _sn_turn(side_of_gap: Callable, side_of_clip: Callable):
             shown = free.estimate.interval
             why = "falls" if free_verdict == CONTRADICTED else "does not clearly rise"
             return Side(clipped.estimate, free.fit + clipped.fit, _join(
-                f"not testable: without clipping the error gap {why} (fitted change {shown}), so there is no "
+                f"not testable: without clipping the error gap {why} (change {shown}), so there is no "
                 "rising trend for the clip to turn", note), verdict=INCONCLUSIVE)
         return Side(clipped.estimate, free.fit + clipped.fit, note)
     return compute
@@ -274,7 +274,7 @@ def _join(*parts: str) -> str:
 def _claims() -> list[Claim]:
     gap_ours, gap_paper = sweep_claim("gap_acc")
     sn1_ours, sn1_paper = sweep_claim("gap_acc", "spectral_norm", clip=1.0)
-    change = "fitted change from the weakest to the strongest AR of the"
+    change = "change from the weakest to the strongest AR of the"
     claims = [
         Claim("The loss gap (test - train) shrinks as AR grows", "Fig. 3a, Table 3", -1,
               f"{change} loss gap", *sweep_claim("gap_loss")),

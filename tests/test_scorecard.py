@@ -171,8 +171,11 @@ def test_scorecard_on_the_committed_cpu_store(cpu_inputs):
     assert "3 seeds pooled" in row(card, "Per-layer singular-value std")["this build note"]
     # every network of the AR sweep and FGSM fits its training set (>= 96.2%); spectral norm 1 does not
     assert (card["this build regime"][~sn].str.startswith("fits")).all()
-    for claim in ("The loss gap", "The error gap", "The test error", "Loss variation", "Robustness"):
+    for claim in ("The error gap", "The test error", "Loss variation", "Robustness"):
         assert row(card, claim)["this build verdict"] == REPRODUCED, claim
+    # the loss gap is 4.34 / 6.89 / 4.10 (means over seeds): the bump at eps 8 is no trend, and from eps 4
+    # to 16 it changes by -0.24, inside the noise of three seeds (a least-squares line read it as a fall)
+    assert row(card, "The loss gap")["this build verdict"] == INCONCLUSIVE
     clip1 = row(card, "With the spectral norm clipped to 1")
     assert "OUTSIDE the regime" in clip1["this build regime"] and "SN 1 eps 16 (35.4%)" in clip1["this build regime"]
     assert row(card, "With the spectral norm clipped to 3")["this build regime"].startswith("fits")

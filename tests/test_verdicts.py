@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from arreg_core.verdicts import (CONTRADICTED, INCONCLUSIVE, NOT_RUN, REPRODUCED, RULE, Network, fitted_change,
+from arreg_core.verdicts import (CONTRADICTED, INCONCLUSIVE, NOT_RUN, REPRODUCED, RULE, Network, endpoint_change,
                                  majority_estimate, regime_check, summary_network, trend_estimate, verdict)
 
 
@@ -21,10 +21,13 @@ def series(accuracies, n=300, seed=0) -> list[Network]:
             for i, (eps, a) in enumerate(zip((4, 8, 16), accuracies))]
 
 
-def test_fitted_change_is_the_least_squares_line_across_the_strengths():
-    assert fitted_change([4, 16], [1.0, 4.0]) == pytest.approx(3.0)
-    assert fitted_change([4, 8, 16], [1.0, 2.0, 4.0]) == pytest.approx(3.0)  # exactly linear in eps
-    assert fitted_change([4, 8, 16], [[0, 0, 0], [2, 2, 2]]) == pytest.approx([0, 0])
+def test_the_change_is_strongest_minus_weakest_and_a_bump_between_is_no_trend():
+    assert endpoint_change([4, 16], [1.0, 4.0]) == pytest.approx(3.0)
+    assert endpoint_change([4, 8, 16], [1.0, 2.0, 4.0]) == pytest.approx(3.0)
+    assert endpoint_change([16, 4, 8], [4.0, 1.0, 2.0]) == pytest.approx(3.0)  # order of the strengths
+    assert endpoint_change([4, 8, 16], [[0, 0, 0], [2, 2, 2]]) == pytest.approx([0, 0])
+    # the loss gap of the cpu store, 4.34 / 6.89 / 4.10: a least-squares line read it as a fall of 0.8
+    assert endpoint_change([4, 8, 16], [4.34, 6.89, 4.10]) == pytest.approx(-0.24)
 
 
 def test_the_rule():
@@ -48,7 +51,7 @@ def test_two_noisy_series_whose_intervals_overlap_are_inconclusive():
 def test_clear_series_are_reproduced_or_contradicted():
     nets = series([0.90, 0.70, 0.50])
     est = trend_estimate(nets, "test_error", n_boot=500)
-    assert est.value == pytest.approx(100 * fitted_change([4, 8, 16], [0.1, 0.3, 0.5]))
+    assert est.value == pytest.approx(100 * endpoint_change([4, 8, 16], [0.1, 0.3, 0.5]))
     assert 0 < est.low < est.value < est.high
     assert est.verdict(+1) == REPRODUCED and est.verdict(-1) == CONTRADICTED
 
