@@ -85,11 +85,11 @@ class Experiments:
         spectral-norm experiments (every seed); `examples`, per run with analysis artifacts
         (the sweep's and FGSM's), the per-example columns the bootstrap resamples (margins of
         both splits, loss variation); and `spectra`, per sweep run and layer, the singular-value
-        std (Fig. 5c/d, B.2). The spectral-norm runs enter by their metrics only."""
+        std (Fig. 5c/d, B.2). The spectral-norm and deeper runs enter by their metrics only."""
         from .scorecard import example_columns
 
         dataset = self.configs("ar_sweep")[0].dataset
-        runs = {exp: self.runs(exp) for exp in ("ar_sweep", "fgsm", "spectral_norm")}
+        runs = {exp: self.runs(exp) for exp in ("ar_sweep", "fgsm", "spectral_norm", "deeper")}
         runs = {exp: t[t.dataset == dataset].sort_values(["eps", "seed"]) if not t.empty else t
                 for exp, t in runs.items()}
         examples: dict[str, dict] = {}

@@ -4,7 +4,8 @@ on the paper's own published numbers and once on this build's networks, with the
 the networks each rests on.
 
 `scorecard(inputs)` reads the tables `Experiments.scorecard_inputs()` returns:
-    ar_sweep, fgsm, spectral_norm   runs tables (config fields + metrics, one row per network)
+    ar_sweep, fgsm, spectral_norm,  runs tables (config fields + metrics, one row per network)
+    deeper
     examples                        {run name: {"split:quantity": per-example array}} (`example_columns`)
     spectra                         one row per (run, layer): run, eps, seed, layer, kind, std
 
@@ -100,20 +101,20 @@ def _fit_of(table: pd.DataFrame | None, prefix: str = "") -> tuple[tuple[str, fl
 
 # ----------------------------------------------------------------------------- the paper's data
 
-def _paper_wide(table_ids, dataset="cifar10", method="pgd", spectral_norm="none") -> pd.DataFrame:
+def _paper_wide(table_ids, dataset="cifar10", method="pgd", spectral_norm="none", arch=PAPER_ARCH) -> pd.DataFrame:
     t = paper_table("paper_results")
-    rows = t[(t.dataset == dataset) & (t.arch == PAPER_ARCH) & (t.method == method)
+    rows = t[(t.dataset == dataset) & (t.arch == arch) & (t.method == method)
              & (t.spectral_norm.astype(str) == spectral_norm) & t.table.isin(table_ids)]
     return rows.pivot_table(index="eps_train", columns="metric", values="value")
 
 
-def paper_networks(dataset="cifar10", method="pgd", spectral_norm="none") -> list[Network]:
+def paper_networks(dataset="cifar10", method="pgd", spectral_norm="none", arch=PAPER_ARCH) -> list[Network]:
     """The paper's networks (one per strength) with the noise its set sizes imply."""
     table_ids = {"pgd": [3, 4] if spectral_norm == "none" else [6], "fgsm": [2]}[method]
-    wide = _paper_wide(table_ids, dataset, method, spectral_norm)
+    wide = _paper_wide(table_ids, dataset, method, spectral_norm, arch)
     n_train, n_test = FULL_SPLITS.get(dataset, (None, None))
     lv = paper_table("loss_variation")
-    lv = lv[(lv.dataset == dataset) & (lv.arch == PAPER_ARCH) & (lv.method == method)
+    lv = lv[(lv.dataset == dataset) & (lv.arch == arch) & (lv.method == method)
             & (lv.eps_attack == LOSS_VARIATION_ATTACK)].set_index("eps_train")
     nets = []
     for eps, row in wide.iterrows():
@@ -123,10 +124,11 @@ def paper_networks(dataset="cifar10", method="pgd", spectral_norm="none") -> lis
     return nets
 
 
-def _paper_fit(dataset="cifar10", method="pgd", spectral_norm="none", prefix="") -> tuple[tuple[str, float], ...]:
+def _paper_fit(dataset="cifar10", method="pgd", spectral_norm="none", prefix="",
+               arch=PAPER_ARCH) -> tuple[tuple[str, float], ...]:
     """(label, published training accuracy) of the paper's networks (NaN where not published)."""
     table_ids = {"pgd": [3, 4] if spectral_norm == "none" else [6], "fgsm": [2]}[method]
-    wide = _paper_wide(table_ids, dataset, method, spectral_norm)
+    wide = _paper_wide(table_ids, dataset, method, spectral_norm, arch)
     accs = wide["train_acc"] if "train_acc" in wide else pd.Series(math.nan, index=wide.index)
     return tuple((f"{prefix}eps {e:g}", float(a)) for e, a in accs.items())
 
@@ -190,15 +192,19 @@ def _trend_side(networks: list[Network], metric: str, fit, n_boot: int, seed: in
     return Side(est, fit, "; ".join(notes))
 
 
+PREFIX = {"fgsm": "FGSM ", "deeper": "deeper "}  # how a claim's networks are named in its regime check
+PAPER_DEEPER_ARCH = "resnet110"  # the paper's deeper network (App. B.4.1, Table 3)
+
+
 def sweep_claim(metric: str, experiment: str = "ar_sweep", clip: float | None = None, needs_examples=False):
     """(ours, paper) computing the change (weakest to strongest AR) of `metric` over this build's `experiment` runs
-    (under spectral-norm `clip`) and over the paper's matching table."""
+    (under spectral-norm `clip`) and over the paper's matching table (ResNet-110's for `deeper`)."""
     def ours(inputs, claim, n_boot=2000, seed=0):
         table = _clip(inputs.get(experiment), clip)
         examples = inputs.get("examples") or {}
         if needs_examples and table is not None:
             table = table[table.run.isin([r for r, cols in examples.items() if _has(cols, metric)])]
-        prefix = f"SN {clip:g} " if clip is not None else "FGSM " if experiment == "fgsm" else ""
+        prefix = f"SN {clip:g} " if clip is not None else PREFIX.get(experiment, "")
         side = _trend_side(networks_of(table, examples), metric, _fit_of(table, prefix), n_boot, seed)
         if clip is not None and table is not None and not table.empty:
             regime = regime_table(inputs)
@@ -212,9 +218,10 @@ def sweep_claim(metric: str, experiment: str = "ar_sweep", clip: float | None = 
     def paper(claim, n_boot=2000, seed=0):
         method = "fgsm" if experiment == "fgsm" else "pgd"
         sn = "none" if clip is None else f"{clip:g}"
-        prefix = f"SN {clip:g} " if clip is not None else "FGSM " if experiment == "fgsm" else ""
-        nets = paper_networks("cifar10", method, sn)
-        return _trend_side(nets, metric, _paper_fit("cifar10", method, sn, prefix), n_boot, seed, paper=True)
+        prefix = f"SN {clip:g} " if clip is not None else PREFIX.get(experiment, "")
+        arch = PAPER_DEEPER_ARCH if experiment == "deeper" else PAPER_ARCH
+        nets = paper_networks("cifar10", method, sn, arch)
+        return _trend_side(nets, metric, _paper_fit("cifar10", method, sn, prefix, arch), n_boot, seed, paper=True)
     return ours, paper
 
 
@@ -299,6 +306,8 @@ def _claims() -> list[Claim]:
               f"{change} PGD accuracy (points)", *sweep_claim("pgd_acc")),
         Claim("With FGSM training the loss gap still shrinks as AR grows", "Fig. 9, Table 2", -1,
               f"{change} loss gap, FGSM", *sweep_claim("gap_loss", "fgsm")),
+        Claim("In a deeper network the loss gap still shrinks as AR grows", "Fig. 7, B.4.1, Table 3", -1,
+              f"{change} loss gap, deeper network (the paper's ResNet-110)", *sweep_claim("gap_loss", "deeper")),
     ]
     for clip, direction in SN_DIRECTION.items():
         claims.append(Claim(f"With the spectral norm clipped to {clip:g} the error gap {'rises' if direction > 0 else 'falls'}"
@@ -318,7 +327,7 @@ def adversarial_only(inputs: dict) -> dict:
     the AR strengths of its CIFAR tables (4, 8, 16), so this build's statistic is taken over its
     AR strengths too, like with like; the chapters show eps 0 as the reference."""
     out = dict(inputs)
-    for name in ("ar_sweep", "fgsm", "spectral_norm", "spectra"):
+    for name in ("ar_sweep", "fgsm", "spectral_norm", "deeper", "spectra"):
         table = inputs.get(name)
         if table is not None and not table.empty:
             out[name] = table[table.eps > 0]
@@ -372,7 +381,7 @@ def regime_table(inputs: dict) -> pd.DataFrame:
 
     rows = []
     sweep = inputs.get("ar_sweep")
-    for experiment in ("ar_sweep", "fgsm", "spectral_norm"):
+    for experiment in ("ar_sweep", "fgsm", "spectral_norm", "deeper"):
         t = inputs.get(experiment)
         if t is None or t.empty:
             continue
@@ -404,7 +413,8 @@ def seeds_line(inputs: dict) -> str:
     """One sentence: how many training seeds each experiment of this build has, and what a
     single seed means for the intervals."""
     parts, fewest = [], None
-    for experiment, name in (("ar_sweep", "AR sweep"), ("fgsm", "FGSM"), ("spectral_norm", "spectral norm")):
+    for experiment, name in (("ar_sweep", "AR sweep"), ("fgsm", "FGSM"), ("spectral_norm", "spectral norm"),
+                             ("deeper", "deeper network")):
         t = inputs.get(experiment)
         if t is None or t.empty:
             continue

@@ -91,7 +91,8 @@ def made_up_build(unclipped_gaps, sn1_gaps, train=95.0):
                            for e, stds in ((4, [2, 2, 2, 2, 2, 2, 2, 2]), (16, [1, 1, 1, 1, 1, 1, 1, 3]))
                            for i, s in enumerate(stds)])
     return {"ar_sweep": sweep, "fgsm": runs([4, 8, 16], [1, 1, 1], train, method="fgsm"),
-            "spectral_norm": clipped, "examples": examples, "spectra": layers}
+            "spectral_norm": clipped, "deeper": runs([4, 8, 16], unclipped_gaps, train, arch="resnet14"),
+            "examples": examples, "spectra": layers}
 
 
 def test_a_made_up_build_in_the_papers_regime():
@@ -106,6 +107,9 @@ def test_a_made_up_build_in_the_papers_regime():
     assert row(card, "With the spectral norm clipped to 5")["this build verdict"] == REPRODUCED
     turn = row(card, "Spectral normalisation turns")
     assert turn["this build verdict"] == REPRODUCED and "not testable" not in turn["this build note"]
+    deeper = row(card, "In a deeper network")  # its loss gap falls (metrics only); the paper's ResNet-110 too
+    assert deeper["this build verdict"] == REPRODUCED and deeper["paper verdict"] == REPRODUCED
+    assert deeper["this build regime"].startswith("fits") and "deeper eps 16" not in deeper["this build regime"]
     layers = row(card, "Per-layer singular-value std")
     assert layers["this build"] == pytest.approx(7 / 8) and layers["this build verdict"] == INCONCLUSIVE  # 7 of 8
     run = card["this build verdict"] != NOT_RUN
@@ -165,9 +169,10 @@ def test_scorecard_on_the_committed_cpu_store(cpu_inputs):
     assert len(card) == len(CLAIMS) and card["this build verdict"].isin(VERDICTS).all()
     assert (card["this build verdict"] != NOT_RUN).all()
     sn = card.claim.str.contains("spectral norm|Spectral normalisation")
-    assert (card.seeds[~sn] == 3).all() and (card.seeds[sn] == 1).all()  # 3 seeds on the AR sweep and FGSM
+    one = sn | card.claim.str.contains("deeper network")
+    assert (card.seeds[~one] == 3).all() and (card.seeds[one] == 1).all()  # 3 seeds on the AR sweep and FGSM
     one_seed = card["this build note"].str.contains("1 seed: the interval covers the sampling of test and training examples only")
-    assert list(one_seed) == list(sn)
+    assert list(one_seed) == list(one)
     assert "3 seeds pooled" in row(card, "Per-layer singular-value std")["this build note"]
     # every network of the AR sweep and FGSM fits its training set (>= 96.2%); spectral norm 1 does not
     assert (card["this build regime"][~sn].str.startswith("fits")).all()
@@ -176,6 +181,9 @@ def test_scorecard_on_the_committed_cpu_store(cpu_inputs):
     # the loss gap is 4.34 / 6.89 / 4.10 (means over seeds): the bump at eps 8 is no trend, and from eps 4
     # to 16 it changes by -0.24, inside the noise of three seeds (a least-squares line read it as a fall)
     assert row(card, "The loss gap")["this build verdict"] == INCONCLUSIVE
+    # the deeper resnet14's loss gap rises (4.76 / 4.94 / 11.55, one seed, metrics only), the paper's ResNet-110's falls
+    deeper = row(card, "In a deeper network")
+    assert deeper["this build verdict"] == CONTRADICTED and deeper["paper verdict"] == REPRODUCED
     clip1 = row(card, "With the spectral norm clipped to 1")
     assert "OUTSIDE the regime" in clip1["this build regime"] and "SN 1 eps 16 (35.4%)" in clip1["this build regime"]
     assert row(card, "With the spectral norm clipped to 3")["this build regime"].startswith("fits")
@@ -184,7 +192,7 @@ def test_scorecard_on_the_committed_cpu_store(cpu_inputs):
             "this build regime"} <= set(table.columns)
     regime = regime_table(cpu_inputs)
     fits = regime.filter(like="fits").iloc[:, 0]
-    assert len(regime) == 12 + 9 + 9 and fits[regime.experiment != "spectral_norm"].all()
+    assert len(regime) == 12 + 9 + 9 + 3 and fits[regime.experiment != "spectral_norm"].all()
     assert list(regime[~fits]["spectral norm"].astype(str)) == ["1"] * 3
 
 
@@ -197,7 +205,7 @@ def test_summary_and_seed_lines(cpu_inputs, empty_card):
     line = summary_line(empty_card)
     assert f"Of {len(CLAIMS)} claims" in line and f"{len(CLAIMS)} not run here" in line
     assert "1 with no published numbers" in line
-    assert "AR sweep 3, FGSM 3, spectral norm 1" in seeds_line(cpu_inputs) and "only the sampling" in seeds_line(cpu_inputs)
+    assert "AR sweep 3, FGSM 3, spectral norm 1, deeper network 1" in seeds_line(cpu_inputs) and "only the sampling" in seeds_line(cpu_inputs)
     assert "no runs" in seeds_line({})
     cpu_line = summary_line(scorecard(cpu_inputs, n_boot=100))
     assert re.search(r"of the \d+ reproduced, [1-9]\d* rest only on networks that fit", cpu_line), cpu_line
