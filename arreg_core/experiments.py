@@ -81,8 +81,8 @@ class Experiments:
 
     def scorecard_inputs(self) -> dict:
         """What `scorecard.scorecard` reads, for the first data set of the sweep (CIFAR-10, whose
-        published numbers the scorecard compares with): the runs tables of the AR sweep, FGSM and
-        spectral-norm experiments (every seed); `examples`, per run with analysis artifacts
+        published numbers the scorecard compares with): the runs tables of the AR sweep, FGSM,
+        spectral-norm and deeper-network experiments (every seed); `examples`, per run with analysis artifacts
         (the sweep's and FGSM's), the per-example columns the bootstrap resamples (margins of
         both splits, loss variation); and `spectra`, per sweep run and layer, the singular-value
         std (Fig. 5c/d, B.2). The spectral-norm and deeper runs enter by their metrics only."""
