@@ -33,9 +33,8 @@ from . import plots
 from .evaluate import PAPER_PGD  # noqa: F401 (the evaluation attack, for the chapters' words)
 from .experiments import Experiments
 from .profiles import load_profile
-from .verdicts import FIT_THRESHOLD
+from . import verdicts
 
-FIT = FIT_THRESHOLD  # % clean training accuracy to fit a training set: the scorecard's regime check too
 CLASS_PROFILE = "class"      # the exercises' scale (profiles.yaml): minutes on a laptop CPU
 BOOK_BUILD_ENV = "ARREG_BOOK_BUILD"  # set by `arreg book` while it executes the notebooks
 
@@ -195,24 +194,24 @@ def verdict(what: str, table: pd.DataFrame, column: str, sign: int, fmt: str = "
 
 
 def fits(table: pd.DataFrame) -> bool:
-    """Whether the networks fit their training sets at every AR strength (means over seeds
-    >= FIT % clean training accuracy), as the paper's do (the scorecard's regime check)."""
-    return bool((per_eps(table, "train_acc") >= FIT).all())
+    """Whether the networks fit their training sets at every AR strength (means over seeds), as
+    the paper's do: `verdicts.fits`, the scorecard's regime check."""
+    return bool(per_eps(table, "train_acc").map(verdicts.fits).all())
 
 
 def regime(table: pd.DataFrame) -> str:
-    """Whether the networks fit their training sets as the paper's do (>= FIT % clean training
-    accuracy, the threshold of the scorecard's regime check): below it, a small gap may come from
+    """Whether the networks fit their training sets as the paper's do (`verdicts.fits`, the
+    scorecard's regime check): below its threshold, a small gap may come from
     not fitting rather than from the paper's mechanism."""
     s = per_eps(table, "train_acc")
-    below = s[s < FIT]
+    below = s[~s.map(verdicts.fits)]
     fits = f"The networks' clean training accuracy is {values(s, '{:.1f}', '%')}"
     paper = "the paper's ResNet-56 fits 95.97-99.51% of CIFAR-10, Table 3"
     if below.empty:
-        return (f"**Regime.** {fits}: at every AR strength at least {FIT:g}%, the threshold of the scorecard's "
+        return (f"**Regime.** {fits}: at every AR strength at least {verdicts.FIT_THRESHOLD:g}%, the threshold of the scorecard's "
                 f"regime check: the networks fit their training sets, as the paper's do ({paper}).")
     where = ", ".join(f"{e:g}" for e in below.index)
-    return (f"**Regime.** {fits}. At eps {where} that is below {FIT:g}%, the threshold of the scorecard's regime "
+    return (f"**Regime.** {fits}. At eps {where} that is below {verdicts.FIT_THRESHOLD:g}%, the threshold of the scorecard's regime "
             f"check: **outside the paper's regime** ({paper}), so what this build shows there may come from "
             f"the network not fitting its training set rather than from the paper's mechanism.")
 

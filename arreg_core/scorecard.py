@@ -101,7 +101,9 @@ def _fit_of(table: pd.DataFrame | None, prefix: str = "") -> tuple[tuple[str, fl
 
 # ----------------------------------------------------------------------------- the paper's data
 
-def _paper_wide(table_ids, dataset="cifar10", method="pgd", spectral_norm="none", arch=PAPER_ARCH) -> pd.DataFrame:
+def _paper_wide(dataset="cifar10", method="pgd", spectral_norm="none", arch=PAPER_ARCH) -> pd.DataFrame:
+    """The paper's table of `method` (Table 2 FGSM; 3 and 4, or 6 under spectral norm, PGD), one row per strength."""
+    table_ids = {"pgd": [3, 4] if spectral_norm == "none" else [6], "fgsm": [2]}[method]
     t = paper_table("paper_results")
     rows = t[(t.dataset == dataset) & (t.arch == arch) & (t.method == method)
              & (t.spectral_norm.astype(str) == spectral_norm) & t.table.isin(table_ids)]
@@ -110,8 +112,7 @@ def _paper_wide(table_ids, dataset="cifar10", method="pgd", spectral_norm="none"
 
 def paper_networks(dataset="cifar10", method="pgd", spectral_norm="none", arch=PAPER_ARCH) -> list[Network]:
     """The paper's networks (one per strength) with the noise its set sizes imply."""
-    table_ids = {"pgd": [3, 4] if spectral_norm == "none" else [6], "fgsm": [2]}[method]
-    wide = _paper_wide(table_ids, dataset, method, spectral_norm, arch)
+    wide = _paper_wide(dataset, method, spectral_norm, arch)
     n_train, n_test = FULL_SPLITS.get(dataset, (None, None))
     lv = paper_table("loss_variation")
     lv = lv[(lv.dataset == dataset) & (lv.arch == arch) & (lv.method == method)
@@ -127,8 +128,7 @@ def paper_networks(dataset="cifar10", method="pgd", spectral_norm="none", arch=P
 def _paper_fit(dataset="cifar10", method="pgd", spectral_norm="none", prefix="",
                arch=PAPER_ARCH) -> tuple[tuple[str, float], ...]:
     """(label, published training accuracy) of the paper's networks (NaN where not published)."""
-    table_ids = {"pgd": [3, 4] if spectral_norm == "none" else [6], "fgsm": [2]}[method]
-    wide = _paper_wide(table_ids, dataset, method, spectral_norm, arch)
+    wide = _paper_wide(dataset, method, spectral_norm, arch)
     accs = wide["train_acc"] if "train_acc" in wide else pd.Series(math.nan, index=wide.index)
     return tuple((f"{prefix}eps {e:g}", float(a)) for e, a in accs.items())
 
@@ -199,12 +199,13 @@ PAPER_DEEPER_ARCH = "resnet110"  # the paper's deeper network (App. B.4.1, Table
 def sweep_claim(metric: str, experiment: str = "ar_sweep", clip: float | None = None, needs_examples=False):
     """(ours, paper) computing the change (weakest to strongest AR) of `metric` over this build's `experiment` runs
     (under spectral-norm `clip`) and over the paper's matching table (ResNet-110's for `deeper`)."""
+    prefix = f"SN {clip:g} " if clip is not None else PREFIX.get(experiment, "")  # names the networks
+
     def ours(inputs, claim, n_boot=2000, seed=0):
         table = _clip(inputs.get(experiment), clip)
         examples = inputs.get("examples") or {}
         if needs_examples and table is not None:
             table = table[table.run.isin([r for r, cols in examples.items() if _has(cols, metric)])]
-        prefix = f"SN {clip:g} " if clip is not None else PREFIX.get(experiment, "")
         side = _trend_side(networks_of(table, examples), metric, _fit_of(table, prefix), n_boot, seed)
         if clip is not None and table is not None and not table.empty:
             regime = regime_table(inputs)
@@ -218,7 +219,6 @@ def sweep_claim(metric: str, experiment: str = "ar_sweep", clip: float | None = 
     def paper(claim, n_boot=2000, seed=0):
         method = "fgsm" if experiment == "fgsm" else "pgd"
         sn = "none" if clip is None else f"{clip:g}"
-        prefix = f"SN {clip:g} " if clip is not None else PREFIX.get(experiment, "")
         arch = PAPER_DEEPER_ARCH if experiment == "deeper" else PAPER_ARCH
         nets = paper_networks("cifar10", method, sn, arch)
         return _trend_side(nets, metric, _paper_fit("cifar10", method, sn, prefix, arch), n_boot, seed, paper=True)
