@@ -26,8 +26,70 @@ from .runs import PREPARE_LOG, get_or_train_all, run_path, runs_table
 from .train import TrainConfig
 
 ID_COLUMNS = ("run", "dataset", "arch", "method", "spectral_norm", "eps", "seed")
-SCALE_FIELDS = ("dataset", "arch", "width", "n_train", "n_test", "epochs", "batch_size", "lr", "milestones",
-                "method", "attack_steps", "attack_step", "augment")
+# The rows of a page's scale table: a TrainConfig field and how a reader names it.
+SCALE_ROWS = {
+    "dataset": "data set", "arch": "network", "width": "width (x the base channels)",
+    "n_train": "training images", "n_test": "test images", "augment": "augmentation (pad-4 crop + flip)",
+    "epochs": "epochs", "batch_size": "batch size", "lr": "learning rate",
+    "milestones": "learning rate x0.1 at epochs", "momentum": "momentum", "weight_decay": "weight decay",
+    "precision": "training precision", "method": "training method", "eps": "AR strengths (eps, 0-255 scale)",
+    "eps_warmup_epochs": "eps warm-up (epochs)", "attack_steps": "attack steps",
+    "attack_step": "attack step (0-255 scale)", "fgsm_random_start": "FGSM random start",
+    "spectral_norm": "spectral-norm clips", "seed": "training seeds",
+}
+ATTACK_FIELDS = ("attack_steps", "attack_step", "fgsm_random_start", "eps_warmup_epochs")
+METHOD_NAMES = {"none": "standard training (eps 0)", "pgd": "PGD", "fgsm": "FGSM"}
+
+
+def _scale_value(field: str, values: list, auto_step: bool) -> str | None:
+    """One cell of a scale table: the distinct values a field takes over an experiment's configs."""
+    distinct = list(dict.fromkeys(tuple(v) if isinstance(v, list) else v for v in values))
+    if not distinct:
+        return None
+    if field == "seed":
+        return f"{len(distinct)} (seed{'s' if len(distinct) > 1 else ''} {', '.join(map(str, sorted(distinct)))})"
+    if field == "eps":
+        return ", ".join(f"{e:g}" for e in sorted(distinct))
+    if field == "attack_step" and auto_step:
+        return "2.5 eps / attack steps"
+    words = {None: {"n_train": "all", "n_test": "all", "spectral_norm": "none"}.get(field, "none"),
+             True: "yes", False: "no"}
+    def word(v):
+        if field == "method":
+            return METHOD_NAMES.get(v, v)
+        if field == "eps_warmup_epochs" and v == 0:
+            return "none (constant eps)"
+        if isinstance(v, tuple):
+            return ", ".join(map(str, v))
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return words[v] if (v is None or isinstance(v, bool)) else str(v)
+    return ", ".join(word(v) for v in (sorted(distinct, key=str) if field == "spectral_norm" else distinct))
+
+
+def scale_rows(configs: list[TrainConfig], auto_step: bool = False) -> dict[str, str]:
+    """A profile's settings for one experiment, one readable row per TrainConfig field, over all
+    its configs: the attack's fields over the adversarially trained ones only (FGSM: one step of
+    size eps), several values joined (`auto_step`: attack_step is 2.5 eps / attack steps)."""
+    rows = {}
+    adversarial = [c for c in configs if c.method != "none"]
+    for f, label in SCALE_ROWS.items():
+        if f == "fgsm_random_start":
+            values = [c.fgsm_random_start for c in adversarial if c.method == "fgsm"]
+        elif f in ("attack_steps", "attack_step"):
+            pgd = [getattr(c, f) for c in adversarial if c.method == "pgd"]
+            fgsm = [{"attack_steps": "1 (FGSM)", "attack_step": "eps (FGSM)"}[f] for c in adversarial if c.method == "fgsm"]
+            value = _scale_value(f, pgd, auto_step)
+            rows[label] = ", ".join(v for v in (value, fgsm[0] if fgsm else None) if v)
+            if not rows[label]:
+                del rows[label]
+            continue
+        else:
+            values = [getattr(c, f) for c in (adversarial if f in ATTACK_FIELDS else configs)]
+        value = _scale_value(f, values, auto_step)
+        if value is not None:
+            rows[label] = value
+    return rows
 
 
 @dataclass
@@ -195,25 +257,18 @@ class Experiments:
         return dict(zip(runs.eps, runs.value))
 
     def scale_table(self, experiment: str) -> pd.DataFrame:
-        """This build's settings next to the paper's for `experiment` (every page states its scale)."""
-        ours = self.configs(experiment)
-        paper = experiment_configs("paper", experiment)
-        if not ours:
-            return pd.DataFrame()
-        rows = {"this build": {f: getattr(ours[0], f) for f in SCALE_FIELDS}}
-        if paper:
-            rows["paper"] = {f: getattr(paper[0], f) for f in SCALE_FIELDS}
-        for name, configs in (("this build", ours), ("paper", paper)):
+        """This build's settings next to the paper's for `experiment` (every page states its scale):
+        one row per setting (`scale_rows`), columns "this build" and "paper"."""
+        columns = {}
+        for name, profile, configs in (("this build", self.profile, self.configs(experiment)),
+                                       ("paper", "paper", experiment_configs("paper", experiment))):
             if configs:
-                rows[name]["AR strengths (eps)"] = sorted({c.eps for c in configs})
-                rows[name]["seeds"] = sorted({c.seed for c in configs})
-        for name, profile in (("this build", self.profile), ("paper", "paper")):
-            if name in rows and load_profile(profile)["defaults"].get("attack_step") == "auto":
-                rows[name]["attack_step"] = "2.5 eps / attack_steps"
-        table = pd.DataFrame(rows)
-        table.loc["n_train"] = table.loc["n_train"].map(lambda n: "all" if n is None else n)
-        table.loc["n_test"] = table.loc["n_test"].map(lambda n: "all" if n is None else n)
-        return table.astype(str)
+                auto = load_profile(profile)["defaults"].get("attack_step") == "auto"
+                columns[name] = scale_rows(configs, auto_step=auto)
+        if "this build" not in columns:
+            return pd.DataFrame()
+        labels = [label for label in SCALE_ROWS.values() if any(label in c for c in columns.values())]
+        return pd.DataFrame(columns).reindex(labels).fillna("-")
 
 
 def _has_work(job: Job) -> bool:

@@ -330,6 +330,27 @@ def loss_variation_bars(table: pd.DataFrame, title: str = "", ax=None):
     return ax
 
 
+# How the tables name a metric column (a name not listed stays as it is).
+COLUMN_LABELS = {
+    "train_acc": "training accuracy %", "test_acc": "test accuracy %", "gap_acc": "error gap (points)",
+    "train_error": "training error %", "test_error": "test error %", "train_loss": "training loss",
+    "test_loss": "test loss", "gap_loss": "loss gap", "pgd_acc": "PGD accuracy % (of the clean-correct)",
+    "frac_near_zero": "margins within 1 of zero %", "frac_negative": "negative margins %",
+    "mean_loss": "mean loss", "mean_prob": "mean probability of the true class", "skewness": "skewness",
+    "median": "median margin", "accuracy": "accuracy %", "n": "examples",
+}
+
+
+MARGIN_FRACTIONS = ("accuracy", "frac_near_zero", "frac_negative")  # the margins summary's shares, in [0, 1]
+
+
+def readable(table: pd.DataFrame, percent=()) -> pd.DataFrame:
+    """`table` with its metric columns named for a reader (`COLUMN_LABELS`), the columns in
+    `percent` (fractions, e.g. MARGIN_FRACTIONS) turned into percentages."""
+    shares = {c: 100 * table[c] for c in percent if c in table}
+    return table.assign(**shares).rename(columns=COLUMN_LABELS)
+
+
 def _number(value: float, fmt: str) -> str:
     return fmt.format(value) if np.isfinite(value) else f"{value}"
 
@@ -352,15 +373,22 @@ def comparison_table(ours: pd.DataFrame, paper: pd.DataFrame | None, metrics, in
     """Side-by-side table: how many seeds, and for each metric a column for this build (mean ±
     std over seeds, `mean_std`, formatted with `fmt`) and one for the paper (its published number
     as printed; empty where the paper has no such row, as CIFAR's eps 0). `paper` is indexed like
-    `index` (its index names are replaced by `index`'s)."""
+    `index` (its index names are replaced by `index`'s). Metric columns are named for a reader
+    (`COLUMN_LABELS`): "test accuracy % (this build)"."""
     left = mean_std(ours, index, metrics, fmt)
     left = left[["seeds"]].join(left[list(metrics)].add_suffix(" (this build)"))
     if paper is None or paper.empty:
-        return left
+        return _labelled(left, metrics)
     right = paper[[m for m in metrics if m in paper]].map(lambda v: f"{v:g}" if pd.notna(v) else "")
     right.index = right.index.set_names([index] if isinstance(index, str) else list(index))
     right = right.add_suffix(" (paper)")
     both = left.join(right, how="outer")
     columns = [c for m in metrics for c in (f"{m} (this build)", f"{m} (paper)") if c in both]
     both["seeds"] = both["seeds"].fillna(0).astype(int)
-    return both[["seeds"] + columns].fillna("")
+    return _labelled(both[["seeds"] + columns].fillna(""), metrics)
+
+
+def _labelled(table: pd.DataFrame, metrics) -> pd.DataFrame:
+    """A comparison table's "<metric> (this build|paper)" columns named for a reader."""
+    names = {f"{m} ({side})": f"{COLUMN_LABELS.get(m, m)} ({side})" for m in metrics for side in ("this build", "paper")}
+    return table.rename(columns=names)

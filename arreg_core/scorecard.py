@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 
 from .paper import paper_table
-from .verdicts import (CONTRADICTED, INCONCLUSIVE, MISSING, NOT_RUN, REPRODUCED, RULE, Estimate, Network,
+from .verdicts import (CHAPTER_RULE, CONTRADICTED, INCONCLUSIVE, MISSING, NOT_RUN, REPRODUCED, RULE, Estimate, Network,
                        majority_estimate, regime_check, summary_network, trend_estimate)
 
-__all__ = ["RULE", "CLAIMS", "scorecard", "adversarial_only", "display_table", "regime_table", "example_columns", "SN_DIRECTION"]
+__all__ = ["RULE", "CHAPTER_RULE", "CLAIMS", "scorecard", "adversarial_only", "display_table", "regime_table", "display_regime_table", "example_columns", "SN_DIRECTION"]
 
 # Full split sizes (training, test) where a config takes the whole split (n_train / n_test None);
 # the paper's tables are on the full CIFAR splits.
@@ -225,6 +225,22 @@ def sweep_claim(metric: str, experiment: str = "ar_sweep", clip: float | None = 
     return ours, paper
 
 
+def paper_change_per_clip(metric: str = "gap_acc", clips=(None, 5.0, 3.0, 1.0), n_boot: int = 2000) -> str:
+    """The paper's CIFAR-10 change of `metric` from the weakest to the strongest AR per spectral-norm
+    clip (Table 3, Table 6), with the scorecard's interval (the sampling noise of one network per
+    strength): "no clip +0.43 [-0.486, +1.41], SN 5 ...; outside the sampling noise: SN 1" (an interval that
+    excludes no change), for the pages that
+    read Table 6 step by step."""
+    parts, outside = [], []
+    for clip in clips:
+        side = sweep_claim(metric, "spectral_norm", clip=clip)[1](None, n_boot=n_boot)
+        name = "no clip" if clip is None else f"SN {clip:g}"
+        parts.append(f"{name} {side.estimate.interval}")
+        if not side.estimate.exact and side.estimate.verdict(+1) != INCONCLUSIVE:
+            outside.append(name)
+    return ", ".join(parts) + "; outside the sampling noise: " + (", ".join(outside) if outside else "none")
+
+
 def _has(columns: dict, metric: str) -> bool:
     needed = {"margin_std": "test:margin", "loss_variation": "test:loss_variation"}[metric]
     return needed in columns
@@ -352,13 +368,13 @@ def scorecard(inputs: dict, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
             if s is None:
                 row.update({f"{side}": math.nan, f"{side} low": math.nan, f"{side} high": math.nan,
                             f"{side} [95% CI]": "figure only: no published numbers", f"{side} verdict": "",
-                            f"{side} regime": "", f"{side} note": ""})
+                            f"{side} regime": "", f"{side} note": "", f"{side} exact": False})
                 continue
             e = s.estimate
             row.update({f"{side}": e.value, f"{side} low": e.low, f"{side} high": e.high,
                         f"{side} [95% CI]": e.interval if not math.isnan(e.value) else "",
                         f"{side} verdict": s.verdict or e.verdict(c.direction), f"{side} regime": s.regime,
-                        f"{side} note": s.note})
+                        f"{side} note": s.note, f"{side} exact": e.exact})
         row["seeds"] = ours.estimate.n_seeds
         rows.append(row)
     return pd.DataFrame(rows)
@@ -401,6 +417,15 @@ def regime_table(inputs: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def display_regime_table(regime: pd.DataFrame) -> pd.DataFrame:
+    """`regime_table` for reading: one row per network, indexed by what identifies it, the note
+    column only where a network has a note."""
+    if regime.empty:
+        return regime
+    shown = regime.set_index(["experiment", "arch", "spectral norm", "eps", "seed"])
+    return shown if (shown.note != "").any() else shown.drop(columns="note")
+
+
 def verdict_counts(card: pd.DataFrame, side: str = "this build") -> dict[str, int]:
     """How many claims got each verdict on one side ("this build" or "paper")."""
     counts = card[f"{side} verdict"].value_counts()
@@ -432,13 +457,25 @@ def seeds_line(inputs: dict) -> str:
 
 
 def summary_line(card: pd.DataFrame) -> str:
-    """The verdict counts of this build and of the paper's own numbers, as one sentence."""
+    """The verdict counts of this build and of the paper's own numbers, as sentences: how many of
+    this build's reproduced claims rest only on fitting networks, and on each side how many
+    decided verdicts have no interval (mean losses taken as exact)."""
     def counts(side):
         return ", ".join(f"{n} {v}" for v, n in verdict_counts(card, side).items() if n)
-    figure_only = int((card["paper verdict"] == "").sum())
+
+    def exact(side, why):
+        n = int((card[f"{side} verdict"].isin([REPRODUCED, CONTRADICTED]) & card[f"{side} exact"]).sum())
+        one = n == 1
+        return (f" {n} of its reproduced or contradicted verdicts {'has' if one else 'have'} no interval: "
+                f"{'it rests' if one else 'they rest'} on mean losses taken as exact ({why}).") if n else ""
     reproduced = card["this build verdict"] == REPRODUCED
     in_regime = int((reproduced & card["this build regime"].str.startswith("fits")).sum())
-    caveat = (f" (of the {int(reproduced.sum())} reproduced, {in_regime} rest only on networks that fit their "
-              "training sets)" if reproduced.any() else "")
-    return (f"Of {len(card)} claims, **this build**: {counts('this build')}{caveat}. **The paper's own numbers**: "
-            f"{counts('paper')}" + (f"; {figure_only} with no published numbers (figure only)." if figure_only else "."))
+    figure_only = int((card["paper verdict"] == "").sum())
+    return (f"Of {len(card)} claims, **this build**: {counts('this build')}."
+            + (f" Of its {int(reproduced.sum())} reproduced, {in_regime} rest only on networks that fit their "
+               "training sets." if reproduced.any() else "")
+            + exact("this build", "networks without per-example data")
+            + f" **The paper's own numbers**: {counts('paper')}."
+            + exact("paper", "the paper publishes no spread for them")
+            + (f" {figure_only} claim{'s' if figure_only > 1 else ''} with no published numbers (figure only)."
+               if figure_only else ""))

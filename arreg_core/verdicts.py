@@ -47,7 +47,9 @@ RULE = (
     "interval lies on the side of 'no effect' (a change of zero; for layers, one half) that the paper claims, "
     "**contradicted** when it lies wholly on the other side, **inconclusive** when it contains 'no effect', and "
     "**not run here** when this build has not trained the networks the claim needs. With a single seed the "
-    "interval covers only the sampling of examples, not the variation from one training run to the next. "
+    "interval covers only the sampling of examples, not the variation from one training run to the next; with "
+    "three seeds, the resampling of seeds at a strength can draw only 10 distinct sets of them, so that part of "
+    "the interval is coarse. "
     "The paper's own numbers are judged by the same rule: it publishes one network per strength, so their "
     "interval holds the sampling noise of its 10,000 test and 50,000 training images only (binomial for "
     "accuracies, the published per-example std for loss variation, Table 1); it publishes no spread for mean "
@@ -55,6 +57,15 @@ RULE = (
     f"regime check says whether every network the claim rests on fits its training set (at least "
     f"{FIT_THRESHOLD:g}% clean training accuracy): a network that does not fit has small margins, small loss "
     "variation and a small gap for a reason other than the paper's mechanism."
+)
+
+CHAPTER_RULE = (
+    "The chapters' verdict lines ask a different question, without an interval: does the claimed direction "
+    "hold at every step from one AR strength to the next (means over seeds), and in how many seeds on its own. "
+    "They can disagree with the scorecard in both ways: a chapter's 'does not hold' beside a reproduced verdict "
+    "(a bump at a strength between, with the weakest and strongest AR still apart beyond the noise), and "
+    "'holds' beside an inconclusive one (every step goes the claimed way, each by less than the noise). Only the "
+    "scorecard's interval decides whether a trend is more than noise."
 )
 
 
@@ -80,15 +91,23 @@ class Estimate:
     n_seeds: int = 0  # the fewest seeds at any strength (0: no data)
     point_only: tuple[str, ...] = ()  # quantities taken as exact (no published spread)
     null: float = 0.0
+    fraction: bool = False  # a fraction of layers (shown as a percentage), not a change
 
     def verdict(self, direction: int) -> str:
         return verdict(self.low, self.high, direction, self.null)
 
     @property
+    def exact(self) -> bool:
+        """Whether the estimate has no interval: every quantity it rests on is taken as exact."""
+        return bool(self.point_only) and self.low == self.high == self.value
+
+    @property
     def interval(self) -> str:
         if math.isnan(self.value):
             return ""
-        if self.low == self.high == self.value and self.point_only:
+        if self.fraction:
+            return f"{self.value:.0%} [{self.low:.0%}, {self.high:.0%}]"
+        if self.exact:
             return f"{self.value:+.3g} (no spread published)"
         return f"{self.value:+.3g} [{self.low:+.3g}, {self.high:+.3g}]"
 
@@ -227,9 +246,9 @@ def majority_estimate(k: int, n: int, level: float = LEVEL) -> Estimate:
     """The fraction k / n of layers that follow a claim, with its exact binomial (Clopper-Pearson)
     interval; 'most layers' is reproduced when the interval lies above one half."""
     if n <= 0:
-        return Estimate(math.nan, math.nan, math.nan, null=0.5)
+        return Estimate(math.nan, math.nan, math.nan, null=0.5, fraction=True)
     ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="exact")
-    return Estimate(k / n, float(ci.low), float(ci.high), null=0.5)
+    return Estimate(k / n, float(ci.low), float(ci.high), null=0.5, fraction=True)
 
 
 # ----------------------------------------------------------------------------- regime

@@ -119,9 +119,10 @@ def test_spread_changes_per_seed_and_the_b2_table():
     published = pd.DataFrame({"dataset": ["d", "d"], "group": ["decreased", "increased"], "sum": [4.7465, 0.4372],
                               "mean": [0.1158, 0.0312], "layers": [41, 14]})
     table = chapter.spread_table(changes, published)
-    assert table.columns.tolist() == ["dataset", "group", "source", "seeds", "layers", "sum", "mean"]
-    assert table.iloc[0].tolist()[:5] == ["d", "decreased", "this build", 2, "2 ± 0"]
-    assert table.iloc[0]["sum"] == "2.75 ± 0.3536" and table.iloc[2]["sum"] == "4.7465"
+    assert table.columns.tolist() == ["dataset", "group", "source", "seeds", "layers (per seed)", "sum of changes",
+                                      "mean change"]
+    assert table.iloc[0].tolist()[:5] == ["d", "decreased", "this build", 2, "2, 2"]
+    assert table.iloc[0]["sum of changes"] == "2.75 ± 0.3536" and table.iloc[2]["sum of changes"] == "4.7465"
 
 
 def test_in_seeds_and_zero_layers():
@@ -151,3 +152,13 @@ def test_smoke_exercises_run_at_the_class_scales_seeds(monkeypatch):
     ex = chapter.exercise("smoke", eps=[2, 16])
     assert {c.seed for c in ex.configs("ar_sweep")} == set(load_profile("class")["seeds"])
     assert {c.seed for c in chapter.exercise("smoke", eps=[2], seed=3).configs("ar_sweep")} == {3}
+
+
+def test_against_standard_compares_the_weakest_ar_with_eps_0_per_seed():
+    t = pd.DataFrame({"eps": [0, 0, 4, 4, 16, 16], "seed": [0, 1, 0, 1, 0, 1],
+                      "test_acc": [35.0, 36.0, 38.0, 35.5, 30.0, 31.0]})
+    line = chapter.against_standard(t, "test_acc", "The test accuracy")
+    assert line == ("The test accuracy at the weakest AR (eps 4) is 36.8% against 35.5% with standard training "
+                    "(eps 0) (means over 2 seeds): higher in 1 of 2 seeds (seed 0)")
+    assert chapter.against_standard(t[t.seed == 1], "test_acc", "x").endswith(": not higher")
+    assert chapter.against_standard(t[t.eps > 0], "test_acc", "x") == ""

@@ -35,10 +35,13 @@ def test_mean_std_over_two_seeds():
 
 def test_comparison_table_pairs_only_the_same_strength():
     table = plots.comparison_table(runs(), PAPER, ["test_acc", "pgd_acc"])
-    assert list(table.columns) == ["seeds", "test_acc (this build)", "test_acc (paper)", "pgd_acc (this build)", "pgd_acc (paper)"]
+    acc, pgd = "test accuracy %", "PGD accuracy % (of the clean-correct)"
+    assert list(table.columns) == ["seeds", f"{acc} (this build)", f"{acc} (paper)", f"{pgd} (this build)", f"{pgd} (paper)"]
     assert list(table.index) == [0, 4, 8, 16] and (table.seeds == 2).all()
-    assert table.loc[0, "test_acc (paper)"] == ""  # CIFAR's tables have no eps 0
-    assert table.loc[4, "test_acc (paper)"] == "88.86" and table.loc[4, "test_acc (this build)"] == "56.5 ± 0.7071"
+    assert table.loc[0, f"{acc} (paper)"] == ""  # CIFAR's tables have no eps 0
+    assert table.loc[4, f"{acc} (paper)"] == "88.86" and table.loc[4, f"{acc} (this build)"] == "56.5 ± 0.7071"
+    assert list(plots.comparison_table(runs().assign(mystery=1.0), None, ["test_acc", "mystery"]).columns) == \
+        ["seeds", f"{acc} (this build)", "mystery (this build)"]
 
 
 def test_gap_curves_draw_every_seed_and_eps_0_on_a_symlog_axis():
@@ -109,3 +112,10 @@ def test_loss_variation_bars_put_each_seed_on_its_bar():
 @pytest.mark.parametrize("eps,label", [(0, "standard (eps 0)"), (4.0, "AR 4"), (2.5, "AR 2.5")])
 def test_eps_label(eps, label):
     assert plots.eps_label(eps) == label
+
+
+def test_readable_names_columns_and_turns_fractions_into_percentages():
+    t = pd.DataFrame({"eps": [4.0], "accuracy": [0.362], "frac_near_zero": [0.1], "skewness": [1.5], "other": [2]})
+    shown = plots.readable(t, percent=plots.MARGIN_FRACTIONS)
+    assert list(shown.columns) == ["eps", "accuracy %", "margins within 1 of zero %", "skewness", "other"]
+    assert shown["accuracy %"].iloc[0] == pytest.approx(36.2) and t.accuracy.iloc[0] == 0.362  # the input is kept

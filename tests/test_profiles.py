@@ -137,3 +137,28 @@ def test_experiment_seeds_give_an_experiment_its_own_seeds_and_a_seeds_override_
         experiment_configs({**profile, "experiment_eps": {"sn": [4]}}, "ar_sweep")
     with pytest.raises(ValueError, match="experiment_seeds names unknown experiments"):
         experiment_configs({**profile, "experiment_seeds": {"sn": [0]}}, "ar_sweep")
+
+
+def test_scale_rows_name_every_setting_a_run_depends_on():
+    """The pages' scale tables: readable rows over all of an experiment's configs, the attack's
+    settings over the adversarially trained ones, FGSM's one step of size eps, seeds counted."""
+    from arreg_core.experiments import scale_rows
+
+    sweep = scale_rows(experiment_configs("cpu", "ar_sweep"))
+    assert sweep["training method"] == "standard training (eps 0), PGD"
+    assert sweep["AR strengths (eps, 0-255 scale)"] == "0, 4, 8, 16"
+    assert sweep["training seeds"] == "3 (seeds 0, 1, 2)"
+    assert sweep["attack steps"] == "3" and sweep["attack step (0-255 scale)"] == "6.667"
+    assert sweep["eps warm-up (epochs)"] == "50" and sweep["training precision"] == "bf16"
+    assert sweep["weight decay"] == "0.0005" and sweep["training images"] == "500"
+    fgsm = scale_rows(experiment_configs("cpu", "fgsm"))
+    assert fgsm["attack steps"] == "1 (FGSM)" and fgsm["attack step (0-255 scale)"] == "eps (FGSM)"
+    assert fgsm["FGSM random start"] == "no"
+    assert "FGSM random start" not in sweep
+    paper = scale_rows(experiment_configs("paper", "ar_sweep"))
+    assert paper["training seeds"] == "1 (seed 0)" and paper["training images"] == "all"
+    assert paper["eps warm-up (epochs)"] == "none (constant eps)" and paper["training method"] == "PGD"
+    assert scale_rows(experiment_configs("smoke", "ar_sweep"), auto_step=True)["attack step (0-255 scale)"] == \
+        "2.5 eps / attack steps"
+    clipped = scale_rows(experiment_configs("cpu", "spectral_norm"))
+    assert clipped["spectral-norm clips"] == "1, 3, 5" and clipped["training seeds"] == "1 (seed 0)"

@@ -9,8 +9,8 @@ import pytest
 
 from arreg_core.experiments import Experiments
 from arreg_core.profiles import load_profile
-from arreg_core.scorecard import (CLAIMS, adversarial_only, SN_DIRECTION, display_table, paper_layer_counts, regime_table, scorecard,
-                                  seeds_line, summary_line)
+from arreg_core.scorecard import (CLAIMS, adversarial_only, SN_DIRECTION, display_regime_table, display_table, paper_layer_counts, regime_table, scorecard,
+                                  paper_change_per_clip, seeds_line, summary_line)
 from arreg_core.verdicts import CONTRADICTED, INCONCLUSIVE, NOT_RUN, REPRODUCED, VERDICTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -194,6 +194,9 @@ def test_scorecard_on_the_committed_cpu_store(cpu_inputs):
     fits = regime.filter(like="fits").iloc[:, 0]
     assert len(regime) == 12 + 9 + 9 + 3 and fits[regime.experiment != "spectral_norm"].all()
     assert list(regime[~fits]["spectral norm"].astype(str)) == ["1"] * 3
+    shown = display_regime_table(regime)
+    assert shown.index.names == ["experiment", "arch", "spectral norm", "eps", "seed"] and len(shown) == len(regime)
+    assert ("note" in shown) == (regime.note != "").any()
 
 
 def test_scorecard_is_deterministic(cpu_inputs):
@@ -204,8 +207,26 @@ def test_scorecard_is_deterministic(cpu_inputs):
 def test_summary_and_seed_lines(cpu_inputs, empty_card):
     line = summary_line(empty_card)
     assert f"Of {len(CLAIMS)} claims" in line and f"{len(CLAIMS)} not run here" in line
-    assert "1 with no published numbers" in line
+    assert "1 claim with no published numbers" in line
     assert "AR sweep 3, FGSM 3, spectral norm 1, deeper network 1" in seeds_line(cpu_inputs) and "only the sampling" in seeds_line(cpu_inputs)
     assert "no runs" in seeds_line({})
-    cpu_line = summary_line(scorecard(cpu_inputs, n_boot=100))
-    assert re.search(r"of the \d+ reproduced, [1-9]\d* rest only on networks that fit", cpu_line), cpu_line
+    card = scorecard(cpu_inputs, n_boot=100)
+    cpu_line = summary_line(card)
+    assert re.search(r"Of its \d+ reproduced, [1-9]\d* rest only on networks that fit", cpu_line), cpu_line
+    # verdicts without an interval (mean losses taken as exact) are counted apart, on each side
+    assert row(card, "The loss gap")["paper exact"] and not row(card, "The test error")["paper exact"]
+    assert row(card, "In a deeper network")["this build exact"] and not row(card, "The loss gap")["this build exact"]
+    exact = {side: int((card[f"{side} exact"] & card[f"{side} verdict"].isin([REPRODUCED, CONTRADICTED])).sum())
+             for side in ("paper", "this build")}
+    assert exact["paper"] >= 4 and exact["this build"] >= 1
+    for side, n in exact.items():
+        assert f" {n} of its reproduced or contradicted verdicts ha" in cpu_line, (side, cpu_line)
+
+
+def test_paper_change_per_clip_reads_table_6_with_its_noise():
+    """Table 6's error gap rises by under a point without a clip and under SN 5 and SN 3: inside
+    the sampling noise of 10,000 test images; only SN 1's fall lies outside it."""
+    line = paper_change_per_clip("gap_acc", n_boot=N_BOOT)
+    assert line.startswith("no clip +0.43 [") and "SN 1 -1.68 [" in line
+    assert line.endswith("outside the sampling noise: SN 1")
+    assert paper_change_per_clip("gap_loss", n_boot=N_BOOT).endswith("outside the sampling noise: none")

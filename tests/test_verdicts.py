@@ -122,6 +122,7 @@ def test_majority_of_layers_with_its_binomial_interval():
     paper = majority_estimate(41, 55)
     assert paper.value == pytest.approx(41 / 55) and 0.5 < paper.low < paper.value < paper.high < 0.9
     assert paper.verdict(+1) == REPRODUCED
+    assert paper.interval == f"75% [{paper.low:.0%}, {paper.high:.0%}]"  # a share of layers, not a signed change
     assert majority_estimate(5, 8).verdict(+1) == INCONCLUSIVE  # 5 of 8 is no evidence of a majority
     assert majority_estimate(1, 20).verdict(+1) == CONTRADICTED
 
