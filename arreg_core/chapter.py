@@ -111,13 +111,14 @@ def values(series: pd.Series, fmt: str = "{:.2f}", unit: str = "") -> str:
 
 
 def seeds_note(table: pd.DataFrame, x: str = "eps") -> str:
-    """" (means over 3 seeds)" where a strength has several seeds; "" for one seed (or no seed column)."""
+    """" (means over 3 seeds)" where a strength has several seeds, " (one seed)" where each has one
+    (a trend read from single runs), "" for a table without seeds (the paper's)."""
     if "seed" not in table or table.empty:
         return ""
     counts = table.groupby(x)["seed"].nunique()
     low, high = int(counts.min()), int(counts.max())
     if high < 2:
-        return ""
+        return " (one seed)"
     return f" (means over {low} seeds)" if low == high else f" (means over {low}-{high} seeds)"
 
 

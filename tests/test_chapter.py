@@ -19,7 +19,7 @@ def test_direction(values, words):
 def test_verdict_and_regime_from_a_table():
     t = pd.DataFrame({"eps": [4, 8, 16], "seed": 0, "gap_loss": [5.7, 0.7, 0.07], "train_acc": [100, 70.8, 28.6]})
     text = chapter.verdict("Loss gap", t, "gap_loss", -1)
-    assert "it falls, 5.70 at eps 4, 0.70 at eps 8 and 0.07 at eps 16." in text and "**holds**" in text
+    assert "it falls, 5.70 at eps 4, 0.70 at eps 8 and 0.07 at eps 16 (one seed)." in text and "**holds**" in text
     assert "**does not hold**" in chapter.verdict("Loss gap", t, "gap_loss", +1)
     assert "At eps 8, 16 that is below 80%" in chapter.regime(t)
     assert "at every AR strength" in chapter.regime(t.assign(train_acc=99))
@@ -56,7 +56,8 @@ def test_words_name_standard_training_and_the_seeds():
     assert "it falls over the AR strengths, 4.9 at eps 4" in text and "**holds** at every step between AR strengths" in text
     assert "1.2 at eps 16 (means over 2 seeds); standard training (eps 0): 6.1. The paper's direction" in text
     assert "on its own it holds in 1 of 2 seeds" in text and "one seed per strength" not in text
-    assert chapter.seeds_note(t[t.seed == 0]) == ""
+    assert chapter.seeds_note(t[t.seed == 0]) == " (one seed)"
+    assert chapter.seeds_note(t[t.seed == 0].drop(columns="seed")) == ""
 
 
 def test_tiny_values_keep_two_significant_digits_instead_of_printing_zero():
