@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,7 @@ from . import plots
 from .evaluate import PAPER_PGD  # noqa: F401 (the evaluation attack, for the chapters' words)
 from .experiments import Experiments
 from .profiles import load_profile
+from . import paper as paper_tables
 from . import verdicts
 
 CLASS_PROFILE = "class"      # the exercises' scale (profiles.yaml): minutes on a laptop CPU
@@ -158,6 +160,23 @@ def trend_direction(table: pd.DataFrame, column: str, x: str = "eps") -> str:
     return direction(over_strengths(per_eps(table, column, x))[0])
 
 
+def move_together(a: pd.DataFrame, column_a: str, b: pd.DataFrame, column_b: str, claimed: str) -> str:
+    """Whether two quantities (means over seeds, over the AR strengths) move the same way at every
+    step, and whether that is the `claimed` direction ("falls" or "rises") of both."""
+    sa, sb = (over_strengths(per_eps(t, c))[0] for t, c in ((a, column_a), (b, column_b)))
+    shared = sa.index.intersection(sb.index)
+    if len(shared) < 2:
+        return "there is one AR strength only: nothing to compare."
+    steps_a, steps_b = np.sign(np.diff(sa[shared].to_numpy())), np.sign(np.diff(sb[shared].to_numpy()))
+    if not np.array_equal(steps_a, steps_b):
+        return "the two do not move together here."
+    how = direction(sa[shared])
+    if how == claimed:
+        return f"they move together, both {how.replace('rises', 'rising').replace('falls', 'falling')}, as in the paper."
+    return (f"they move together step by step (both: {how}), but not in the paper's direction (both should "
+            f"{claimed.rstrip('s')}).")
+
+
 def directions_per_clip(table: pd.DataFrame, column: str, order=("none", "5", "3", "1"), x: str = "eps") -> str:
     """"no clip rises; SN 5 rises; SN 1 falls": the trend of `column` per spectral-norm clip of a
     table with a `spectral_norm` column ("none" or the clip as text), in `order` (capacity
@@ -185,14 +204,28 @@ def verdict(what: str, table: pd.DataFrame, column: str, sign: int, fmt: str = "
     agrees = follows(s, sign)
     seeds = ([follows(over_strengths(per_eps(g, column, x))[0], sign) for _, g in table.groupby("seed")]
              if "seed" in table else [agrees])
-    note = (f"; on its own it holds in {sum(seeds)} of {len(seeds)} seeds" if len(seeds) > 1 else
+    note = (f"; it holds in {sum(seeds)} of the {len(seeds)} seeds taken one at a time" if len(seeds) > 1 else
             " (one seed per strength: the steps cannot tell a trend from the variation between training runs; "
             "the scorecard's interval covers the sampling of examples)")
     steps = "at every step between AR strengths" if reference is not None else "at every step"
     over = " over the AR strengths" if reference is not None else ""
     return (f"**{what}** — the paper: it {claimed} with AR. This build: it {direction(s)}{over}, "
             f"{values(s, fmt, unit)}{seeds_note(table, x)}{_reference(reference, fmt, unit)}. The paper's direction "
-            f"**{'holds' if agrees else 'does not hold'}** {steps}{note}.")
+            f"**{'holds' if agrees else 'does not hold'}** {steps}{note}.{_within_spread(table, column, s, sign, x)}")
+
+
+def _within_spread(table: pd.DataFrame, column: str, s: pd.Series, sign: int, x: str = "eps") -> str:
+    """A sentence where every step against the claimed direction is smaller than the spread
+    between seeds (the larger std over seeds at its two strengths): such a step is noise."""
+    if "seed" not in table or table.groupby(x)["seed"].nunique().min() < 2:
+        return ""
+    std = table.groupby(x)[column].std()
+    against = [(a, b) for a, b in zip(s.index, s.index[1:]) if sign * (s[b] - s[a]) <= 0]
+    if not against or any(abs(s[b] - s[a]) > max(std[a], std[b]) for a, b in against):
+        return ""
+    where = _join([f"eps {a:g} to {b:g}" for a, b in against])
+    return (f" Its step{'s' if len(against) > 1 else ''} against the paper's direction ({where}) "
+            f"{'are' if len(against) > 1 else 'is'} smaller than the spread between seeds: noise, not a reversal.")
 
 
 def fits(table: pd.DataFrame) -> bool:
@@ -201,21 +234,50 @@ def fits(table: pd.DataFrame) -> bool:
     return bool(per_eps(table, "train_acc").map(verdicts.fits).all())
 
 
-def regime(table: pd.DataFrame) -> str:
-    """Whether the networks fit their training sets as the paper's do (`verdicts.fits`, the
-    scorecard's regime check): below its threshold, a small gap may come from
-    not fitting rather than from the paper's mechanism."""
+def _paper_side(table: pd.DataFrame, arch: str, method: str, spectral_norm: str = "none") -> str:
+    """The paper's clean training and test accuracy ranges for the network a table stands in for
+    ("the paper's resnet56 fits 95.97-99.51% of cifar10 and reaches 84.6-88.9% test accuracy,
+    Table 3"); "" where the paper publishes no such network."""
+    if "dataset" not in table or table.empty:
+        return ""
+    dataset = paper_tables.paper_dataset(table.dataset.iloc[0])
+    try:
+        ref = paper_tables.paper_metrics(dataset, arch, method, spectral_norm)
+    except ValueError:
+        return ""
+    parts = []
+    if "train_acc" in ref and ref.train_acc.notna().any():
+        parts.append(f"fits {ref.train_acc.min():.2f}-{ref.train_acc.max():.2f}% of {dataset}")
+    if "test_acc" in ref and ref.test_acc.notna().any():
+        parts.append(f"reaches {ref.test_acc.min():.2f}-{ref.test_acc.max():.2f}% test accuracy")
+    clipped = f" with its spectral norm clipped to {spectral_norm}" if spectral_norm != "none" else ""
+    table_ids = "6" if clipped else _table_of(arch, method)
+    return f"the paper's {arch}{clipped} " + " and ".join(parts) + f" (Table {table_ids})" if parts else ""
+
+
+def _table_of(arch: str, method: str) -> str:
+    """Which of the paper's tables publishes a network's CIFAR-10/100 accuracies."""
+    return "2" if method == "fgsm" else "5" if arch == "wrn50_2" else "3, 4"
+
+
+def regime(table: pd.DataFrame, arch: str = "resnet56", method: str = "pgd", spectral_norm: str = "none") -> str:
+    """Whether the networks fit their training sets as the paper's `arch` does (`verdicts.fits`,
+    the scorecard's regime check; below its threshold a small gap may come from not fitting rather
+    than from the paper's mechanism), and how far their test accuracy is from the paper's."""
     s = per_eps(table, "train_acc")
     below = s[~s.map(verdicts.fits)]
     fits = f"The networks' clean training accuracy is {values(s, '{:.1f}', '%')}"
-    paper = "the paper's ResNet-56 fits 95.97-99.51% of CIFAR-10, Table 3"
+    paper = _paper_side(table, arch, method, spectral_norm)
+    test = per_eps(table, "test_acc") if "test_acc" in table else pd.Series(dtype=float)
+    test_side = (f" Their test accuracy is {test.min():.1f}-{test.max():.1f}%" + (f"; {paper}." if paper else ".")
+                 if len(test) else "")
     if below.empty:
-        return (f"**Regime.** {fits}: at every AR strength at least {verdicts.FIT_THRESHOLD:g}%, the threshold of the scorecard's "
-                f"regime check: the networks fit their training sets, as the paper's do ({paper}).")
+        return (f"**Regime.** {fits}: at every AR strength at least {verdicts.FIT_THRESHOLD:g}%, the threshold of the "
+                f"scorecard's regime check: the networks fit their training sets, as the paper's do.{test_side}")
     where = ", ".join(f"{e:g}" for e in below.index)
     return (f"**Regime.** {fits}. At eps {where} that is below {verdicts.FIT_THRESHOLD:g}%, the threshold of the scorecard's regime "
-            f"check: **outside the paper's regime** ({paper}), so what this build shows there may come from "
-            f"the network not fitting its training set rather than from the paper's mechanism.")
+            f"check: **outside the paper's regime**, so what this build shows there may come from the network not fitting "
+            f"its training set rather than from the paper's mechanism.{test_side}")
 
 
 def paper_strengths(eps) -> tuple[float, float]:
@@ -316,10 +378,36 @@ def zero_layers(sigma: pd.DataFrame, names) -> list[str]:
         zero = tuple(str(n) for n, v in zip(names, values_) if v <= 0)
         if zero:
             found.setdefault(zero, {}).setdefault(eps, []).append(seed)
-    return [f"{_join(list(layers))} at eps " + _join([
+    return [f"{_join([layer_words(n) for n in layers])} at eps " + _join([
                 f"{e:g}" + ("" if len(seeds) == seeds_of[e] else f" (seed {', '.join(str(s) for s in sorted(seeds))})")
                 for e, seeds in sorted(runs.items())])
             for layers, runs in found.items()]
+
+
+def layer_words(name: str) -> str:
+    """A layer's module name for a reader: "blocks.1.conv2" -> "the second convolution of residual
+    block 2 (blocks.1.conv2)"; other names unchanged."""
+    match = re.fullmatch(r"blocks\.(\d+)\.conv(\d)", name)
+    if not match:
+        return name
+    block, conv = int(match.group(1)) + 1, int(match.group(2))
+    return f"the {['first', 'second'][conv - 1] if conv <= 2 else f'{conv}th'} convolution of residual block {block} ({name})"
+
+
+def bound_gap(bound: pd.DataFrame) -> str:
+    """How far Theorem 3.1's lower bound on the margin (eq. 5, with each layer's smallest non-zero
+    singular value) sits below the smallest margin measured among the correctly classified
+    examples, over the networks of a `bound` summary; "" where there is nothing to compare."""
+    b = bound[["u_min_bound_nonzero", "empirical_u_min"]].astype(float).dropna()
+    b = b[(b.u_min_bound_nonzero > 0) & (b.empirical_u_min > 0)]
+    if b.empty:
+        return ""
+    orders = np.log10(b.empirical_u_min / b.u_min_bound_nonzero)
+    return (f"Even with each layer's smallest non-zero singular value, the bound on the smallest margin (eq. 5) is "
+            f"{b.u_min_bound_nonzero.min():.1e} to {b.u_min_bound_nonzero.max():.1e}, against a measured smallest "
+            f"margin (a logit difference, Definition 3) of {b.empirical_u_min.min():.2g} to {b.empirical_u_min.max():.2g} "
+            f"among the correctly classified examples: {np.floor(orders.min()):.0f} or more orders of magnitude below. "
+            "The bound is true and says nothing about these networks.")
 
 
 # ----------------------------------------------------------------------------- exercises

@@ -338,6 +338,11 @@ COLUMN_LABELS = {
     "frac_near_zero": "margins within 1 of zero %", "frac_negative": "negative margins %",
     "mean_loss": "mean loss", "mean_prob": "mean probability of the true class", "skewness": "skewness",
     "median": "median margin", "accuracy": "accuracy %", "n": "examples",
+    # Theorem 3.1's terms (the bound artifact; margins are logit differences, Definition 3)
+    "n_examples": "test examples", "n_correct": "correctly classified", "empirical_u_min": "smallest margin (measured)",
+    "min_row_distance": "min distance of classifier rows", "log_prod_sigma_min": "ln prod of smallest sigmas",
+    "log_prod_sigma_min_nonzero": "ln prod of smallest sigmas (non-zero)", "u_min_bound": "bound on smallest margin",
+    "u_min_bound_nonzero": "bound on smallest margin (non-zero sigmas)",
 }
 
 

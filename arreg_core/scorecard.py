@@ -24,10 +24,12 @@ import numpy as np
 import pandas as pd
 
 from .paper import paper_table
-from .verdicts import (CHAPTER_RULE, CONTRADICTED, INCONCLUSIVE, MISSING, NOT_RUN, REPRODUCED, RULE, Estimate, Network,
+from .verdicts import (CHAPTER_RULE, CONTRADICTED, INCONCLUSIVE, MISSING, NOT_RUN, NOT_TESTABLE, REPRODUCED, RULE,
+                       Estimate, Network,
                        majority_estimate, regime_check, summary_network, trend_estimate)
 
-__all__ = ["RULE", "CHAPTER_RULE", "CLAIMS", "scorecard", "adversarial_only", "display_table", "regime_table", "display_regime_table", "example_columns", "SN_DIRECTION"]
+__all__ = ["RULE", "CHAPTER_RULE", "CLAIMS", "scorecard", "adversarial_only", "display_table", "regime_table", "display_regime_table",
+           "overlapping_claims_line", "example_columns", "SN_DIRECTION"]
 
 # Full split sizes (training, test) where a config takes the whole split (n_train / n_test None);
 # the paper's tables are on the full CIFAR splits.
@@ -37,8 +39,10 @@ PAPER_ARCH = "resnet56"
 LOSS_VARIATION_ATTACK = 4.0  # Table 1's largest attack strength (0-255 scale), the loss_variation default's too
 
 # Table 6: the error gap falls with AR under the tightest clip (SN 1: 6.44, 5.51, 4.76) and still
-# rises under SN 3 (9.63, 10.44, 10.51) and SN 5 (10.04, 10.24, 10.64) - "gradually changes".
+# rises under SN 3 (9.63, 10.44, 10.51) and SN 5 (10.04, 10.24, 10.64) - "gradually changes". SN 1 is
+# the claim that spectral normalisation turns the trend (`_sn_turn`); SN 3 and 5 are Table 6 read per clip.
 SN_DIRECTION = {1.0: -1, 3.0: +1, 5.0: +1}
+TABLE_6_READ_PER_CLIP = (5.0, 3.0)
 
 
 # ----------------------------------------------------------------------------- this build's data
@@ -285,7 +289,7 @@ def _sn_turn(side_of_gap: Callable, side_of_clip: Callable):
             why = "falls" if free_verdict == CONTRADICTED else "does not clearly rise"
             return Side(clipped.estimate, free.fit + clipped.fit, _join(
                 f"not testable: without clipping the error gap {why} (change {shown}), so there is no "
-                "rising trend for the clip to turn", note), verdict=INCONCLUSIVE)
+                "rising trend for the clip to turn", note), verdict=NOT_TESTABLE)
         return Side(clipped.estimate, free.fit + clipped.fit, note)
     return compute
 
@@ -325,11 +329,14 @@ def _claims() -> list[Claim]:
         Claim("In a deeper network the loss gap still shrinks as AR grows", "Fig. 7, B.4.1, Table 3", -1,
               f"{change} loss gap, deeper network (the paper's ResNet-110)", *sweep_claim("gap_loss", "deeper")),
     ]
-    for clip, direction in SN_DIRECTION.items():
-        claims.append(Claim(f"With the spectral norm clipped to {clip:g} the error gap {'rises' if direction > 0 else 'falls'}"
-                            " with AR", "Fig. 6, Table 6", direction, f"{change} error gap (points), SN {clip:g}",
+    for clip in TABLE_6_READ_PER_CLIP:
+        direction = SN_DIRECTION[clip]
+        claims.append(Claim(f"With the spectral norm clipped to {clip:g} the error gap still {'rises' if direction > 0 else 'falls'}"
+                            " with AR (Table 6 read per clip: the paper says the trend 'gradually changes')",
+                            "Fig. 6, Table 6", direction, f"{change} error gap (points), SN {clip:g}",
                             *sweep_claim("gap_acc", "spectral_norm", clip=clip)))
-    claims.append(Claim("Spectral normalisation turns the error-gap trend from rising to falling", "Fig. 6, Table 6", -1,
+    claims.append(Claim("Spectral normalisation (clip 1) turns the error-gap trend from rising to falling",
+                        "Fig. 6, Table 6", SN_DIRECTION[1.0],
                         f"{change} error gap (points) under SN 1, given that it rises without clipping",
                         _sn_turn(gap_ours, sn1_ours), _sn_turn(gap_paper, sn1_paper)))
     return claims
@@ -372,12 +379,21 @@ def scorecard(inputs: dict, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
                 continue
             e = s.estimate
             row.update({f"{side}": e.value, f"{side} low": e.low, f"{side} high": e.high,
-                        f"{side} [95% CI]": e.interval if not math.isnan(e.value) else "",
+                        f"{side} [95% CI]": _interval(e, side),
                         f"{side} verdict": s.verdict or e.verdict(c.direction), f"{side} regime": s.regime,
                         f"{side} note": s.note, f"{side} exact": e.exact})
         row["seeds"] = ours.estimate.n_seeds
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _interval(e: Estimate, side: str) -> str:
+    """An estimate's interval as the scorecard prints it; without an interval, why there is none."""
+    if math.isnan(e.value):
+        return ""
+    if e.exact and side != "paper":
+        return f"{e.value:+.3g} (no interval: {e.n_seeds} seed{'s' if e.n_seeds != 1 else ''}, metrics only)"
+    return e.interval
 
 
 def display_table(card: pd.DataFrame) -> pd.DataFrame:
@@ -417,19 +433,46 @@ def regime_table(inputs: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+EXPERIMENT_NAMES = {"ar_sweep": "AR sweep", "fgsm": "FGSM", "spectral_norm": "spectral norm", "deeper": "deeper network"}
+
+
 def display_regime_table(regime: pd.DataFrame) -> pd.DataFrame:
-    """`regime_table` for reading: one row per network, indexed by what identifies it, the note
-    column only where a network has a note."""
+    """`regime_table` for reading: one row per network, indexed by what identifies it (experiments
+    by name), the note column only where a network has a note."""
     if regime.empty:
         return regime
-    shown = regime.set_index(["experiment", "arch", "spectral norm", "eps", "seed"])
+    shown = regime.assign(experiment=regime.experiment.map(EXPERIMENT_NAMES).fillna(regime.experiment))
+    shown = shown.set_index(["experiment", "arch", "spectral norm", "eps", "seed"])
     return shown if (shown.note != "").any() else shown.drop(columns="note")
+
+
+def overlapping_claims_line(inputs: dict, share: float = 0.05) -> str:
+    """Pairs of claims that are nearly one measurement on this build's AR sweep: where the training
+    loss (error) is under `share` of the test loss (error) at every AR strength, the loss gap (error
+    gap) moves with the test loss (test error)."""
+    sweep = adversarial_only(inputs).get("ar_sweep")
+    if sweep is None or sweep.empty:
+        return ""
+    mean = sweep.groupby("eps")[["train_loss", "test_loss", "train_acc", "test_acc"]].mean()
+    train_err, test_err = 100 - mean.train_acc, 100 - mean.test_acc
+    pairs = []
+    if (mean.train_loss < share * mean.test_loss).all():
+        pairs.append(f"with a mean training loss of at most {mean.train_loss.max():.2g} against test losses of "
+                     f"{mean.test_loss.min():.2f}-{mean.test_loss.max():.2f}, the loss gap moves with the test loss")
+    if (train_err < share * test_err).all():
+        pairs.append(f"with training errors of at most {train_err.max():.1f} points against test errors of "
+                     f"{test_err.min():.1f}-{test_err.max():.1f}%, the error gap moves with the test error")
+    if not pairs:
+        return ""
+    return (f"{'Two pairs' if len(pairs) == 2 else 'One pair'} of claims {'are' if len(pairs) == 2 else 'is'} "
+            f"nearly one measurement each in this build: " + "; ".join(pairs) + ". Read them as "
+            f"{len(pairs)} finding{'s' if len(pairs) > 1 else ''}, not {2 * len(pairs)}.")
 
 
 def verdict_counts(card: pd.DataFrame, side: str = "this build") -> dict[str, int]:
     """How many claims got each verdict on one side ("this build" or "paper")."""
     counts = card[f"{side} verdict"].value_counts()
-    return {v: int(counts.get(v, 0)) for v in (REPRODUCED, CONTRADICTED, INCONCLUSIVE, NOT_RUN)}
+    return {v: int(counts.get(v, 0)) for v in (REPRODUCED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, NOT_RUN)}
 
 
 # ----------------------------------------------------------------------------- the page's sentences
@@ -438,8 +481,7 @@ def seeds_line(inputs: dict) -> str:
     """One sentence: how many training seeds each experiment of this build has, and what a
     single seed means for the intervals."""
     parts, fewest = [], None
-    for experiment, name in (("ar_sweep", "AR sweep"), ("fgsm", "FGSM"), ("spectral_norm", "spectral norm"),
-                             ("deeper", "deeper network")):
+    for experiment, name in EXPERIMENT_NAMES.items():
         t = inputs.get(experiment)
         if t is None or t.empty:
             continue

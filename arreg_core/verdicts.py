@@ -31,7 +31,8 @@ import numpy as np
 from scipy.stats import binomtest
 
 REPRODUCED, CONTRADICTED, INCONCLUSIVE, NOT_RUN = "reproduced", "contradicted", "inconclusive", "not run here"
-VERDICTS = (REPRODUCED, CONTRADICTED, INCONCLUSIVE, NOT_RUN)
+NOT_TESTABLE = "not testable"  # a claim about a change of trend, where the trend it changes is not there
+VERDICTS = (REPRODUCED, CONTRADICTED, INCONCLUSIVE, NOT_RUN, NOT_TESTABLE)
 LEVEL = 0.95
 N_BOOT = 2000
 FIT_THRESHOLD = 80.0  # percent clean training accuracy (no augmentation) for a network to fit its training set
@@ -46,7 +47,9 @@ RULE = (
     "then the test and training examples they are evaluated on. The verdict is **reproduced** when the whole "
     "interval lies on the side of 'no effect' (a change of zero; for layers, one half) that the paper claims, "
     "**contradicted** when it lies wholly on the other side, **inconclusive** when it contains 'no effect', and "
-    "**not run here** when this build has not trained the networks the claim needs. With a single seed the "
+    "**not run here** when this build has not trained the networks the claim needs. One claim is about a change "
+    "of trend (spectral normalisation turns a rising error gap into a falling one): it is **not testable** where "
+    "the rising trend it would turn is not itself reproduced. With a single seed the "
     "interval covers only the sampling of examples, not the variation from one training run to the next; with "
     "three seeds, the resampling of seeds at a strength can draw only 10 distinct sets of them, so that part of "
     "the interval is coarse. "
@@ -61,7 +64,8 @@ RULE = (
 
 CHAPTER_RULE = (
     "The chapters' verdict lines ask a different question, without an interval: does the claimed direction "
-    "hold at every step from one AR strength to the next (means over seeds), and in how many seeds on its own. "
+    "hold at every step from one AR strength to the next (means over seeds), and in how many of the seeds taken one "
+    "at a time. "
     "They can disagree with the scorecard in both ways: a chapter's 'does not hold' beside a reproduced verdict "
     "(a bump at a strength between, with the weakest and strongest AR still apart beyond the noise), and "
     "'holds' beside an inconclusive one (every step goes the claimed way, each by less than the noise). Only the "
