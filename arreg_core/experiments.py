@@ -39,6 +39,7 @@ SCALE_ROWS = {
 }
 ATTACK_FIELDS = ("attack_steps", "attack_step", "fgsm_random_start", "eps_warmup_epochs")
 METHOD_NAMES = {"none": "standard training (eps 0)", "pgd": "PGD", "fgsm": "FGSM"}
+DATASET_NAMES = {"cifar10-jpeg": "cifar10-jpeg (CIFAR-10 re-encoded as JPEG)", "synthetic": "synthetic (generated images)"}
 
 
 def _scale_value(field: str, values: list, auto_step: bool) -> str | None:
@@ -57,6 +58,8 @@ def _scale_value(field: str, values: list, auto_step: bool) -> str | None:
     def word(v):
         if field == "method":
             return METHOD_NAMES.get(v, v)
+        if field == "dataset":
+            return DATASET_NAMES.get(v, v)
         if field == "eps_warmup_epochs" and v == 0:
             return "none (constant eps)"
         if isinstance(v, tuple):

@@ -307,7 +307,7 @@ def _claims() -> list[Claim]:
               f"{change} loss gap", *sweep_claim("gap_loss")),
         Claim("The error gap (train - test accuracy) grows with AR on CIFAR-10", "B.3, Table 3", +1,
               f"{change} error gap (points)", gap_ours, gap_paper),
-        Claim("The training loss grows with AR", "Fig. 3b, Table 3", +1, f"{change} training loss",
+        Claim("The training loss grows with AR", "Fig. 3b (the text cites 3a), Table 3", +1, f"{change} training loss",
               *sweep_claim("train_loss")),
         Claim("The test error grows with AR", "Fig. 3b, Table 3", +1, f"{change} test error (points)",
               *sweep_claim("test_error")),

@@ -151,6 +151,7 @@ def test_scale_rows_name_every_setting_a_run_depends_on():
     assert sweep["attack steps"] == "3" and sweep["attack step (0-255 scale)"] == "6.667"
     assert sweep["eps warm-up (epochs)"] == "50" and sweep["training precision"] == "bf16"
     assert sweep["weight decay"] == "0.0005" and sweep["training images"] == "500"
+    assert sweep["data set"] == "cifar10-jpeg (CIFAR-10 re-encoded as JPEG)"
     fgsm = scale_rows(experiment_configs("cpu", "fgsm"))
     assert fgsm["attack steps"] == "1 (FGSM)" and fgsm["attack step (0-255 scale)"] == "eps (FGSM)"
     assert fgsm["FGSM random start"] == "no"
