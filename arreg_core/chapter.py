@@ -398,6 +398,8 @@ def bound_gap(bound: pd.DataFrame) -> str:
     """How far Theorem 3.1's lower bound on the margin (eq. 5, with each layer's smallest non-zero
     singular value) sits below the smallest margin measured among the correctly classified
     examples, over the networks of a `bound` summary; "" where there is nothing to compare."""
+    if not {"u_min_bound_nonzero", "empirical_u_min"} <= set(bound.columns):
+        return ""
     b = bound[["u_min_bound_nonzero", "empirical_u_min"]].astype(float).dropna()
     b = b[(b.u_min_bound_nonzero > 0) & (b.empirical_u_min > 0)]
     if b.empty:
@@ -406,8 +408,10 @@ def bound_gap(bound: pd.DataFrame) -> str:
     return (f"Even with each layer's smallest non-zero singular value, the bound on the smallest margin (eq. 5) is "
             f"{b.u_min_bound_nonzero.min():.1e} to {b.u_min_bound_nonzero.max():.1e}, against a measured smallest "
             f"margin (a logit difference, Definition 3) of {b.empirical_u_min.min():.2g} to {b.empirical_u_min.max():.2g} "
-            f"among the correctly classified examples: {np.floor(orders.min()):.0f} or more orders of magnitude below. "
-            "The bound is true and says nothing about these networks.")
+            f"among the correctly classified examples: "
+            + (f"{np.floor(orders.min()):.0f} or more orders of magnitude below. The bound holds and says nothing about "
+               "these networks." if orders.min() > 0 else
+               "for some networks the bound lies above the measured margin, which eq. 5 as read here does not allow."))
 
 
 # ----------------------------------------------------------------------------- exercises

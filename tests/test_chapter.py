@@ -191,7 +191,8 @@ def test_layer_words_and_the_bound_gap():
     bound = pd.DataFrame({"u_min_bound_nonzero": [1e-15, 1e-13, 0.0], "empirical_u_min": [0.03, 0.22, 0.1]})
     line = chapter.bound_gap(bound)
     assert "1.0e-15 to 1.0e-13" in line and "0.03 to 0.22" in line and "12 or more orders of magnitude below" in line
-    assert chapter.bound_gap(bound.iloc[2:]) == ""
+    assert chapter.bound_gap(bound.iloc[2:]) == "" and chapter.bound_gap(bound[["empirical_u_min"]]) == ""
+    assert "lies above the measured margin" in chapter.bound_gap(bound.assign(u_min_bound_nonzero=[1.0, 1e-13, 0.0]))
 
 
 def test_move_together_compares_the_steps():
