@@ -251,13 +251,8 @@ def _paper_side(table: pd.DataFrame, arch: str, method: str, spectral_norm: str 
     if "test_acc" in ref and ref.test_acc.notna().any():
         parts.append(f"reaches {ref.test_acc.min():.2f}-{ref.test_acc.max():.2f}% test accuracy")
     clipped = f" with its spectral norm clipped to {spectral_norm}" if spectral_norm != "none" else ""
-    table_ids = "6" if clipped else _table_of(arch, method)
-    return f"the paper's {arch}{clipped} " + " and ".join(parts) + f" (Table {table_ids})" if parts else ""
-
-
-def _table_of(arch: str, method: str) -> str:
-    """Which of the paper's tables publishes a network's CIFAR-10/100 accuracies."""
-    return "2" if method == "fgsm" else "5" if arch == "wrn50_2" else "3, 4"
+    tables = ", ".join(map(str, paper_tables.results_tables(method, spectral_norm, arch)))
+    return f"the paper's {arch}{clipped} " + " and ".join(parts) + f" (Table {tables})" if parts else ""
 
 
 def regime(table: pd.DataFrame, arch: str = "resnet56", method: str = "pgd", spectral_norm: str = "none") -> str:
@@ -382,6 +377,22 @@ def zero_layers(sigma: pd.DataFrame, names) -> list[str]:
                 f"{e:g}" + ("" if len(seeds) == seeds_of[e] else f" (seed {', '.join(str(s) for s in sorted(seeds))})")
                 for e, seeds in sorted(runs.items())])
             for layers, runs in found.items()]
+
+
+def skew_comparison(margins: pd.DataFrame) -> str:
+    """Appendix B.3: at which strengths the training margins are more skewed than the test margins,
+    in magnitude (|skewness|, whichever the tail; means over seeds), from a margins summary with
+    `split` and `skewness`: "at eps 0, 4 and 8, not at eps 16 (0.50 vs 1.49)"."""
+    skew = margins.pivot_table(index="eps", columns="split", values="skewness").abs()
+    larger = skew.index[skew["train"] > skew["test"]]
+    smaller = skew.index[skew["train"] <= skew["test"]]
+    if larger.empty:
+        return "at no strength"
+    text = f"at eps {_join([f'{e:g}' for e in larger])}"
+    if smaller.empty:
+        return text
+    return (f"{text}, not at eps {_join([f'{e:g}' for e in smaller])} ("
+            + "; ".join(f"{skew.loc[e, 'train']:.2f} vs {skew.loc[e, 'test']:.2f}" for e in smaller) + ")")
 
 
 def layer_words(name: str) -> str:

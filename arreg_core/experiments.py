@@ -39,6 +39,7 @@ SCALE_ROWS = {
 }
 ATTACK_FIELDS = ("attack_steps", "attack_step", "fgsm_random_start", "eps_warmup_epochs")
 METHOD_NAMES = {"none": "standard training (eps 0)", "pgd": "PGD", "fgsm": "FGSM"}
+FGSM_ATTACK = {"attack_steps": "1 (FGSM)", "attack_step": "eps (FGSM)"}  # FGSM: one step of size eps
 DATASET_NAMES = {"cifar10-jpeg": "cifar10-jpeg (CIFAR-10 re-encoded as JPEG)", "synthetic": "synthetic (generated images)"}
 
 
@@ -80,12 +81,10 @@ def scale_rows(configs: list[TrainConfig], auto_step: bool = False) -> dict[str,
         if f == "fgsm_random_start":
             values = [c.fgsm_random_start for c in adversarial if c.method == "fgsm"]
         elif f in ("attack_steps", "attack_step"):
-            pgd = [getattr(c, f) for c in adversarial if c.method == "pgd"]
-            fgsm = [{"attack_steps": "1 (FGSM)", "attack_step": "eps (FGSM)"}[f] for c in adversarial if c.method == "fgsm"]
-            value = _scale_value(f, pgd, auto_step)
-            rows[label] = ", ".join(v for v in (value, fgsm[0] if fgsm else None) if v)
-            if not rows[label]:
-                del rows[label]
+            pgd = _scale_value(f, [getattr(c, f) for c in adversarial if c.method == "pgd"], auto_step)
+            fgsm = FGSM_ATTACK[f] if any(c.method == "fgsm" for c in adversarial) else None
+            if pgd or fgsm:
+                rows[label] = ", ".join(v for v in (pgd, fgsm) if v)
             continue
         else:
             values = [getattr(c, f) for c in (adversarial if f in ATTACK_FIELDS else configs)]
@@ -180,14 +179,16 @@ class Experiments:
 
     def metrics(self, experiment: str, dataset: str | None = None) -> pd.DataFrame:
         """One row per run of `experiment` (of `dataset`, if given): its identifying columns
-        (ID_COLUMNS), the paper's metrics, train_error and test_error (100 - accuracy), path;
-        sorted by dataset, spectral norm, eps and seed."""
+        (ID_COLUMNS), the paper's metrics, train_error and test_error (100 - accuracy), robust_acc
+        (the share of *all* test images correct both clean and under PGD: test_acc x pgd_acc / 100,
+        pgd_acc counting the clean-correct ones, App. D.2), path; sorted by dataset, spectral norm,
+        eps and seed."""
         t = self.runs(experiment)
         if t.empty:
             return t
         if dataset is not None:
             t = t[t.dataset == dataset]
-        t = t.assign(train_error=100 - t.train_acc, test_error=100 - t.test_acc)
+        t = t.assign(train_error=100 - t.train_acc, test_error=100 - t.test_acc, robust_acc=t.test_acc * t.pgd_acc / 100)
         order = [c for c in ("dataset", "spectral_norm", "eps", "seed") if c in t]
         return t.sort_values(order, na_position="first").reset_index(drop=True)
 

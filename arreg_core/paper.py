@@ -31,6 +31,17 @@ def paper_metrics(dataset: str, arch: str, method: str = "pgd", spectral_norm: s
     return rows.pivot_table(index="eps_train", columns="metric", values="value")
 
 
+def results_tables(method: str = "pgd", spectral_norm: str = "none", arch: str = "resnet56") -> list[int]:
+    """The paper's tables that publish a network's results: 2 (FGSM), 3 and 4 (PGD on CIFAR-10 and
+    CIFAR-100), 5 (Tiny-ImageNet's WRN-50-2), 6 (under a spectral-norm clip; its unclipped rows
+    repeat Table 3's)."""
+    if method == "fgsm":
+        return [2]
+    if spectral_norm != "none":
+        return [6]
+    return [5] if arch == "wrn50_2" else [3, 4]
+
+
 def paper_dataset(dataset: str) -> str:
     """The paper's data set a build's data set stands in for: cifar10-jpeg (and the smoke
     profile's synthetic data) are compared with the paper's CIFAR-10."""

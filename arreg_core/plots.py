@@ -203,11 +203,10 @@ def adversarial_accuracy(ours: pd.DataFrame | None, paper: pd.DataFrame | None =
 
 def accuracy_panel(t: pd.DataFrame, ax):
     """Fig. 1c: standard (test) accuracy and adversarial accuracy against eps. Adversarial
-    accuracy here is test accuracy x the PGD accuracy of the clean-correct examples / 100: the
-    share of all test examples classified correctly both clean and under PGD."""
-    t = t.assign(adv_acc=t.test_acc * t.pgd_acc / 100)
+    accuracy here is `robust_acc` (`Experiments.metrics`): the share of all test examples
+    classified correctly both clean and under PGD."""
     _series(ax, t, "eps", "test_acc", color="tab:blue", label="standard (test accuracy)")
-    _series(ax, t, "eps", "adv_acc", color="tab:red", ls="--", marker="s", label="adversarial")
+    _series(ax, t, "eps", "robust_acc", color="tab:red", ls="--", marker="s", label="adversarial")
     ax.set_ylabel("% of all test examples")
     ax.legend()
     _eps_axis(ax, t["eps"])
@@ -337,7 +336,7 @@ COLUMN_LABELS = {
     "test_loss": "test loss", "gap_loss": "loss gap", "pgd_acc": "PGD accuracy % (of the clean-correct)",
     "frac_near_zero": "margins within 1 of zero %", "frac_negative": "negative margins %",
     "mean_loss": "mean loss", "mean_prob": "mean probability of the true class", "skewness": "skewness",
-    "median": "median margin", "accuracy": "accuracy %", "n": "examples",
+    "median": "median margin", "accuracy": "accuracy %", "n": "examples", "robust_acc": "robust accuracy %",
     # Theorem 3.1's terms (the bound artifact; margins are logit differences, Definition 3)
     "n_examples": "test examples", "n_correct": "correctly classified", "empirical_u_min": "smallest margin (measured)",
     "min_row_distance": "min distance of classifier rows", "log_prod_sigma_min": "ln prod of smallest sigmas",

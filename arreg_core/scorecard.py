@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .paper import paper_table
+from .paper import paper_table, results_tables
 from .verdicts import (CHAPTER_RULE, CONTRADICTED, INCONCLUSIVE, MISSING, NOT_RUN, NOT_TESTABLE, REPRODUCED, RULE,
                        Estimate, Network,
                        majority_estimate, regime_check, summary_network, trend_estimate)
@@ -107,10 +107,9 @@ def _fit_of(table: pd.DataFrame | None, prefix: str = "") -> tuple[tuple[str, fl
 
 def _paper_wide(dataset="cifar10", method="pgd", spectral_norm="none", arch=PAPER_ARCH) -> pd.DataFrame:
     """The paper's table of `method` (Table 2 FGSM; 3 and 4, or 6 under spectral norm, PGD), one row per strength."""
-    table_ids = {"pgd": [3, 4] if spectral_norm == "none" else [6], "fgsm": [2]}[method]
     t = paper_table("paper_results")
     rows = t[(t.dataset == dataset) & (t.arch == arch) & (t.method == method)
-             & (t.spectral_norm.astype(str) == spectral_norm) & t.table.isin(table_ids)]
+             & (t.spectral_norm.astype(str) == spectral_norm) & t.table.isin(results_tables(method, spectral_norm, arch))]
     return rows.pivot_table(index="eps_train", columns="metric", values="value")
 
 
@@ -232,9 +231,8 @@ def sweep_claim(metric: str, experiment: str = "ar_sweep", clip: float | None = 
 def paper_change_per_clip(metric: str = "gap_acc", clips=(None, 5.0, 3.0, 1.0), n_boot: int = 2000) -> str:
     """The paper's CIFAR-10 change of `metric` from the weakest to the strongest AR per spectral-norm
     clip (Table 3, Table 6), with the scorecard's interval (the sampling noise of one network per
-    strength): "no clip +0.43 [-0.486, +1.41], SN 5 ...; outside the sampling noise: SN 1" (an interval that
-    excludes no change), for the pages that
-    read Table 6 step by step."""
+    strength): "no clip +0.43 [-0.486, +1.41], SN 5 ...; outside the sampling noise: SN 1" (an interval
+    that excludes no change), for the pages that read Table 6 step by step."""
     parts, outside = [], []
     for clip in clips:
         side = sweep_claim(metric, "spectral_norm", clip=clip)[1](None, n_boot=n_boot)

@@ -202,3 +202,10 @@ def test_move_together_compares_the_steps():
     falling = a.assign(x=[3.0, 2.0, 1.0], y=[9.0, 5.0, 4.0])
     assert chapter.move_together(falling, "x", falling, "y", "falls") == "they move together, both falling, as in the paper."
     assert chapter.move_together(falling, "x", a, "y", "falls") == "the two do not move together here."
+
+
+def test_skew_comparison_in_magnitude():
+    m = pd.DataFrame({"eps": [4, 4, 16, 16], "split": ["train", "test"] * 2, "skewness": [0.97, -0.72, 0.50, -1.49]})
+    assert chapter.skew_comparison(m) == "at eps 4, not at eps 16 (0.50 vs 1.49)"
+    assert chapter.skew_comparison(m[m.eps == 4]) == "at eps 4"
+    assert chapter.skew_comparison(m[m.eps == 16]) == "at no strength"
