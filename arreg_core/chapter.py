@@ -251,8 +251,8 @@ def _paper_side(table: pd.DataFrame, arch: str, method: str, spectral_norm: str 
     if "test_acc" in ref and ref.test_acc.notna().any():
         parts.append(f"reaches {ref.test_acc.min():.2f}-{ref.test_acc.max():.2f}% test accuracy")
     clipped = f" with its spectral norm clipped to {spectral_norm}" if spectral_norm != "none" else ""
-    tables = ", ".join(map(str, paper_tables.results_tables(method, spectral_norm, arch)))
-    return f"the paper's {arch}{clipped} " + " and ".join(parts) + f" (Table {tables})" if parts else ""
+    table_no = paper_tables.results_table(dataset, method, spectral_norm)
+    return f"the paper's {arch}{clipped} " + " and ".join(parts) + f" (Table {table_no})" if parts else ""
 
 
 def regime(table: pd.DataFrame, arch: str = "resnet56", method: str = "pgd", spectral_norm: str = "none") -> str:

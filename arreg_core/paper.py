@@ -22,24 +22,24 @@ def paper_table(name: str = "paper_results") -> pd.DataFrame:
 
 
 def paper_metrics(dataset: str, arch: str, method: str = "pgd", spectral_norm: str = "none") -> pd.DataFrame:
-    """Tables 2-6 as one row per AR strength (index eps_train) and one column per metric."""
+    """The network's table (`results_table`) as one row per AR strength (index eps_train) and one column per metric."""
     t = paper_table("paper_results")
     rows = t[(t.dataset == dataset) & (t.arch == arch) & (t.method == method) & (t.spectral_norm == spectral_norm)]
+    rows = rows[rows.table == results_table(dataset, method, spectral_norm)] if not rows.empty else rows
     if rows.empty:
         raise ValueError(f"the paper has no results for dataset={dataset!r} arch={arch!r} method={method!r} "
                          f"spectral_norm={spectral_norm!r}")
     return rows.pivot_table(index="eps_train", columns="metric", values="value")
 
 
-def results_tables(method: str = "pgd", spectral_norm: str = "none", arch: str = "resnet56") -> list[int]:
-    """The paper's tables that publish a network's results: 2 (FGSM), 3 and 4 (PGD on CIFAR-10 and
-    CIFAR-100), 5 (Tiny-ImageNet's WRN-50-2), 6 (under a spectral-norm clip; its unclipped rows
-    repeat Table 3's)."""
+def results_table(dataset: str, method: str = "pgd", spectral_norm: str = "none") -> int:
+    """The paper's table that publishes a network's results: 2 (FGSM), 3, 4 and 5 (PGD on CIFAR-10,
+    CIFAR-100 and Tiny-ImageNet), 6 (under a spectral-norm clip; its unclipped rows repeat Table 3's)."""
     if method == "fgsm":
-        return [2]
+        return 2
     if spectral_norm != "none":
-        return [6]
-    return [5] if arch == "wrn50_2" else [3, 4]
+        return 6
+    return {"cifar10": 3, "cifar100": 4, "tinyimagenet": 5}[dataset]
 
 
 def paper_dataset(dataset: str) -> str:

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .paper import paper_table, results_tables
+from .paper import paper_metrics, paper_table
 from .verdicts import (CHAPTER_RULE, CONTRADICTED, INCONCLUSIVE, MISSING, NOT_RUN, NOT_TESTABLE, REPRODUCED, RULE,
                        Estimate, Network,
                        majority_estimate, regime_check, summary_network, trend_estimate)
@@ -106,11 +106,11 @@ def _fit_of(table: pd.DataFrame | None, prefix: str = "") -> tuple[tuple[str, fl
 # ----------------------------------------------------------------------------- the paper's data
 
 def _paper_wide(dataset="cifar10", method="pgd", spectral_norm="none", arch=PAPER_ARCH) -> pd.DataFrame:
-    """The paper's table of `method` (Table 2 FGSM; 3 and 4, or 6 under spectral norm, PGD), one row per strength."""
-    t = paper_table("paper_results")
-    rows = t[(t.dataset == dataset) & (t.arch == arch) & (t.method == method)
-             & (t.spectral_norm.astype(str) == spectral_norm) & t.table.isin(results_tables(method, spectral_norm, arch))]
-    return rows.pivot_table(index="eps_train", columns="metric", values="value")
+    """The paper's table of the network (`paper.results_table`), one row per strength; empty where it publishes none."""
+    try:
+        return paper_metrics(dataset, arch, method, spectral_norm)
+    except ValueError:
+        return pd.DataFrame()
 
 
 def paper_networks(dataset="cifar10", method="pgd", spectral_norm="none", arch=PAPER_ARCH) -> list[Network]:

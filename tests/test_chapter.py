@@ -27,7 +27,7 @@ def test_verdict_and_regime_from_a_table():
     cifar = t.assign(dataset="cifar10-jpeg", test_acc=[38.0, 35.0, 33.0])
     line = chapter.regime(cifar)
     assert "Their test accuracy is 33.0-38.0%; the paper's resnet56 fits 95.97-99.51% of cifar10" in line
-    assert "84.89-88.86% test accuracy (Table 3, 4)" in line, line
+    assert "84.89-88.86% test accuracy (Table 3)" in line, line
     assert "the paper's resnet110 fits" in chapter.regime(cifar, arch="resnet110")
     assert "the paper's resnet56 with its spectral norm clipped to 1 fits" in chapter.regime(cifar, spectral_norm="1")
     assert "(Table 6)" in chapter.regime(cifar, spectral_norm="1")
