@@ -146,10 +146,10 @@ class Experiments:
     def scorecard_inputs(self) -> dict:
         """What `scorecard.scorecard` reads, for the first data set of the sweep (CIFAR-10, whose
         published numbers the scorecard compares with): the runs tables of the AR sweep, FGSM,
-        spectral-norm and deeper-network experiments (every seed); `examples`, per run with analysis artifacts
-        (the sweep's and FGSM's), the per-example columns the bootstrap resamples (margins of
-        both splits, loss variation); and `spectra`, per sweep run and layer, the singular-value
-        std (Fig. 5c/d, B.2). The spectral-norm and deeper runs enter by their metrics only."""
+        spectral-norm and deeper-network experiments (every seed); `examples`, per run, the
+        per-example columns the bootstrap resamples (margins of both splits for every experiment,
+        loss variation for the sweep); and `spectra`, per sweep run and layer, the singular-value
+        std (Fig. 5c/d, B.2)."""
         from .scorecard import example_columns
 
         dataset = self.configs("ar_sweep")[0].dataset
@@ -157,7 +157,8 @@ class Experiments:
         runs = {exp: t[t.dataset == dataset].sort_values(["eps", "seed"]) if not t.empty else t
                 for exp, t in runs.items()}
         examples: dict[str, dict] = {}
-        for experiment, pieces in (("ar_sweep", ("margins", "loss_variation")), ("fgsm", ("margins",))):
+        for experiment, pieces in (("ar_sweep", ("margins", "loss_variation")), ("fgsm", ("margins",)),
+                                   ("spectral_norm", ("margins",)), ("deeper", ("margins",))):
             if runs[experiment].empty:
                 continue
             for piece in pieces:
@@ -302,7 +303,8 @@ def store(profile: str) -> Path:
 # Every experiment and the analysis pieces its notebooks read. prepare_profile queues the jobs in
 # this order: longest first (the deeper network, then the runs with the Theorem 3.1 bound), so the
 # last jobs to finish in parallel workers are short ones.
-ANALYSED = {"deeper": (), "ar_sweep": ("margins", "spectrum", "loss_variation", "bound"), "spectral_norm": (),
+ANALYSED = {"deeper": ("margins",), "ar_sweep": ("margins", "spectrum", "loss_variation", "bound"),
+            "spectral_norm": ("margins",),
             "fgsm": ("margins", "spectrum"), "tinyimagenet": ("margins", "spectrum", "loss_variation")}
 
 

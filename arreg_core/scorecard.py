@@ -327,6 +327,10 @@ def _claims() -> list[Claim]:
         Claim("In a deeper network the loss gap still shrinks as AR grows", "Fig. 7, B.4.1, Table 3", -1,
               f"{change} loss gap, deeper network (the paper's ResNet-110)", *sweep_claim("gap_loss", "deeper")),
     ]
+    for clip in sorted(SN_DIRECTION, reverse=True):  # B.4.2: "the loss gap keeps a consistent decreasing trend"
+        claims.append(Claim(f"With the spectral norm clipped to {clip:g} the loss gap still shrinks as AR grows",
+                            "Fig. 6a, Table 6, B.4.2", -1, f"{change} loss gap, SN {clip:g}",
+                            *sweep_claim("gap_loss", "spectral_norm", clip=clip)))
     for clip in TABLE_6_READ_PER_CLIP:
         direction = SN_DIRECTION[clip]
         claims.append(Claim(f"With the spectral norm clipped to {clip:g} the error gap still {'rises' if direction > 0 else 'falls'}"
@@ -352,8 +356,8 @@ def adversarial_only(inputs: dict) -> dict:
         table = inputs.get(name)
         if table is not None and not table.empty:
             out[name] = table[table.eps > 0]
-    kept = {run for name in ("ar_sweep", "fgsm") if out.get(name) is not None and not out[name].empty
-            for run in out[name].run}
+    kept = {run for name in ("ar_sweep", "fgsm", "spectral_norm", "deeper") if out.get(name) is not None
+            and not out[name].empty for run in out[name].run}
     out["examples"] = {run: cols for run, cols in (inputs.get("examples") or {}).items() if run in kept}
     return out
 
