@@ -212,12 +212,13 @@ def executor_from_args(args):
 
 
 def cmd_prepare(args) -> int:
-    from .experiments import prepare_profile
+    from .experiments import prepare_profile, store
 
     runs.resolve_device(args.device)
     _set_lock_timeout(args.lock_timeout)
     experiments = {"experiments": tuple(args.experiments)} if args.experiments else {}
-    done = prepare_profile(args.profile, workers=args.workers, runs_dir=args.runs_dir, device=args.device,
+    runs_dir = args.runs_dir or store(args.profile)  # the same store `arreg book` and the notebooks read
+    done = prepare_profile(args.profile, workers=args.workers, runs_dir=runs_dir, device=args.device,
                            data_root=args.data_root, executor=executor_from_args(args), **experiments)
     print(f"{len(done)} runs trained and analysed (or found) for profile {args.profile}")
     return 0
@@ -274,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
                              parents=[common, lock])
     prepare.add_argument("--profile", default="cpu", choices=PROFILES)
     prepare.add_argument("--workers", type=_convert(int), default=2)
-    prepare.add_argument("--runs-dir", default=None, help="default: the profile's")
+    prepare.add_argument("--runs-dir", default=None, help="default: $ARREG_RUNS, else the profile's")
     prepare.add_argument("--data-root", default=None, help="data folder (default: $ARREG_DATA)")
     prepare.add_argument("--device", default="auto")
     prepare.add_argument("--experiments", nargs="+", choices=EXPERIMENTS, default=None, metavar="EXPERIMENT",

@@ -275,3 +275,17 @@ def test_a_broken_data_archive_is_one_line(tmp_path, capsys, monkeypatch):
     assert all(p.startswith("arreg: decoding") for p in progress) and line.startswith("arreg: error: ")
     assert "cifar10-jpeg.tar.gz is not a readable tar.gz archive" in line and "download it again" in line
     assert not (tmp_path / "runs").exists()
+
+
+def test_prepare_uses_the_store_the_book_reads(monkeypatch, tmp_path):
+    """`arreg prepare` fills $ARREG_RUNS where set, like `arreg book` and the notebooks; --runs-dir wins."""
+    from arreg_core import experiments
+
+    seen = []
+    monkeypatch.setattr(experiments, "prepare_profile", lambda profile, runs_dir=None, **kw: seen.append(runs_dir) or [])
+    monkeypatch.setenv("ARREG_RUNS", str(tmp_path / "store"))
+    assert main(["prepare", "--profile", "smoke", "--device", "cpu"]) == 0
+    assert main(["prepare", "--profile", "smoke", "--device", "cpu", "--runs-dir", str(tmp_path / "mine")]) == 0
+    monkeypatch.delenv("ARREG_RUNS")
+    assert main(["prepare", "--profile", "smoke", "--device", "cpu"]) == 0
+    assert [str(p) for p in seen] == [str(tmp_path / "store"), str(tmp_path / "mine"), "results/smoke/runs"]
