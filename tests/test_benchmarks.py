@@ -107,3 +107,35 @@ def test_pgd_at_throughput_times_a_profiles_own_runs(tmp_path):
     assert saved["meta"]["batch_size"] == 50 and saved["meta"]["profile"] == "smoke"
     assert saved["meta"]["attack"].startswith("l-inf PGD eps 8/255, 2 steps of 10/255")  # auto: 2.5 eps / steps
     assert [r["arch"] for r in saved["results"]] == ["resnet8"] * 3 and saved["results"][2]["ratio_vs_plain"] > 0
+
+
+def test_rebuild_check_tells_identical_runs_from_changed_ones(tmp_path):
+    """Identical: same metrics but the seconds, same arrays, meta equal but the checkpoint hash;
+    a changed array, a changed metric and a run not rebuilt are each reported."""
+    import numpy as np
+
+    check = load("rebuild_check")
+
+    def write(store, run, seconds, sha, margin, acc=50.0):
+        d = store / run
+        (d / "analysis").mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps({"test_acc": acc, "train_seconds": seconds}))
+        meta = json.dumps({"run": run, "checkpoint_sha256": sha})
+        np.savez(d / "analysis" / "margins-x.npz", test_margin=np.array([margin, np.nan]), meta=np.array(meta))
+
+    old, new = tmp_path / "committed", tmp_path / "rebuilt"
+    for run in ("a", "b", "c", "d"):
+        write(old, run, 10.0, "1", 0.5)
+    write(new, "a", 99.0, "2", 0.5)  # identical: seconds and checkpoint hash differ by nature
+    write(new, "b", 10.0, "1", 0.25)  # an analysis array changed
+    write(new, "c", 10.0, "1", 0.5, acc=51.0)  # a metric changed
+    result = check.compare_stores(new, old)  # "d" was never rebuilt
+    assert (result["runs"], result["identical"], result["arrays_compared"]) == (4, 1, 6)
+    assert result["differences"] == {"b": ["margins-x.npz:test_margin"], "c": ["metric test_acc"], "d": ["not rebuilt"]}
+    (new / "prepare_log.jsonl").write_text("\n".join(json.dumps(e) for e in [
+        {"event": "start", "date": "x", "cpu_model": "cpu"}, {"event": "run", "found": False, "elapsed_s": 50.0},
+        {"event": "alive", "elapsed_s": 60.0}]) + "\n")  # killed after its heartbeat
+    out = check.main([str(new), str(old), "--render-s", "40", "--json", str(tmp_path / "r.json"),
+                      "--copy-log", str(tmp_path / "log.jsonl")])
+    assert out["total_wall_s"] == 100.0 and out["build_log"]["trained"] == 1 and (tmp_path / "log.jsonl").is_file()
+    assert json.loads((tmp_path / "r.json").read_text())["identical"] == 1

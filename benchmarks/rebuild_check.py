@@ -1,0 +1,108 @@
+"""A from-empty rebuild of a profile's run store, checked against the committed store (issue 11:
+"the measured from-empty wall time in the README"; training on the CPU is deterministic).
+
+Rebuild into a scratch store (`ARREG_RUNS=<scratch> arreg book --profile cpu --fresh`, resumed
+with the same command across sessions), then:
+
+    python benchmarks/rebuild_check.py <scratch store> results/cpu/runs \\
+        --json benchmarks/results/cpu_rebuild.json --copy-log benchmarks/results/cpu_rebuild_prepare_log.jsonl
+
+Every run of the committed store must be in the rebuild with the same metrics (all but
+`train_seconds`) and bit-identical analysis arrays; the artifacts' `meta` is compared without
+`checkpoint_sha256`, which differs because a checkpoint stores each epoch's wall seconds. The wall
+time comes from the rebuild's build log (`executors.store_wall_time`: invocations added up, one
+killed at a session's end counting to its last heartbeat); the seconds to execute the notebooks
+and render, which the log does not hold, are passed with --render-s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from arreg_core.executors import store_wall_time
+from arreg_core.runs import PREPARE_LOG
+
+try:
+    from common import machine_info
+except ImportError:  # imported as a module from elsewhere (tests)
+    from benchmarks.common import machine_info
+
+VARIES = ("train_seconds",)  # metrics that measure the machine, not the result
+META_VARIES = ("checkpoint_sha256",)
+
+
+def _meta(array) -> dict:
+    return {k: v for k, v in json.loads(str(array)).items() if k not in META_VARIES}
+
+
+def run_differences(rebuilt: Path, committed: Path) -> tuple[list[str], int]:
+    """What differs between a rebuilt run and the committed one (empty: identical), and how many
+    analysis arrays were compared."""
+    if not (rebuilt / "metrics.json").is_file():
+        return ["not rebuilt"], 0
+    new, old = (json.loads((d / "metrics.json").read_text()) for d in (rebuilt, committed))
+    differences = [f"metric {k}" for k in sorted(set(new) | set(old)) if k not in VARIES and new.get(k) != old.get(k)]
+    arrays = 0
+    for path in sorted((committed / "analysis").glob("*.npz")):
+        other = rebuilt / "analysis" / path.name
+        if not other.is_file():
+            differences.append(f"missing {path.name}")
+            continue
+        with np.load(path) as a, np.load(other) as b:
+            for key in a.files:
+                arrays += 1
+                if key not in b.files:
+                    differences.append(f"{path.name}:{key} missing")
+                elif key == "meta":
+                    if _meta(a[key]) != _meta(b[key]):
+                        differences.append(f"{path.name}:meta")
+                elif a[key].shape != b[key].shape or not np.array_equal(a[key], b[key], equal_nan=a[key].dtype.kind == "f"):
+                    differences.append(f"{path.name}:{key}")
+    return differences, arrays
+
+
+def compare_stores(rebuilt: Path, committed: Path) -> dict:
+    """Every committed run against its rebuild: {run: differences}, with counts."""
+    runs = sorted(d.name for d in committed.iterdir() if (d / "metrics.json").is_file())
+    result, arrays = {}, 0
+    for run in runs:
+        result[run], n = run_differences(rebuilt / run, committed / run)
+        arrays += n
+    return {"runs": len(runs), "identical": sum(not d for d in result.values()), "arrays_compared": arrays,
+            "differences": {run: d for run, d in result.items() if d}}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("rebuilt", type=Path, help="the scratch store the rebuild wrote")
+    parser.add_argument("committed", type=Path, help="the committed store, e.g. results/cpu/runs")
+    parser.add_argument("--render-s", type=float, default=None,
+                        help="seconds the last invocation spent executing the notebooks and rendering")
+    parser.add_argument("--note", default="", help="what else ran beside the rebuild, stated with the number")
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--copy-log", type=Path, default=None, help="copy the rebuild's build log here")
+    args = parser.parse_args(argv)
+
+    comparison = compare_stores(args.rebuilt, args.committed)
+    wall = store_wall_time(args.rebuilt / PREPARE_LOG)
+    total = wall["wall_s"] + (args.render_s or 0.0)
+    result = {"machine": machine_info(), "build_log": wall, "render_s": args.render_s,
+              "total_wall_s": round(total, 1), "note": args.note, **comparison}
+    print(f"{comparison['identical']} of {comparison['runs']} runs identical ({comparison['arrays_compared']} arrays "
+          f"bit for bit); differ: {sorted(comparison['differences']) or 'none'}")
+    print(f"build log: {len(wall['sessions'])} invocations, {wall['wall_s'] / 3600:.2f} h, {wall['trained']} runs "
+          f"trained on {'; '.join(wall['cpu_models'])}; with the render: {total / 3600:.2f} h")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    if args.copy_log:
+        shutil.copyfile(args.rebuilt / PREPARE_LOG, args.copy_log)
+    return result
+
+
+if __name__ == "__main__":
+    main()
