@@ -40,7 +40,7 @@ from .evaluate import predict_logits
 from .loss_variation import DEFAULT_EPS, loss_variation
 from .margins import margin, margin_stats, per_example_loss, true_class_probability
 from .models import Normalize
-from .runs import Run, atomic_write_bytes, atomic_write_json, load_run, read_json
+from .runs import TIMING_METRICS, Run, atomic_write_bytes, atomic_write_json, load_run, read_json
 from .spectrum import layer_singular_values
 
 __all__ = ["PIECES", "DEFAULT_PARAMS", "COMPUTE", "analyze", "load_artifact", "artifact_path", "piece_params"]
@@ -120,6 +120,32 @@ def _read(path: Path) -> dict:
         out = {k: z[k] for k in z.files if k != "meta"}
         out["meta"] = json.loads(str(z["meta"]))
     return out
+
+
+def result_differences(path: Path, other: Path) -> tuple[list[str], int]:
+    """What differs between two finished runs of one config (empty: the same result), and how many
+    arrays of their .npz artifacts were compared: the metrics but TIMING_METRICS, every array of the first run's
+    artifacts bit for bit, and their meta but the checkpoint's sha256 (a checkpoint stores each
+    epoch's seconds). Training on the CPU is deterministic, so a rebuild, a resumed run or another
+    executor gives none."""
+    new, old = read_json(Path(path) / "metrics.json"), read_json(Path(other) / "metrics.json")
+    differences = [f"metric {k}" for k in sorted(set(new) | set(old))
+                   if k not in TIMING_METRICS and new.get(k) != old.get(k)]
+    arrays = 0
+    for artifact in sorted((Path(path) / "analysis").glob("*.npz")):
+        twin = Path(other) / "analysis" / artifact.name
+        if not twin.is_file():
+            differences.append(f"missing {artifact.name}")
+            continue
+        a, b = _read(artifact), _read(twin)
+        differences += [f"{artifact.name}:{k} missing" for k in sorted(set(a) ^ set(b))]
+        arrays += len(set(a) & set(b))  # the meta is an array of the .npz too
+        for k in sorted(set(a) & set(b) - {"meta"}):
+            if a[k].shape != b[k].shape or not np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f"):
+                differences.append(f"{artifact.name}:{k}")
+        if {**a["meta"], "checkpoint_sha256": None} != {**b["meta"], "checkpoint_sha256": None}:
+            differences.append(f"{artifact.name}:meta")
+    return differences, arrays
 
 
 def load_artifact(run_path, piece: str, params: dict | None = None) -> dict:

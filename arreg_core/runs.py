@@ -49,6 +49,7 @@ KEY_DEFAULTS_OMITTED = {"precision": "fp32", "eps_warmup_epochs": 0}
 # The metrics every finished run stores (evaluate.evaluate plus the training's length and time).
 REQUIRED_METRICS = ("train_acc", "test_acc", "gap_acc", "train_loss", "test_loss", "gap_loss", "pgd_acc",
                     "epochs_trained", "train_seconds")
+TIMING_METRICS = ("train_seconds",)  # measure the machine, not the result: two runs of one config differ there
 RUN_NAME = re.compile(r"^[\w.]+-[\w.-]+-(?:none|pgd|fgsm)-eps[^-/]+-(?P<key>[0-9a-f]{12})$")
 CHECKPOINT_FILE = re.compile(r"^checkpoint(?:-\d+)?\.pt$")
 # Everything a run directory may hold; `arreg book --fresh` deletes only folders of such directories.

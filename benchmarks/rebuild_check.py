@@ -7,9 +7,9 @@ with the same command across sessions), then:
     python benchmarks/rebuild_check.py <scratch store> results/cpu/runs \\
         --json benchmarks/results/cpu_rebuild.json --copy-log benchmarks/results/cpu_rebuild_prepare_log.jsonl
 
-Every run of the committed store must be in the rebuild with the same metrics (all but
-`train_seconds`) and bit-identical analysis arrays; the artifacts' `meta` is compared without
-`checkpoint_sha256`, which differs because a checkpoint stores each epoch's wall seconds. The wall
+Every run of the committed store must be in the rebuild with the same result
+(`analysis.result_differences`: the metrics but `train_seconds`, bit-identical analysis arrays,
+the artifacts' meta but the checkpoint's sha256, which stores each epoch's wall seconds). The wall
 time comes from the rebuild's build log (`executors.store_wall_time`: invocations added up, one
 killed at a session's end counting to its last heartbeat); the seconds to execute the notebooks
 and render, which the log does not hold, are passed with --render-s.
@@ -22,8 +22,7 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
-
+from arreg_core.analysis import result_differences
 from arreg_core.executors import store_wall_time
 from arreg_core.runs import PREPARE_LOG
 
@@ -32,38 +31,12 @@ try:
 except ImportError:  # imported as a module from elsewhere (tests)
     from benchmarks.common import machine_info
 
-VARIES = ("train_seconds",)  # metrics that measure the machine, not the result
-META_VARIES = ("checkpoint_sha256",)
-
-
-def _meta(array) -> dict:
-    return {k: v for k, v in json.loads(str(array)).items() if k not in META_VARIES}
-
 
 def run_differences(rebuilt: Path, committed: Path) -> tuple[list[str], int]:
-    """What differs between a rebuilt run and the committed one (empty: identical), and how many
-    analysis arrays were compared."""
+    """`analysis.result_differences` of the committed run against its rebuild; "not rebuilt" if unfinished."""
     if not (rebuilt / "metrics.json").is_file():
         return ["not rebuilt"], 0
-    new, old = (json.loads((d / "metrics.json").read_text()) for d in (rebuilt, committed))
-    differences = [f"metric {k}" for k in sorted(set(new) | set(old)) if k not in VARIES and new.get(k) != old.get(k)]
-    arrays = 0
-    for path in sorted((committed / "analysis").glob("*.npz")):
-        other = rebuilt / "analysis" / path.name
-        if not other.is_file():
-            differences.append(f"missing {path.name}")
-            continue
-        with np.load(path) as a, np.load(other) as b:
-            for key in a.files:
-                arrays += 1
-                if key not in b.files:
-                    differences.append(f"{path.name}:{key} missing")
-                elif key == "meta":
-                    if _meta(a[key]) != _meta(b[key]):
-                        differences.append(f"{path.name}:meta")
-                elif a[key].shape != b[key].shape or not np.array_equal(a[key], b[key], equal_nan=a[key].dtype.kind == "f"):
-                    differences.append(f"{path.name}:{key}")
-    return differences, arrays
+    return result_differences(committed, rebuilt)
 
 
 def compare_stores(rebuilt: Path, committed: Path) -> dict:
