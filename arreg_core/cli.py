@@ -212,13 +212,12 @@ def executor_from_args(args):
 
 
 def cmd_prepare(args) -> int:
-    from .experiments import prepare_profile, store
+    from .experiments import prepare_profile
 
     runs.resolve_device(args.device)
     _set_lock_timeout(args.lock_timeout)
     experiments = {"experiments": tuple(args.experiments)} if args.experiments else {}
-    runs_dir = args.runs_dir or store(args.profile)  # the same store `arreg book` and the notebooks read
-    done = prepare_profile(args.profile, workers=args.workers, runs_dir=runs_dir, device=args.device,
+    done = prepare_profile(args.profile, workers=args.workers, runs_dir=args.runs_dir, device=args.device,
                            data_root=args.data_root, executor=executor_from_args(args), **experiments)
     print(f"{len(done)} runs trained and analysed (or found) for profile {args.profile}")
     return 0

@@ -282,7 +282,11 @@ def test_prepare_uses_the_store_the_book_reads(monkeypatch, tmp_path):
     from arreg_core import experiments
 
     seen = []
-    monkeypatch.setattr(experiments, "prepare_profile", lambda profile, runs_dir=None, **kw: seen.append(runs_dir) or [])
+    def prepare_profile(profile, runs_dir=None, **kw):  # the store the real one would fill (it builds this)
+        seen.append(experiments.Experiments.from_parameters(profile, runs_dir=runs_dir).runs_dir)
+        return []
+
+    monkeypatch.setattr(experiments, "prepare_profile", prepare_profile)
     monkeypatch.setenv("ARREG_RUNS", str(tmp_path / "store"))
     assert main(["prepare", "--profile", "smoke", "--device", "cpu"]) == 0
     assert main(["prepare", "--profile", "smoke", "--device", "cpu", "--runs-dir", str(tmp_path / "mine")]) == 0
