@@ -108,8 +108,9 @@ class Experiments:
     def from_parameters(cls, profile: str, runs_dir=None, device="auto", data_root=None, **overrides):
         """`overrides` are the notebook's parameters (None = the profile's value): grid entries
         (datasets, eps, spectral_norms, fgsm_eps, deeper_arch), TrainConfig fields or execution
-        options (channels_last, compile: how the runs train, not which runs they are)."""
-        runs_dir = Path(runs_dir or load_profile(profile)["runs_dir"])
+        options (channels_last, compile: how the runs train, not which runs they are). `runs_dir`
+        defaults to `store(profile)`."""
+        runs_dir = Path(runs_dir) if runs_dir else store(profile)
         kept = {k: v for k, v in overrides.items() if v is not None}
         return cls(profile, runs_dir, device, data_root, kept)
 
@@ -118,7 +119,7 @@ class Experiments:
         """The machine's settings from the environment, not from every notebook: ARREG_DEVICE
         (auto | cpu | cuda; default auto), ARREG_DATA (data root), ARREG_RUNS (run store; default
         the profile's `runs_dir`). `overrides` as in `from_parameters`."""
-        return cls.from_parameters(profile, runs_dir=store(profile), device=os.environ.get("ARREG_DEVICE") or "auto",
+        return cls.from_parameters(profile, device=os.environ.get("ARREG_DEVICE") or "auto",
                                    data_root=os.environ.get("ARREG_DATA") or None, **overrides)
 
     def configs(self, experiment: str) -> list[TrainConfig]:
@@ -150,18 +151,17 @@ class Experiments:
         per-example columns the bootstrap resamples (margins of both splits for every experiment,
         loss variation for the sweep); and `spectra`, per sweep run and layer, the singular-value
         std (Fig. 5c/d, B.2)."""
-        from .scorecard import example_columns
+        from .scorecard import RUN_TABLES, example_columns
 
         dataset = self.configs("ar_sweep")[0].dataset
-        runs = {exp: self.runs(exp) for exp in ("ar_sweep", "fgsm", "spectral_norm", "deeper")}
+        runs = {exp: self.runs(exp) for exp in RUN_TABLES}
         runs = {exp: t[t.dataset == dataset].sort_values(["eps", "seed"]) if not t.empty else t
                 for exp, t in runs.items()}
         examples: dict[str, dict] = {}
-        for experiment, pieces in (("ar_sweep", ("margins", "loss_variation")), ("fgsm", ("margins",)),
-                                   ("spectral_norm", ("margins",)), ("deeper", ("margins",))):
+        for experiment in RUN_TABLES:
             if runs[experiment].empty:
                 continue
-            for piece in pieces:
+            for piece in ("margins", "loss_variation") if experiment == "ar_sweep" else ("margins",):
                 for name, artifact in self.artifacts(runs[experiment], piece).items():
                     examples.setdefault(name, {}).update(example_columns(piece, artifact))
         sweep = runs["ar_sweep"]

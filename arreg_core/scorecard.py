@@ -36,6 +36,7 @@ __all__ = ["RULE", "CHAPTER_RULE", "CLAIMS", "scorecard", "adversarial_only", "d
 FULL_SPLITS = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000), "cifar10-jpeg": (50_000, 10_000),
                "tinyimagenet": (100_000, 10_000)}
 PAPER_ARCH = "resnet56"
+RUN_TABLES = ("ar_sweep", "fgsm", "spectral_norm", "deeper")  # the experiments whose runs tables the scorecard reads
 LOSS_VARIATION_ATTACK = 4.0  # Table 1's largest attack strength (0-255 scale), the loss_variation default's too
 
 # Table 6: the error gap falls with AR under the tightest clip (SN 1: 6.44, 5.51, 4.76) and still
@@ -352,12 +353,11 @@ def adversarial_only(inputs: dict) -> dict:
     the AR strengths of its CIFAR tables (4, 8, 16), so this build's statistic is taken over its
     AR strengths too, like with like; the chapters show eps 0 as the reference."""
     out = dict(inputs)
-    for name in ("ar_sweep", "fgsm", "spectral_norm", "deeper", "spectra"):
+    for name in (*RUN_TABLES, "spectra"):
         table = inputs.get(name)
         if table is not None and not table.empty:
             out[name] = table[table.eps > 0]
-    kept = {run for name in ("ar_sweep", "fgsm", "spectral_norm", "deeper") if out.get(name) is not None
-            and not out[name].empty for run in out[name].run}
+    kept = {run for name in RUN_TABLES if out.get(name) is not None and not out[name].empty for run in out[name].run}
     out["examples"] = {run: cols for run, cols in (inputs.get("examples") or {}).items() if run in kept}
     return out
 
@@ -415,7 +415,7 @@ def regime_table(inputs: dict) -> pd.DataFrame:
 
     rows = []
     sweep = inputs.get("ar_sweep")
-    for experiment in ("ar_sweep", "fgsm", "spectral_norm", "deeper"):
+    for experiment in RUN_TABLES:
         t = inputs.get(experiment)
         if t is None or t.empty:
             continue
