@@ -3,6 +3,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -139,3 +141,36 @@ def test_rebuild_check_tells_identical_runs_from_changed_ones(tmp_path):
                       "--copy-log", str(tmp_path / "log.jsonl")])
     assert out["total_wall_s"] == 100.0 and out["build_log"]["trained"] == 1 and (tmp_path / "log.jsonl").is_file()
     assert json.loads((tmp_path / "r.json").read_text())["identical"] == 1
+
+
+def test_fast_path_book_time_pairs_runs_by_config_but_precision(tmp_path):
+    """Runs pair across the two builds by their config without the precision; the training
+    seconds, build logs and render seconds add up to the ratios; an unfinished build is refused."""
+    book_time = load("fast_path_book_time")
+
+    def write(store, run, precision, eps, seconds, acc):
+        d = store / run
+        d.mkdir(parents=True)
+        (d / "config.json").write_text(json.dumps({"arch": "resnet8", "eps": eps, "precision": precision}))
+        (d / "metrics.json").write_text(json.dumps({"train_seconds": seconds, "test_acc": acc}))
+
+    def log(store, *elapsed):  # one invocation per entry, each killed after its last heartbeat
+        lines = [e for s in elapsed for e in ({"event": "start", "cpu_model": "cpu"}, {"event": "alive", "elapsed_s": s})]
+        (store / "prepare_log.jsonl").write_text("\n".join(map(json.dumps, lines)) + "\n")
+
+    before, after = tmp_path / "fp32", tmp_path / "bf16"
+    write(before, "b4", "fp32", 4, 300.0, 40.0)
+    write(before, "b8", "fp32", 8, 300.0, 30.0)
+    write(after, "a8", "bf16", 8, 100.0, 31.0)  # listed in another order than its twin
+    write(after, "a4", "bf16", 4, 200.0, 41.0)
+    log(before, 500.0, 400.0)
+    log(after, 300.0)
+    out = book_time.main([str(before), str(after), "--before-render-s", "100", "--after-render-s", "100",
+                          "--json", str(tmp_path / "t.json")])
+    assert out["book_speedup"] == 2.5 and out["train_s"] == [600.0, 300.0] and out["train_speedup"] == 2.0
+    assert [(p["before"], p["after"], p["speedup"], p["test_acc"]) for p in out["runs"]] == [
+        ("b4", "a4", 1.5, [40.0, 41.0]), ("b8", "a8", 3.0, [30.0, 31.0])]
+    assert json.loads((tmp_path / "t.json").read_text())["before"]["total_wall_s"] == 1000.0
+    write(after, "a16", "bf16", 16, 100.0, 20.0)  # a run the fp32 build has not finished
+    with pytest.raises(SystemExit, match="1 runs are not finished in .*fp32"):
+        book_time.pair_runs(before, after)
