@@ -42,20 +42,28 @@ def _project(x_adv, x, eps):
     return torch.min(torch.max(x_adv, x - eps), x + eps).clamp_(0.0, 1.0)
 
 
-def _random_start(x, eps, generator):
-    noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+def start_noise(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The uniform [0, 1) draw a random start consumes for `x`. Drawn apart from the attack so that
+    a CUDA-graphed training step (arreg_core.cuda_graphs) can take it as an input: the same
+    generator gives the same start either way."""
+    return torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+
+def _random_start(x, eps, generator, noise=None):
+    noise = start_noise(x, generator) if noise is None else noise
     return _project(x + (2 * noise - 1) * eps, x, eps)
 
 
 def pgd_linf(model, x, y, eps: float, step: float, steps: int, random_start: bool = True,
-             generator: torch.Generator | None = None, loss_fn=None) -> torch.Tensor:
+             generator: torch.Generator | None = None, loss_fn=None, noise: torch.Tensor | None = None) -> torch.Tensor:
     """Projected gradient ascent on the loss: `steps` signed-gradient steps of size `step`,
     each followed by projection onto the l-inf ball of radius `eps` and onto [0, 1].
-    The paper's training attack is 10 steps of 2/255 with a random start (appendix B.1)."""
+    The paper's training attack is 10 steps of 2/255 with a random start (appendix B.1). `noise`
+    (`start_noise`), when given, is the random start's draw instead of one from `generator`."""
     _check(eps, step, steps)
     loss_fn = loss_fn or F.cross_entropy
     x = x.detach()
-    x_adv = _random_start(x, eps, generator) if random_start else x.clone()
+    x_adv = _random_start(x, eps, generator, noise) if random_start else x.clone()
     for _ in range(steps):
         grad = _loss_gradient(model, x_adv, y, loss_fn)
         x_adv = _project(x_adv + step * grad.sign(), x, eps)
@@ -63,12 +71,12 @@ def pgd_linf(model, x, y, eps: float, step: float, steps: int, random_start: boo
 
 
 def fgsm(model, x, y, eps: float, random_start: bool = False,
-         generator: torch.Generator | None = None, loss_fn=None) -> torch.Tensor:
+         generator: torch.Generator | None = None, loss_fn=None, noise: torch.Tensor | None = None) -> torch.Tensor:
     """Fast gradient sign method (Goodfellow et al., 2015; appendix B.6): one step of size eps,
-    optionally from a uniform random start in the eps-ball."""
+    optionally from a uniform random start in the eps-ball (`noise` as in pgd_linf)."""
     _check(eps)
     loss_fn = loss_fn or F.cross_entropy
     x = x.detach()
-    x_start = _random_start(x, eps, generator) if random_start else x
+    x_start = _random_start(x, eps, generator, noise) if random_start else x
     grad = _loss_gradient(model, x_start, y, loss_fn)
     return _project(x_start + eps * grad.sign(), x, eps).detach()

@@ -112,7 +112,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def cmd_train(args) -> int:
     config = config_from_args(args)
     run = runs.get_or_train(config, args.runs_dir, device=args.device, data_root=args.data_root,
-                            channels_last=args.channels_last, compile=args.compile, progress=not args.quiet,
+                            channels_last=args.channels_last, compile=args.compile, cuda_graphs=args.cuda_graphs,
+                            progress=not args.quiet,
                             retrain=args.retrain, lock_timeout=args.lock_timeout)
     print(run.path)
     print(json.dumps(run.metrics, indent=2))
@@ -218,8 +219,25 @@ def cmd_prepare(args) -> int:
     _set_lock_timeout(args.lock_timeout)
     experiments = {"experiments": tuple(args.experiments)} if args.experiments else {}
     done = prepare_profile(args.profile, workers=args.workers, runs_dir=args.runs_dir, device=args.device,
-                           data_root=args.data_root, executor=executor_from_args(args), **experiments)
+                           data_root=args.data_root, executor=executor_from_args(args), **experiments,
+                           **dict(args.param or []))
     print(f"{len(done)} runs trained and analysed (or found) for profile {args.profile}")
+    return 0
+
+
+def cmd_export_runs(args) -> int:
+    from .transfer import pack_store
+
+    for part in pack_store(args.runs_dir, args.out, args.part_mib):
+        print(f"{part} ({part.stat().st_size / 2**20:.1f} MiB)")
+    return 0
+
+
+def cmd_import_runs(args) -> int:
+    from .transfer import import_parts
+
+    for run, what in import_parts(args.parts, args.runs_dir):
+        print(f"{what:9s} {run}")
     return 0
 
 
@@ -242,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--compile", nargs="?", const=True, default=False, choices=COMPILE_MODES,
                        metavar="MODE", help="torch.compile the forward passes; MODE: "
                        f"{', '.join(COMPILE_MODES)} (reduce-overhead: CUDA graphs, for launch-bound GPU steps)")
+    train.add_argument("--cuda-graphs", action="store_true",
+                       help="run the whole training step as one CUDA graph per epoch (CUDA only; not with --compile)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--retrain", action="store_true",
                        help="train the run again from scratch into its directory (a missing or corrupt checkpoint)")
@@ -279,8 +299,21 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--device", default="auto")
     prepare.add_argument("--experiments", nargs="+", choices=EXPERIMENTS, default=None, metavar="EXPERIMENT",
                          help=f"only these experiments' runs, in this order ({', '.join(EXPERIMENTS)}; default: all)")
+    prepare.add_argument("-p", "--param", action="append", type=parse_notebook_param, metavar="NAME=VALUE",
+                         help="override a profile entry or TrainConfig field for every run, e.g. -p epochs=20 (repeatable)")
     add_executor_flags(prepare)
     prepare.set_defaults(func=cmd_prepare)
+    export = sub.add_parser("export-runs", help="pack a run store into parts of at most --part-mib MiB (to move it)",
+                            parents=[common])
+    export.add_argument("--runs-dir", required=True)
+    export.add_argument("--out", required=True, help="prefix of the parts: <out>.part00, <out>.part01, ...")
+    export.add_argument("--part-mib", type=_convert(float), default=15.0)
+    export.set_defaults(func=cmd_export_runs)
+    importing = sub.add_parser("import-runs", help="verify packed runs (arreg export-runs) and bring them into a store",
+                               parents=[common])
+    importing.add_argument("parts", nargs="+", help="every <prefix>.partNN file")
+    importing.add_argument("--runs-dir", required=True)
+    importing.set_defaults(func=cmd_import_runs)
     return parser
 
 

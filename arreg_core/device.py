@@ -44,10 +44,11 @@ def resolve_precision(precision: str, device: str | torch.device = "auto") -> st
     return "bf16" if native_bf16(device) else "fp32"
 
 
-def autocast(precision: str, device: torch.device):
+def autocast(precision: str, device: torch.device, cache: bool = True):
     """The autocast context of a training precision: bf16 for the forward passes under "bf16"
-    (losses, gradients w.r.t. inputs, optimizer state and master weights stay fp32); off under fp32."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    (losses, gradients w.r.t. inputs, optimizer state and master weights stay fp32); off under fp32.
+    `cache=False` re-casts the weights at each use, as a CUDA graph capture needs (same values)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16", cache_enabled=cache)
 
 
 def epoch_generator(seed: int, epoch: int, device: torch.device, stream: int = 0) -> torch.Generator:

@@ -96,6 +96,15 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def gpu_model() -> dict:
+    """{"gpu": name, "torch": version} where a CUDA GPU is visible, else {} (no CUDA initialisation)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    return {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__}
+
+
 class Progress:
     """One line per finished run above a tqdm bar of runs done; with `log`, also one JSON line per
     event appended to that file (start, each finished run, a heartbeat every `heartbeat_s`, end;
@@ -108,7 +117,7 @@ class Progress:
         self.prefix, self.log, self.start = prefix, log, time.perf_counter()
         self._lock, self._stop = threading.Lock(), threading.Event()
         self._log({"event": "start", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(),
-                   "cpu_model": cpu_model(), "cpus": os.cpu_count(), "jobs": total, **(about or {})})
+                   "cpu_model": cpu_model(), "cpus": os.cpu_count(), **gpu_model(), "jobs": total, **(about or {})})
         if log is not None:
             threading.Thread(target=self._beat, args=(heartbeat_s,), daemon=True).start()
 

@@ -1,5 +1,6 @@
 """The book's profiles (`profiles.yaml`): `paper` (the paper's settings), `cpu` (the published
-book, scaled to 2 CPU cores in the paper's regime), `cpu-v1` (the book's first, smaller CPU scale,
+book, scaled to 2 CPU cores in the paper's regime), `gpu` (the book's GPU tier: the full CIFAR-10,
+trained in lent GPU sessions), `cpu-v1` (the book's first, smaller CPU scale,
 kept with its store for the record), `smoke` (generated data, CI) and `class` (the exercises' scale: minutes on a laptop CPU),
 expanded into the TrainConfigs of each of the paper's experiments.
 
@@ -27,7 +28,7 @@ import yaml
 from .device import resolve_precision
 from .train import TrainConfig, compile_mode
 
-PROFILES = ("paper", "cpu", "cpu-v1", "smoke", "class")
+PROFILES = ("paper", "cpu", "gpu", "cpu-v1", "smoke", "class")
 EXPERIMENTS = ("ar_sweep", "tinyimagenet", "deeper", "spectral_norm", "fgsm")
 
 
@@ -39,28 +40,33 @@ def load_profile(name: str) -> dict:
         return yaml.safe_load(f)[name]
 
 
-EXECUTION_KEYS = ("channels_last", "compile")  # how runs are executed, not what they are
+EXECUTION_KEYS = ("channels_last", "compile", "cuda_graphs")  # how runs are executed, not what they are
 
 
 def execution_options(name: str, **overrides) -> dict:
     """How a profile's runs are executed, beside what they are (not part of the run key):
-    `channels_last` and `compile` (torch.compile: true, false or a mode, `train.compile_mode`) from
-    the profile's `execution` entry, default off; `overrides` with those names (a notebook's or
+    `channels_last`, `compile` (torch.compile: true, false or a mode, `train.compile_mode`) and
+    `cuda_graphs` (the whole training step as one CUDA graph; CUDA only) from the profile's
+    `execution` entry, default off; `overrides` with those names (a notebook's or
     `arreg book -p` parameters, e.g. compile="reduce-overhead" on a GPU) replace them; other
     overrides are ignored."""
     options = load_profile(name).get("execution") or {}
     unknown = set(options) - set(EXECUTION_KEYS)
     if unknown:
-        raise ValueError(f"profile {name}: unknown execution options {sorted(unknown)}; valid: channels_last, compile")
+        raise ValueError(f"profile {name}: unknown execution options {sorted(unknown)}; valid: {', '.join(EXECUTION_KEYS)}")
     options = {**options, **{k: v for k, v in overrides.items() if k in EXECUTION_KEYS and v is not None}}
     channels_last, compile = options.get("channels_last", False), options.get("compile", False)
-    if not isinstance(channels_last, bool):
-        raise ValueError(f"profile {name}: channels_last {channels_last!r}; valid: true, false")
+    cuda_graphs = options.get("cuda_graphs", False)
+    for key, value in (("channels_last", channels_last), ("cuda_graphs", cuda_graphs)):
+        if not isinstance(value, bool):
+            raise ValueError(f"profile {name}: {key} {value!r}; valid: true, false")
+    if cuda_graphs and compile:
+        raise ValueError(f"profile {name}: cuda_graphs and compile both capture the step: choose one")
     try:
         compile_mode(compile)
     except ValueError as err:
         raise ValueError(f"profile {name}: execution {err}") from None
-    return {"channels_last": channels_last, "compile": compile}
+    return {"channels_last": channels_last, "compile": compile, "cuda_graphs": cuda_graphs}
 
 
 def make_config(fields: dict) -> TrainConfig:

@@ -357,7 +357,7 @@ def _checkpoint_epoch(path: Path) -> int:
 
 def get_or_train(config: TrainConfig, runs_dir=None, *, device="auto", data_root=None,
                  data: data_module.ImageData | None = None, channels_last: bool = False,
-                 compile: bool | str = False, progress: bool = True, retrain: bool = False,
+                 compile: bool | str = False, cuda_graphs: bool = False, progress: bool = True, retrain: bool = False,
                  lock_timeout: float | None = None) -> Run:
     """The finished run of `config`: loaded if stored, else trained (resuming from the last
     finished epoch of an interrupted attempt), evaluated and stored. `retrain` trains a run
@@ -383,7 +383,7 @@ def get_or_train(config: TrainConfig, runs_dir=None, *, device="auto", data_root
         atomic_write_json(path / "config.json", config.to_dict())
         (path / "failed.json").unlink(missing_ok=True)
         try:
-            _train(config, path, data, device, channels_last, compile, progress)
+            _train(config, path, data, device, channels_last, compile, cuda_graphs, progress)
         except Exception as err:
             mark_failed(path, err)
             raise
@@ -391,7 +391,7 @@ def get_or_train(config: TrainConfig, runs_dir=None, *, device="auto", data_root
 
 
 def _train(config: TrainConfig, path: Path, data, device, channels_last: bool, compile: bool | str,
-           progress: bool) -> None:
+           cuda_graphs: bool, progress: bool) -> None:
     model = build_model_for(config, data).to(device)
     optimizer, scheduler = build_optimizer(config, model)
     history: list = []
@@ -412,7 +412,8 @@ def _train(config: TrainConfig, path: Path, data, device, channels_last: bool, c
 
     model, history = fit(config, data, device, model=model, optimizer=optimizer, scheduler=scheduler,
                          start_epoch=len(history), history=history, on_epoch_end=epoch_hooks(config, data),
-                         save_checkpoint=save, channels_last=channels_last, compile=compile, progress=progress)
+                         save_checkpoint=save, channels_last=channels_last, compile=compile, cuda_graphs=cuda_graphs,
+                         progress=progress)
     atomic_write_json(path / "history.json", history)  # a kill after the last record may have missed it
     metrics = evaluate(model, data, device=device)
     metrics["epochs_trained"] = len(history)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import attacks, data as data_module, models
+from .cuda_graphs import GraphedStep
 from .device import autocast, epoch_generator, prepare_device
 from .device import resolve_precision  # noqa: F401 (TrainConfig's error message names train.resolve_precision)
 
@@ -186,30 +187,58 @@ def eps_scale(config: TrainConfig, epoch: int) -> float:
     return (epoch + 1) / config.eps_warmup_epochs
 
 
-def training_inputs(model, x, y, config: TrainConfig, generator: torch.Generator,
-                    scale: float = 1.0) -> torch.Tensor:
+def training_inputs(model, x, y, config: TrainConfig, generator: torch.Generator | None,
+                    scale: float = 1.0, noise: torch.Tensor | None = None) -> torch.Tensor:
     """The images the network is trained on: adversarial ones for PGD/FGSM (appendix B.1, B.6),
     generated with the model in eval mode; clean ones for standard training. `scale` multiplies
-    eps and the attack step (the warm-up, `eps_scale`)."""
+    eps and the attack step (the warm-up, `eps_scale`). The random start is drawn from `generator`,
+    or is `noise` where given (`attack_noise`)."""
     if config.method == "none":
         return x
     was_training = model.training
     model.eval()
     eps, step = attacks.to_unit_scale(scale * config.eps), attacks.to_unit_scale(scale * config.attack_step)
     if config.method == "pgd":
-        x_adv = attacks.pgd_linf(model, x, y, eps, step, config.attack_steps, random_start=True, generator=generator)
+        x_adv = attacks.pgd_linf(model, x, y, eps, step, config.attack_steps, random_start=True, generator=generator,
+                                 noise=noise)
     else:
-        x_adv = attacks.fgsm(model, x, y, eps, random_start=config.fgsm_random_start, generator=generator)
+        x_adv = attacks.fgsm(model, x, y, eps, random_start=config.fgsm_random_start, generator=generator, noise=noise)
     model.train(was_training)
     return x_adv
 
 
+def attack_noise(config: TrainConfig, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor | None:
+    """The draw the training attack's random start consumes for batch `x` (None: no random start)."""
+    if config.method == "pgd" or (config.method == "fgsm" and config.fgsm_random_start):
+        return attacks.start_noise(x, generator)
+    return None
+
+
+def training_step(model, optimizer, x, y, noise, *, config: TrainConfig, scale: float, totals: tuple,
+                  cache: bool = True) -> None:
+    """One step of adversarial training (appendix B.1): the attack from the random start `noise`,
+    the cross entropy of the network on its result, SGD. Adds the batch's summed loss and correct
+    count to `totals` on the device (the step never waits for the host); writes nothing else that
+    outlives it, so it can be captured as a CUDA graph (`cuda_graphs.GraphedStep`, with cache=False)."""
+    with autocast(config.precision, x.device, cache):
+        x = training_inputs(model, x, y, config, None, scale, noise)
+        logits = model(x)
+    loss = F.cross_entropy(logits.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    totals[0].add_(loss.detach() * len(y))
+    totals[1].add_((logits.argmax(1) == y).sum())
+
+
 def train_epoch(model, optimizer, data: data_module.ImageData, config: TrainConfig, epoch: int,
-                device: torch.device, channels_last: bool = False, progress: bool = True) -> dict:
+                device: torch.device, channels_last: bool = False, progress: bool = True,
+                cuda_graphs: bool = False) -> dict:
     """One pass over the training set; returns the epoch's mean loss/accuracy on the inputs
     the network was trained on (adversarial ones under AR). `model` may be a torch.compile
-    wrapper of the optimizer's network. Loss and accuracy accumulate on the device: the step
-    never waits for the host."""
+    wrapper of the optimizer's network. With `cuda_graphs` on a CUDA device, every full batch
+    runs as one replay of the step captured this epoch (`cuda_graphs.GraphedStep`), the last,
+    partial one eagerly; elsewhere the option changes nothing."""
     data_gen = epoch_generator(config.seed, epoch, device, stream=0)
     attack_gen = epoch_generator(config.seed, epoch, device, stream=1)
     augment = data.augment if config.augment else "none"
@@ -217,27 +246,24 @@ def train_epoch(model, optimizer, data: data_module.ImageData, config: TrainConf
                                           augment=augment, generator=data_gen, device=device)
     n_batches = -(-len(data.y_train) // config.batch_size)
     model.train()
-    total_loss = torch.zeros((), device=device)
-    total_correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
-    scale = eps_scale(config, epoch)
+    totals = (torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long))
+    graphs = cuda_graphs and device.type == "cuda"
+    step = functools.partial(training_step, model, optimizer, config=config, scale=eps_scale(config, epoch),
+                             totals=totals, cache=not graphs)
+    graphed = GraphedStep(step) if graphs else None
     start = time.perf_counter()
     for x, y in tqdm(batches, total=n_batches, desc=f"epoch {epoch + 1}/{config.epochs}",
                      leave=False, disable=not progress):
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(config.precision, device):
-            x = training_inputs(model, x, y, config, attack_gen, scale)
-            logits = model(x)
-        loss = F.cross_entropy(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total_loss += loss.detach() * len(y)
-        total_correct += (logits.argmax(1) == y).sum()
-        seen += len(y)
-    return {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_input_loss": total_loss.item() / seen,
-            "train_input_acc": 100.0 * total_correct.item() / seen, "seconds": time.perf_counter() - start}
+        noise = attack_noise(config, x, attack_gen)
+        (graphed if graphed is not None and len(y) == config.batch_size else step)(x, y, noise)
+    seen = len(data.y_train)
+    row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_input_loss": totals[0].item() / seen,
+           "train_input_acc": 100.0 * totals[1].item() / seen, "seconds": time.perf_counter() - start}
+    if graphed is not None:
+        row["cuda_graph"] = graphed.captured
+    return row
 
 
 EpochHook = Callable[[torch.nn.Module, int], dict | None]
@@ -268,16 +294,19 @@ def compiled(model: torch.nn.Module, compile: bool | str = False) -> torch.nn.Mo
 def fit(config: TrainConfig, data: data_module.ImageData, device="auto", *, model=None, optimizer=None,
         scheduler=None, start_epoch: int = 0, history: list | None = None,
         on_epoch_end: list[EpochHook] = (), save_checkpoint=None, channels_last: bool = False,
-        compile: bool | str = False, progress: bool = True):
+        compile: bool | str = False, cuda_graphs: bool = False, progress: bool = True):
     """Train from `start_epoch` to `config.epochs`. Pass model/optimizer/scheduler/history from
     a checkpoint to resume. After each epoch the hooks run in order with (model, epoch) and a dict
     they return is merged into that epoch's history row; then
     `save_checkpoint(model, optimizer, scheduler, history)` runs. Returns (model, history).
 
-    `channels_last` and `compile` (torch.compile of the forward passes, `compiled`) are execution options,
-    not part of the config: they change the arithmetic's order, so results agree with the plain
+    `channels_last`, `compile` (torch.compile of the forward passes, `compiled`) and `cuda_graphs`
+    (the whole step as one CUDA graph, `cuda_graphs.GraphedStep`; CUDA only) are execution options,
+    not part of the config: they may change the arithmetic's order, so results agree with the plain
     run to rounding, not bit for bit; a run resumed with the same options is exact.
-    benchmarks/pgd_at_throughput.py measures what each buys on a device."""
+    benchmarks/pgd_at_throughput.py and benchmarks/gpu_step_matrix.py measure what each buys."""
+    if cuda_graphs and compile:
+        raise ValueError("cuda_graphs and compile both capture the step: choose one (cuda_graphs captures all of it)")
     device = prepare_device(device)
     data = data.to(device)
     if model is None:
@@ -288,7 +317,7 @@ def fit(config: TrainConfig, data: data_module.ImageData, device="auto", *, mode
     history = list(history or [])
     step_model = compiled(model, compile)
     for epoch in range(start_epoch, config.epochs):
-        row = train_epoch(step_model, optimizer, data, config, epoch, device, channels_last, progress)
+        row = train_epoch(step_model, optimizer, data, config, epoch, device, channels_last, progress, cuda_graphs)
         scheduler.step()
         for hook in on_epoch_end:
             row.update(hook(model, epoch) or {})

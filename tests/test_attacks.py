@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from arreg_core.attacks import fgsm, pgd_linf, to_unit_scale
+from arreg_core.attacks import fgsm, pgd_linf, start_noise, to_unit_scale
 from arreg_core.models import build_model
 
 
@@ -65,6 +65,19 @@ def test_pgd_random_start_is_seeded(model_and_batch):
     a = pgd_linf(model, x, y, 8 / 255, 2 / 255, 2, generator=torch.Generator().manual_seed(3))
     b = pgd_linf(model, x, y, 8 / 255, 2 / 255, 2, generator=torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
+
+
+def test_a_given_start_draw_is_the_generators_own(model_and_batch):
+    """The random start drawn apart (start_noise, as the CUDA-graphed step takes it) gives the
+    attack the generator would have given; a different draw a different attack."""
+    model, x, y = model_and_batch
+    a = pgd_linf(model, x, y, 8 / 255, 2 / 255, 2, generator=torch.Generator().manual_seed(3))
+    b = pgd_linf(model, x, y, 8 / 255, 2 / 255, 2, noise=start_noise(x, torch.Generator().manual_seed(3)))
+    c = pgd_linf(model, x, y, 8 / 255, 2 / 255, 2, noise=start_noise(x, torch.Generator().manual_seed(4)))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    f = fgsm(model, x, y, 8 / 255, random_start=True, generator=torch.Generator().manual_seed(5))
+    g = fgsm(model, x, y, 8 / 255, random_start=True, noise=start_noise(x, torch.Generator().manual_seed(5)))
+    assert torch.equal(f, g)
 
 
 def test_negative_eps_is_one_clear_error(model_and_batch):

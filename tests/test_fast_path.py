@@ -107,6 +107,41 @@ def test_cuda_graphs_track_the_eager_run(device):
         assert a["train_input_loss"] == pytest.approx(b["train_input_loss"], rel=1e-3)
 
 
+@pytest.mark.parametrize("precision, rel", [("fp32", 1e-4), ("bf16", 2e-2)])
+@pytest.mark.parametrize("device", [pytest.param("cuda", marks=CUDA)])
+def test_graphed_step_trains_like_the_eager_step(device, precision, rel):
+    """cuda_graphs=True (the whole step, attack + update, as one CUDA graph per epoch) trains like
+    the eager step: per-epoch losses and the final weights agree to the precision's rounding, a
+    partial last batch included (eager), and the graph was captured and replayed in every epoch."""
+    data = load_data("synthetic", n_train=230, n_test=100)  # 4 full batches of 50 and one of 30
+    config = tiny(precision=precision, epochs=3, milestones=(2,))
+    eager_model, eager = fit(config, data, device, channels_last=True, progress=False)
+    graph_model, graphed = fit(config, data, device, channels_last=True, cuda_graphs=True, progress=False)
+    assert all(row["cuda_graph"] for row in graphed) and "cuda_graph" not in eager[0]
+    for a, b in zip(eager, graphed):
+        assert a["train_input_loss"] == pytest.approx(b["train_input_loss"], rel=rel)
+        assert a["train_input_acc"] == pytest.approx(b["train_input_acc"], abs=100 * 3 / 230)
+    for (name, a), b in zip(eager_model.state_dict().items(), graph_model.state_dict().values()):
+        scale = a.abs().max().clamp_min(1e-3)
+        assert ((a - b).abs().max() / scale).item() <= rel, name
+
+
+def test_graphs_and_compile_are_one_or_the_other():
+    data = load_data("synthetic", n_train=20, n_test=10)
+    with pytest.raises(ValueError, match="choose one"):
+        fit(tiny(epochs=1, batch_size=10), data, "cpu", compile=True, cuda_graphs=True, progress=False)
+
+
+def test_cuda_graphs_change_nothing_off_cuda():
+    """On the CPU the option is accepted and the step is the eager one, bit for bit."""
+    data = load_data("synthetic", n_train=60, n_test=10)
+    config = tiny(epochs=1, batch_size=20)
+    plain = fit(config, data, "cpu", progress=False)
+    graphs = fit(config, data, "cpu", cuda_graphs=True, progress=False)
+    assert plain[1][0]["train_input_loss"] == graphs[1][0]["train_input_loss"]
+    assert all(torch.equal(a, b) for a, b in zip(plain[0].state_dict().values(), graphs[0].state_dict().values()))
+
+
 def test_compile_modes_are_checked():
     from arreg_core.train import compiled
 
