@@ -5,7 +5,8 @@
 
 `key` hashes the piece's name, version and result-changing params, so changing one parameter
 of one piece recomputes only that piece; a stored artifact is reused unless the run's
-checkpoint changed since (its sha256 is recorded). Pieces:
+checkpoint changed since (its sha256 is recorded), and only once it matches the store's manifest
+(arreg_core.manifest), with or without a checkpoint. Pieces:
 
   margins         margins (Definition 3), true-class probabilities, cross entropies, labels and
                   predictions of the training set (no augmentation) and the test set (Fig. 4, 5a/b)
@@ -33,14 +34,16 @@ import numpy as np
 import torch
 
 from . import data as data_module
+from . import manifest
 from .bound import (DEFAULT_SEARCH, eq5_summary, instance_space_margin, last_layer, min_row_distance,
                     smallest_singular_values)
 from .device import prepare_device
 from .evaluate import predict_logits
 from .loss_variation import DEFAULT_EPS, loss_variation
+from .io import read_npz
 from .margins import margin, margin_stats, per_example_loss, true_class_probability
 from .models import Normalize
-from .runs import TIMING_METRICS, Run, atomic_write_bytes, atomic_write_json, load_run, read_json
+from .runs import TIMING_METRICS, Run, atomic_write_json, load_run, read_json, store_fix
 from .spectrum import layer_singular_values
 
 __all__ = ["PIECES", "DEFAULT_PARAMS", "COMPUTE", "analyze", "load_artifact", "artifact_path", "piece_params"]
@@ -104,22 +107,31 @@ def _jsonable(obj):
 
 
 def _write(path: Path, arrays: dict, meta: dict) -> None:
+    """The artifact (sealed in the store's manifest) and its meta beside it as JSON, for reading."""
     buf = io.BytesIO()
     np.savez_compressed(buf, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
-    atomic_write_bytes(path, buf.getvalue())
+    manifest.write_bytes(path.parents[1], f"analysis/{path.name}", buf.getvalue())
     atomic_write_json(path.with_suffix(".json"), meta)
 
 
-def _read_meta(path: Path) -> dict:
-    with np.load(path, allow_pickle=False) as z:
-        return json.loads(str(z["meta"]))
-
-
 def _read(path: Path) -> dict:
-    with np.load(path, allow_pickle=False) as z:
-        out = {k: z[k] for k in z.files if k != "meta"}
-        out["meta"] = json.loads(str(z["meta"]))
+    """The arrays of an artifact and its meta; a file that does not parse is one error naming it."""
+    run = Path(path).parents[1]
+    out = read_npz(path, store_fix(run, "analysis/"))
+    try:
+        out["meta"] = json.loads(str(out["meta"]))
+    except (KeyError, ValueError):
+        raise manifest.TamperedError(f"{path} has no readable meta: it is not an artifact this project wrote; "
+                                     f"{store_fix(run, 'analysis/')}") from None
     return out
+
+
+def _read_checked(path: Path) -> dict:
+    """`_read`, once the artifact matches the store's manifest (manifest.TamperedError otherwise)."""
+    run = Path(path).parents[1]
+    name = f"analysis/{Path(path).name}"
+    manifest.check(run, name, store_fix(run, name))
+    return _read(path)
 
 
 def result_differences(path: Path, other: Path) -> tuple[list[str], int]:
@@ -155,7 +167,7 @@ def load_artifact(run_path, piece: str, params: dict | None = None) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"no {piece} artifact with these params at {path}: "
                                 f"compute it with `arreg analyze {run_path} --pieces {piece}`")
-    return _read(path)
+    return _read_checked(path)
 
 
 # ----------------------------------------------------------------------------- what is computed
@@ -307,7 +319,7 @@ def analyze(run_or_path, pieces=PIECES, params: dict | None = None, data: data_m
         full = piece_params(piece, params.get(piece))
         path = artifact_path(run.path, piece, params.get(piece))
         if path.exists():
-            meta = _read_meta(path)
+            meta = _read_checked(path)["meta"]
             if sha is None or meta.get("checkpoint_sha256") == sha:
                 result[piece] = {"path": path, "computed": False, "summary": meta["summary"]}
                 continue

@@ -5,7 +5,7 @@ parameters into a staging tree beside the book's pages, then `jupyter-book build
     arreg book --profile smoke    # CI; HTML in _build/smoke/_build/html
 
 Runs and analysis artifacts come from the profile's run store ($ARREG_RUNS where set), so a
-second build trains nothing. The chapters are those of `_toc.yml` (the one list). Every code
+second build trains nothing; the store's files are checked against its manifest first. The chapters are those of `_toc.yml` (the one list). Every code
 cell's input is hidden behind a toggle in the rendered book; MathJax is served by the book
 itself (npm package pinned in package.json, installed on first build), so math typesets offline.
 """
@@ -246,12 +246,15 @@ def build_book(profile: str = "cpu", fresh: bool = False, parameters: dict | Non
     """Train what is missing (`executor`, default `workers` processes), execute the notebooks
     under `profile` and render the book; returns the HTML folder. Every parameter is checked
     first; `fresh` then deletes the run store (only a run store), so everything is trained and
-    analysed again."""
+    analysed again; else every sealed file of the store is checked against its manifest."""
+    from .runs import verify_store
+
     root = repo_root()
     parameters = check_parameters(profile, parameters)
-    runs_dir = root / store(profile)
+    runs_dir = store(profile)
     if fresh:
         fresh_start(runs_dir)
+    verify_store(runs_dir)  # an edited number or artifact stops the build before anything runs
     prepare_runs(profile, runs_dir, parameters, workers, executor)
     src = stage(profile, root)
     execute(profile, src, root, notebooks, parameters)

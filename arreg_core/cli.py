@@ -1,5 +1,6 @@
-"""Command line: `arreg train ...` (every TrainConfig field is a flag), `arreg runs` and
-`arreg analyze RUN_DIR` (the analysis artifacts of one run)."""
+"""Command line: `arreg train ...` (every TrainConfig field is a flag), `arreg runs`,
+`arreg analyze RUN_DIR` (the analysis artifacts of one run) and `arreg seal --runs-dir DIR`
+(accept a store's files as they are, after an intended change)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import runs
+from .manifest import TamperedError
 from .profiles import EXPERIMENTS, PROFILES
 from .analysis import PIECES, analyze
 from .book import BookError
@@ -124,6 +126,7 @@ def cmd_runs(args) -> int:
     if args.migrate:
         for old, new in runs.migrate_keys(args.runs_dir):
             print(f"renamed {old} -> {new}")
+    runs.verify_store(args.runs_dir or runs.default_runs_dir())
     table = runs.list_runs(args.runs_dir)
     if table.empty:
         print(f"no runs under {args.runs_dir or runs.default_runs_dir()}")
@@ -139,6 +142,12 @@ def cmd_runs(args) -> int:
         wall = store_wall_time(log)
         print(f"built by `arreg prepare` in {len(wall['sessions'])} invocations: {wall['wall_s'] / 3600:.2f} h wall "
               f"in all, {wall['trained']} runs trained, on {'; '.join(wall['cpu_models'])} ({log.name})")
+    return 0
+
+
+def cmd_seal(args) -> int:
+    count = runs.seal_store(args.runs_dir)
+    print(f"sealed {count} files of {args.runs_dir} in {Path(args.runs_dir) / 'manifest.json'}")
     return 0
 
 
@@ -253,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train (or load) one run of the run store", parents=[common, lock])
     train.add_argument("--config", help="JSON file of TrainConfig fields; flags override it")
     add_config_flags(train)
-    train.add_argument("--runs-dir", default=None, help="run store (default: $ARREG_RUNS or ./runs)")
+    train.add_argument("--runs-dir", default=None, help="run store (default: $ARREG_RUNS, else runs/; "
+                       "relative to the checkout)")
     train.add_argument("--data-root", default=None, help="data folder (default: $ARREG_DATA)")
     train.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     train.add_argument("--channels-last", action="store_true", help="channels_last memory format")
@@ -271,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--migrate", action="store_true",
                          help="first rename runs stored under their pre-0.2 keys (how a number was written) to their keys")
     listing.set_defaults(func=cmd_runs)
+    seal = sub.add_parser("seal", help="record the sha256 of a store's files as they are now, after an intended change "
+                          "(every finished run must read)", parents=[common])
+    seal.add_argument("--runs-dir", required=True, help="the run store to seal")
+    seal.set_defaults(func=cmd_seal)
     analysis_cmd = sub.add_parser("analyze", help="compute (or reuse) the analysis artifacts of one finished run",
                                   parents=[common])
     analysis_cmd.add_argument("run_dir", help="the run's directory")
@@ -322,7 +336,7 @@ def describe(err: BaseException) -> str:
     if isinstance(err, OSError) and err.errno in FIXES:
         where = f" ({err.filename})" if err.filename else ""
         return f"{os.strerror(err.errno).lower()}{where}: {FIXES[err.errno]}"
-    if isinstance(err, (ValueError, OSError, runs.RunError, BookError)):
+    if isinstance(err, (ValueError, OSError, runs.RunError, BookError, TamperedError)):
         return " ".join(str(err).split()) or type(err).__name__
     if isinstance(err, RuntimeError) and "out of memory" in str(err):
         return "out of memory: lower --batch-size (or use a smaller network)"

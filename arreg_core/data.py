@@ -223,6 +223,12 @@ def _cifar10_jpeg(root: pathlib.Path):
                 if g := _JPEG_MEMBER.match(p.relative_to(folder).as_posix()):
                     yield (*g.groups(), _decode_member(_read_limited(str(p), p.stat().st_size, p.read_bytes), str(p), 32))
     else:
+        for partial in (root / "CIFAR-10-images", root):
+            have = [s for s in ("train", "test") if (partial / s).is_dir()]
+            if have:
+                missing = "test" if have == ["train"] else "train"
+                raise DataError(f"cifar10-jpeg: {partial} is incomplete: it has {have[0]}/ but no {missing}/; "
+                                f"copy the whole CIFAR-10-images folder again, or put cifar10-jpeg.tar.gz in {root}")
         raise DataNotFoundError(f"cifar10-jpeg: no cifar10-jpeg.tar.gz or CIFAR-10-images/ under {root}; "
                                 "put the archive there or set ARREG_DATA to its folder")
 
@@ -302,6 +308,47 @@ def _synthetic(seed: int, n_train: int | None, n_test: int | None, num_classes: 
     return x_tr, y_tr, x_te, y_te, num_classes, "crop_flip", "none"
 
 
+# What generating one pixel of a synthetic image holds at its peak: its uint8 value and a few float32
+# temporaries (the shifted templates, their blend, the noise).
+SYNTHETIC_BYTES_PER_PIXEL = 13
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still allocate: the least of the memory the kernel reports available,
+    the cgroup's limit left and the address-space limit left (None where none is known)."""
+    bounds = []
+    try:
+        meminfo = dict(line.split(":", 1) for line in pathlib.Path("/proc/meminfo").read_text().splitlines())
+        bounds.append(int(meminfo["MemAvailable"].split()[0]) * 1024)
+    except (OSError, KeyError, ValueError):
+        pass
+    try:
+        limit = pathlib.Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            bounds.append(int(limit) - int(pathlib.Path("/sys/fs/cgroup/memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            status = pathlib.Path("/proc/self/status").read_text()
+            used = int(status.split("VmSize:")[1].split()[0]) * 1024
+            bounds.append(soft - used)
+    except (ImportError, OSError, ValueError, IndexError):
+        pass
+    return min(bounds) if bounds else None
+
+
+def check_memory(name: str, images: int, bytes_per_pixel: float, size: int = 32) -> None:
+    """Refuse, in one line naming the memory it needs, a data set this machine cannot hold."""
+    need, have = images * 3 * size * size * bytes_per_pixel, available_memory()
+    if have is not None and need > have:
+        raise ValueError(f"{name}: {images:,} images of {size}x{size} need about {need / 2**30:,.1f} GiB of memory, and "
+                         f"{have / 2**30:,.1f} GiB are available here: lower --n-train / --n-test")
+
+
 def load_data(name: str, root=None, n_train: int | None = None, n_test: int | None = None,
               seed: int = 0, download: bool = False) -> ImageData:
     """Load a data set whole; n_train/n_test pick seeded class-balanced subsets (None: full split)."""
@@ -313,6 +360,8 @@ def load_data(name: str, root=None, n_train: int | None = None, n_test: int | No
     if name == "synthetic":
         if seed < 0:
             raise ValueError(f"seed must be non-negative, got {seed}")
+        check_memory(name, (5000 if n_train is None else n_train) + (1000 if n_test is None else n_test),
+                     SYNTHETIC_BYTES_PER_PIXEL)
         return ImageData(name, *_synthetic(seed, n_train, n_test))
     r = data_root(root)
     parts = (_torchvision_cifar(name, r, download) if name in ("cifar10", "cifar100")

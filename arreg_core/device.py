@@ -7,6 +7,8 @@ network does not import the training code.
 from __future__ import annotations
 
 import os
+import platform
+from pathlib import Path
 
 import torch
 
@@ -57,3 +59,21 @@ def epoch_generator(seed: int, epoch: int, device: torch.device, stream: int = 0
     g = torch.Generator(device=device)
     g.manual_seed(((seed * 1_000_003 + epoch) * 7919 + stream) % (2**63))
     return g
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (platform.processor() is empty on most Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: torch.device) -> str:
+    """What computes on `device`: the GPU's name, else the CPU's model."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return "Apple MPS" if device.type == "mps" else cpu_model()

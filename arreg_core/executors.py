@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import signal
 import socket
 import threading
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .device import cpu_model
 from .runs import read_json, run_path
 from .train import TrainConfig
 
@@ -67,7 +67,8 @@ def checkpoint_epoch(job: Job) -> int:
 
 def run_job(job: Job, node: str | None = None) -> dict:
     """Train the job's run if missing (resuming from its checkpoint) and compute its artifacts;
-    returns {run, seconds, node, found, resumed_from}."""
+    returns {run, seconds, node, found, resumed_from}: found where this call trained nothing (another
+    process may have trained the run while this one waited for its lock)."""
     import torch
 
     from . import analysis
@@ -75,25 +76,12 @@ def run_job(job: Job, node: str | None = None) -> dict:
 
     if job.threads:
         torch.set_num_threads(job.threads)
-    path = run_path(job.config, job.runs_dir)
-    found, resumed_from = (path / "metrics.json").exists(), checkpoint_epoch(job)
     start = time.perf_counter()
     run = get_or_train(job.config, job.runs_dir, device=job.device, data_root=job.data_root, progress=False,
                        **job.execution)
     analysis.analyze(run, pieces=job.pieces, params=job.analysis_params, device=job.device, data_root=job.data_root)
     return {"run": run.path.name, "seconds": time.perf_counter() - start, "node": node or socket.gethostname(),
-            "found": found, "resumed_from": 0 if found else resumed_from}
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (platform.processor() is empty on most Linux)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+            "found": run.trained_from is None, "resumed_from": run.trained_from or 0}
 
 
 def gpu_model() -> dict:

@@ -22,7 +22,7 @@ import pandas as pd
 from . import analysis
 from .executors import Job, LocalExecutor, Progress
 from .profiles import execution_options, experiment_configs, load_profile
-from .runs import PREPARE_LOG, get_or_train_all, run_path, runs_table
+from .runs import PREPARE_LOG, get_or_train_all, resolve_store, run_path, runs_table
 from .train import TrainConfig
 
 ID_COLUMNS = ("run", "dataset", "arch", "method", "spectral_norm", "eps", "seed")
@@ -296,8 +296,9 @@ def analysis_seeds(profile: str) -> dict[str, list[int]]:
 
 
 def store(profile: str) -> Path:
-    """The run store of `profile`: $ARREG_RUNS where set, else the profile's `runs_dir`."""
-    return Path(os.environ.get("ARREG_RUNS") or load_profile(profile)["runs_dir"])
+    """The run store of `profile`: $ARREG_RUNS where set, else the profile's `runs_dir`; a relative
+    one is relative to the checkout (`runs.resolve_store`), for the CLI, the book and the notebooks alike."""
+    return resolve_store(os.environ.get("ARREG_RUNS") or load_profile(profile)["runs_dir"])
 
 
 # Every experiment and the analysis pieces its notebooks read. prepare_profile queues the jobs in

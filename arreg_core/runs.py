@@ -10,12 +10,18 @@
                              finished epoch. A checkpoint the record does not name is never used.
         history.json         one row per epoch
         metrics.json         the paper's metrics of the finished run (evaluate.evaluate), all of them
+        machine.json         the device, its name, the torch threads and version of each attempt
+                             (a resume under others says so: the result is not bit-identical then)
         failed.json          why the last attempt stopped (bad value, NaN loss, full disk), if it did
+    <runs_dir>/manifest.json the sha256 of every run's config, history, metrics, machine and analysis
+                             artifacts (arreg_core.manifest), checked before any of them is read
 
 `get_or_train` trains only what is missing, resumes an interrupted run from its last finished
 epoch, writes every file atomically (temp file + rename; the temp files of a killed write are
 removed on the next attempt), and holds a file lock on the run so two processes never train it
-twice. Checkpoints load with torch.load(weights_only=True).
+twice. Checkpoints load with torch.load(weights_only=True). A run directory that is a symbolic link,
+or a checkpoint record naming a file outside its run, is refused: nothing outside a store is
+deleted, written or loaded.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import pickle
 import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -38,7 +44,8 @@ import torch
 from filelock import FileLock, Timeout
 
 from . import data as data_module
-from .device import prepare_device
+from . import manifest
+from .device import device_name, prepare_device
 from .evaluate import evaluate
 from .io import _umask, atomic_write_bytes, atomic_write_json, read_json  # noqa: F401 (part of runs' API)
 from .train import TrainConfig, build_model_for, build_optimizer, fit
@@ -53,8 +60,9 @@ TIMING_METRICS = ("train_seconds",)  # measure the machine, not the result: two 
 RUN_NAME = re.compile(r"^[\w.]+-[\w.-]+-(?:none|pgd|fgsm)-eps[^-/]+-(?P<key>[0-9a-f]{12})$")
 CHECKPOINT_FILE = re.compile(r"^checkpoint(?:-\d+)?\.pt$")
 # Everything a run directory may hold; `arreg book --fresh` deletes only folders of such directories.
-RUN_FILES = re.compile(r"^(?:config|checkpoint|history|metrics|failed)\.json$|^checkpoint(?:-\d+)?\.pt$"
+RUN_FILES = re.compile(r"^(?:config|checkpoint|history|metrics|machine|failed)\.json$|^checkpoint(?:-\d+)?\.pt$"
                        r"|^\.lock$|^analysis$|^\..+\.tmp$")
+MACHINE_FIELDS = ("device", "device_name", "threads", "torch")  # what a bit-identical resume keeps
 
 
 class RunError(RuntimeError):
@@ -78,8 +86,22 @@ class LockTimeoutError(RunError):
     """Another process held the run's lock longer than --lock-timeout."""
 
 
+def checkout() -> Path:
+    """The repository this package lives in (the folder holding notebooks/), else the working directory."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "notebooks").is_dir() else Path.cwd()
+
+
+def resolve_store(path) -> Path:
+    """A run store named by $ARREG_RUNS or by a default (a profile's runs_dir, runs/), as the one path
+    every command, notebook and worker uses: a relative one is relative to the checkout, wherever
+    the process runs. (A --runs-dir flag is a path as typed, relative to the working directory.)"""
+    return checkout() / Path(path).expanduser()
+
+
 def default_runs_dir() -> Path:
-    return Path(os.environ.get("ARREG_RUNS", "runs"))
+    """$ARREG_RUNS, else runs/ (`resolve_store`)."""
+    return resolve_store(os.environ.get("ARREG_RUNS") or "runs")
 
 
 def _canonical(value):
@@ -131,6 +153,44 @@ def _read_trusted_json(path: Path, what: str):
         raise BrokenRunError(f"{path} is not valid JSON ({err}): {what}") from None
 
 
+def check_run_dir(path: Path) -> None:
+    """Refuse a run directory that is a symbolic link (its files live outside the store) or no folder."""
+    if path.is_symlink():
+        raise BrokenRunError(f"{path} is a symbolic link (to {os.readlink(path)}): a run directory must be a folder "
+                       f"of its store, and nothing outside a store is written, deleted or loaded: remove the link")
+    if path.exists() and not path.is_dir():
+        raise BrokenRunError(f"{path} is a file, not a run directory: move it out of the store")
+
+
+def store_fix(run: Path, name: str) -> str:
+    """The command that writes run/name again: retraining for a run's files, re-analysing for an artifact."""
+    if name.startswith("analysis/"):
+        return (f"delete it and re-analyse (`arreg analyze {run}`, `arreg prepare` or `arreg book` computes "
+                f"what is missing)")
+    return f"retrain the run with `{retrain_command(run)}`"
+
+
+def verify_store(runs_dir) -> None:
+    """Check every sealed file of the store's finished runs against its manifest (TamperedError)."""
+    manifest.verify_store(Path(runs_dir), store_fix)
+
+
+def seal_store(runs_dir) -> int:
+    """Accept the store's files as they are now (after an intended change): every finished run must
+    read (its config hashes to its key, its metrics are complete, its artifacts parse); then their
+    sha256 become the manifest. Returns the number of files sealed."""
+    from .io import read_npz
+
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise FileNotFoundError(f"no run store at {runs_dir}: name one with --runs-dir")
+    for run in manifest.finished_runs(runs_dir):
+        _read_run(run)
+        for artifact in sorted((run / "analysis").glob("*.npz")):
+            read_npz(artifact, store_fix(run, "analysis/"))
+    return manifest.seal(runs_dir)
+
+
 def remove_partial_writes(path: Path) -> None:
     """Remove what killed writes left in a run directory: temp files, and checkpoint files the
     record does not name. Call it holding the run's lock."""
@@ -143,9 +203,10 @@ def remove_partial_writes(path: Path) -> None:
 def _record_file(path: Path) -> str | None:
     record = path / "checkpoint.json"
     try:
-        return read_json(record).get("file", "checkpoint.pt") if record.exists() else None
+        name = read_json(record).get("file", "checkpoint.pt") if record.exists() else None
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         return None
+    return name if isinstance(name, str) and CHECKPOINT_FILE.match(name) else None
 
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, history: list) -> None:
@@ -159,7 +220,7 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, history: list) -> N
     atomic_write_bytes(path / name, payload)
     atomic_write_json(path / "checkpoint.json",
                       {"epoch": len(history), "file": name, "sha256": hashlib.sha256(payload).hexdigest()})
-    atomic_write_json(path / "history.json", history)
+    manifest.write_json(path, "history.json", history)
     remove_partial_writes(path)
 
 
@@ -173,9 +234,15 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict | None:
     fix = f"retrain the run from scratch with `{retrain_command(path)}`"
     try:
         info = read_json(record)
-        ckpt, expected = path / info.get("file", "checkpoint.pt"), info["sha256"]
+        name, expected = info.get("file", "checkpoint.pt"), info["sha256"]
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
         raise CorruptCheckpointError(f"{record} is not a checkpoint record this project wrote: {fix}") from None
+    if not isinstance(name, str) or not CHECKPOINT_FILE.match(name):
+        raise CorruptCheckpointError(f"{record} names {name!r}, not a checkpoint file of this run (nothing outside "
+                                     f"a run is loaded): {fix}")
+    ckpt = path / name
+    if ckpt.is_symlink():
+        raise CorruptCheckpointError(f"{ckpt} is a symbolic link, not a checkpoint file of this run: {fix}")
     if not ckpt.exists():
         raise CorruptCheckpointError(f"{ckpt}, named by {record}, is missing: {fix}")
     payload = ckpt.read_bytes()
@@ -207,6 +274,7 @@ class Run:
     config: TrainConfig
     metrics: dict
     history: list
+    trained_from: int | None = None  # the epoch this call trained it from (0: scratch); None: found stored
 
     def load_model(self, device="auto") -> torch.nn.Module:
         """The trained network, in eval mode, on `device`."""
@@ -246,10 +314,21 @@ def stored_config(path: Path) -> TrainConfig:
 
 def load_run(path: Path) -> Run | None:
     """The finished run at `path`, or None if it has not finished. Raises BrokenRunError if its
-    config.json does not hash to the folder's key or its metrics.json lacks a metric."""
+    config.json does not hash to the folder's key or its metrics.json lacks a metric, and
+    manifest.TamperedError if a file does not match the store's manifest."""
     path = Path(path)
+    check_run_dir(path)
     if not (path / "metrics.json").exists():
         return None
+    run = _read_run(path)
+    for name in manifest.sealed_files(path):
+        if not name.startswith("analysis/"):  # an artifact is checked when it is read
+            manifest.check(path, name, store_fix(path, name))
+    return run
+
+
+def _read_run(path: Path) -> Run:
+    """The finished run at `path`, its config and metrics checked (not the manifest)."""
     config = stored_config(path)
     fix = f"retrain it with `{retrain_command(path)}`"
     metrics = _read_trusted_json(path / "metrics.json", fix)
@@ -335,7 +414,7 @@ def discard_training(path: Path) -> None:
     """What `--retrain` throws away, finished state first: metrics, checkpoint record and files,
     history. config.json and the analysis artifacts stay (artifacts recompute when the checkpoint
     they were computed from changes)."""
-    for name in ("metrics.json", "checkpoint.json", "history.json", "failed.json"):
+    for name in ("metrics.json", "checkpoint.json", "history.json", "machine.json", "failed.json"):
         (path / name).unlink(missing_ok=True)
     remove_partial_writes(path)
 
@@ -355,6 +434,33 @@ def _checkpoint_epoch(path: Path) -> int:
         return 0
 
 
+def _attempt(epoch: int, device: torch.device) -> dict:
+    return {"from_epoch": epoch, "device": str(device), "device_name": device_name(device),
+            "threads": torch.get_num_threads(), "torch": torch.__version__}
+
+
+def _describe(attempt: dict) -> str:
+    threads = attempt.get("threads")
+    return (f"{threads} thread{'' if threads == 1 else 's'} on {attempt.get('device')} ({attempt.get('device_name')}, "
+            f"torch {attempt.get('torch')})")
+
+
+def record_machine(path: Path, epoch: int, device: torch.device) -> None:
+    """Add this attempt (from `epoch`) to machine.json; a resume under another device, CPU or GPU
+    model, thread count or torch version than the attempt before says so in one line: the run is
+    still a run of its config (same key), but not bit-identical to one trained without a break."""
+    try:
+        attempts = read_json(path / "machine.json")["attempts"] if epoch else []
+    except (OSError, ValueError, KeyError, TypeError):
+        attempts = []  # no record (a run of an older version): nothing to compare with
+    now = _attempt(epoch, device)
+    if attempts and any(attempts[-1].get(k) != now[k] for k in MACHINE_FIELDS):
+        print(f"arreg: {path.name} resumes from epoch {epoch} with {_describe(now)}, its epochs before ran with "
+              f"{_describe(attempts[-1])}: the result is not bit-identical to an uninterrupted run "
+              f"(machine.json records both)", file=sys.stderr, flush=True)
+    manifest.write_json(path, "machine.json", {"attempts": [*attempts, now]})
+
+
 def get_or_train(config: TrainConfig, runs_dir=None, *, device="auto", data_root=None,
                  data: data_module.ImageData | None = None, channels_last: bool = False,
                  compile: bool | str = False, cuda_graphs: bool = False, progress: bool = True, retrain: bool = False,
@@ -364,6 +470,7 @@ def get_or_train(config: TrainConfig, runs_dir=None, *, device="auto", data_root
     again from scratch into its directory (a finished run whose checkpoint is missing or corrupt).
     An attempt that fails after it started leaves failed.json with the reason."""
     path = run_path(config, runs_dir)
+    check_run_dir(path)
     if not retrain and (done := load_run(path)) is not None:
         return done
     device = resolve_device(device)  # before creating anything, so that a bad device or
@@ -380,18 +487,20 @@ def get_or_train(config: TrainConfig, runs_dir=None, *, device="auto", data_root
         remove_partial_writes(path)
         if retrain:
             discard_training(path)
-        atomic_write_json(path / "config.json", config.to_dict())
+        manifest.write_json(path, "config.json", config.to_dict())
         (path / "failed.json").unlink(missing_ok=True)
         try:
-            _train(config, path, data, device, channels_last, compile, cuda_graphs, progress)
+            start = _train(config, path, data, device, channels_last, compile, cuda_graphs, progress)
         except Exception as err:
             mark_failed(path, err)
             raise
-    return load_run(path)
+    return replace(load_run(path), trained_from=start)
 
 
 def _train(config: TrainConfig, path: Path, data, device, channels_last: bool, compile: bool | str,
-           cuda_graphs: bool, progress: bool) -> None:
+           cuda_graphs: bool, progress: bool) -> int:
+    """Train the run at `path` to its end (from its checkpoint) and store its metrics; returns the
+    epoch it started from."""
     model = build_model_for(config, data).to(device)
     optimizer, scheduler = build_optimizer(config, model)
     history: list = []
@@ -401,6 +510,8 @@ def _train(config: TrainConfig, path: Path, data, device, channels_last: bool, c
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         history = ckpt["history"]
+    start = len(history)
+    record_machine(path, start, device)
 
     def save(model, optimizer, scheduler, history):
         loss = history[-1]["train_input_loss"]
@@ -414,17 +525,19 @@ def _train(config: TrainConfig, path: Path, data, device, channels_last: bool, c
                          start_epoch=len(history), history=history, on_epoch_end=epoch_hooks(config, data),
                          save_checkpoint=save, channels_last=channels_last, compile=compile, cuda_graphs=cuda_graphs,
                          progress=progress)
-    atomic_write_json(path / "history.json", history)  # a kill after the last record may have missed it
+    manifest.write_json(path, "history.json", history)  # a kill after the last record may have missed it
     metrics = evaluate(model, data, device=device)
     metrics["epochs_trained"] = len(history)
     metrics["train_seconds"] = sum(row["seconds"] for row in history)
-    atomic_write_json(path / "metrics.json", metrics)
+    manifest.write_json(path, "metrics.json", metrics)
+    return start
 
 
 def _run_status(path: Path) -> dict:
     """`arreg runs`' status of one run: done, failed (the reason), training (its lock is held),
     interrupted (resumes), or broken (why); and its checkpoint: 'epoch N', 'none' or 'corrupt'."""
     try:
+        check_run_dir(path)
         stored_config(path)
         if load_run(path) is not None:
             return {"status": "done", **read_json(path / "metrics.json")}
@@ -464,13 +577,13 @@ PREPARE_LOG = "prepare_log.jsonl"  # the store's build log (executors.Progress),
 
 
 def is_run_store(folder: Path) -> bool:
-    """Whether `folder` holds only run directories this project wrote and its build log (or
-    nothing): the only kind of folder `arreg book --fresh` deletes."""
+    """Whether `folder` holds only run directories this project wrote, its build log and manifest
+    (or nothing): the only kind of folder `arreg book --fresh` deletes."""
     folder = Path(folder)
     if folder.is_symlink() or not folder.is_dir():
         return False
     for entry in folder.iterdir():
-        if entry.name == PREPARE_LOG and entry.is_file() and not entry.is_symlink():
+        if entry.name in (PREPARE_LOG, manifest.MANIFEST, manifest.LOCK) and entry.is_file() and not entry.is_symlink():
             continue
         if entry.is_symlink() or not entry.is_dir() or not RUN_NAME.match(entry.name):
             return False
@@ -503,7 +616,7 @@ def migrate_keys(runs_dir=None) -> list[tuple[str, str]]:
             continue
         target = path.with_name(run_name(config))
         if name and target != path and name["key"] == _legacy_key(fields) and not target.exists():
-            path.rename(target)
+            manifest.move_run(path.parent, path.name, target.name)
             moved.append((path.name, target.name))
     return moved
 

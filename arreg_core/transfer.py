@@ -3,8 +3,8 @@
 A lent GPU machine hands back at most 8 files of 16 MiB each, so the store trained there comes
 back packed: `pack_store` writes every run (config, history, metrics, the checkpoint its record
 names, analysis artifacts) and the build log as one gzip'd tar cut into `<prefix>.partNN` files,
-with a manifest of every file's sha256; `import_parts` checks the parts, unpacks them beside the
-destination, verifies every file against the manifest and every run as the store does (config
+with a list of every file's sha256 (and the store's own manifest); `import_parts` checks the
+parts, unpacks them beside the destination, verifies every file against that list and every run as the store does (config
 hashing to its key, checkpoint matching its recorded sha256, metrics complete), and only then
 moves each run in. A run the destination holds further along is kept; two finished runs of one
 key whose metrics differ stop the import. Nothing is written into the store before the whole
@@ -21,18 +21,19 @@ import hashlib
 import io
 import json
 import re
-import shutil
 import tarfile
 import tempfile
 from pathlib import Path
 
+from . import manifest
+from .io import atomic_write_bytes
 from .runs import (PREPARE_LOG, RUN_NAME, TIMING_METRICS, RunError, load_checkpoint, load_run,
                    read_json, run_lock, stored_config)
 
 PART_MIB = 15  # under the 16 MiB a lent machine returns per file
-MANIFEST = "MANIFEST.json"
+CHECKSUMS = "checksums.json"  # the archive's own list of every file's sha256
 PART = re.compile(r"\.part(\d{2})$")
-RUN_KEEPS = re.compile(r"^(?:config|history|metrics|checkpoint)\.json$")
+RUN_KEEPS = re.compile(r"^(?:config|history|metrics|machine|checkpoint)\.json$")
 ANALYSIS_FILE = re.compile(r"^[\w.-]+\.(?:npz|json)$")
 
 
@@ -77,10 +78,11 @@ class _Parts(io.RawIOBase):
 
 def store_files(runs_dir: Path) -> list[Path]:
     """The files of a store that travel, relative to it: per run its config, history, metrics,
-    checkpoint record and the checkpoint it names, and its analysis artifacts; the build log.
-    Locks, temp files, failed.json and checkpoints the record does not name stay."""
+    machine record, checkpoint record and the checkpoint it names, and its analysis artifacts; the
+    store's manifest and build log. Locks, temp files, failed.json and checkpoints the record does
+    not name stay."""
     runs_dir = Path(runs_dir)
-    files = [Path(PREPARE_LOG)] if (runs_dir / PREPARE_LOG).is_file() else []
+    files = [Path(name) for name in (manifest.MANIFEST, PREPARE_LOG) if (runs_dir / name).is_file()]
     for run in sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.is_symlink() and RUN_NAME.match(p.name)):
         named = read_json(run / "checkpoint.json").get("file") if (run / "checkpoint.json").is_file() else None
         for p in sorted(run.iterdir()):
@@ -101,20 +103,21 @@ def _sha256(path: Path) -> str:
 
 def pack_store(runs_dir, prefix, part_mib: float = PART_MIB) -> list[Path]:
     """Pack the store at `runs_dir` into `<prefix>.partNN` files of at most `part_mib` MiB each
-    (a manifest of every file's sha256 first). Returns the parts written."""
+    (the list of every file's sha256 first). Returns the parts written."""
     runs_dir, prefix = Path(runs_dir), Path(prefix)
     if not runs_dir.is_dir():
         raise FileNotFoundError(f"no run store at {runs_dir}: train something first (arreg prepare)")
+    manifest.verify_store(runs_dir, lambda run, name: f"retrain or re-analyse {run.name} before packing it")
     prefix.parent.mkdir(parents=True, exist_ok=True)
     for old in prefix.parent.glob(prefix.name + ".part*"):
         old.unlink()
     files = store_files(runs_dir)
-    manifest = json.dumps({str(f): _sha256(runs_dir / f) for f in files}, indent=1, sort_keys=True).encode()
+    checksums = json.dumps({str(f): _sha256(runs_dir / f) for f in files}, indent=1, sort_keys=True).encode()
     parts = _Parts(prefix, int(part_mib * 2**20))
     with tarfile.open(fileobj=parts, mode="w|gz") as tar:
-        info = tarfile.TarInfo(MANIFEST)
-        info.size = len(manifest)
-        tar.addfile(info, io.BytesIO(manifest))
+        info = tarfile.TarInfo(CHECKSUMS)
+        info.size = len(checksums)
+        tar.addfile(info, io.BytesIO(checksums))
         for f in files:
             tar.add(runs_dir / f, arcname=str(f), recursive=False)
     parts.close()
@@ -158,16 +161,16 @@ def _unpack(parts: list[Path], into: Path) -> dict:
     except (tarfile.TarError, EOFError, OSError) as err:
         raise TransferError(f"the parts {parts[0].name}.. do not unpack ({' '.join(str(err).split())}): "
                            f"fetch them again, all of them") from None
-    manifest = into / MANIFEST
-    if not manifest.is_file():
-        raise TransferError(f"{parts[0]}: no {MANIFEST} inside: not written by `arreg export-runs`")
-    expected = read_json(manifest)
+    listing = into / CHECKSUMS
+    if not listing.is_file():
+        raise TransferError(f"{parts[0]}: no {CHECKSUMS} inside: not written by `arreg export-runs`")
+    expected = read_json(listing)
     for name, sha in expected.items():
         if not (into / name).is_file() or _sha256(into / name) != sha:
-            raise TransferError(f"{name} in the parts does not match its sha256 in the manifest: fetch the parts again")
-    extra = {str(p.relative_to(into)) for p in into.rglob("*") if p.is_file()} - set(expected) - {MANIFEST}
+            raise TransferError(f"{name} in the parts does not match its sha256 in the archive's checksums: fetch the parts again")
+    extra = {str(p.relative_to(into)) for p in into.rglob("*") if p.is_file()} - set(expected) - {CHECKSUMS, manifest.LOCK}
     if extra:
-        raise TransferError(f"{sorted(extra)[0]} in the parts is not in their manifest: not written by `arreg export-runs`")
+        raise TransferError(f"{sorted(extra)[0]} in the parts is not in their checksums: not written by `arreg export-runs`")
     return expected
 
 
@@ -185,7 +188,7 @@ def _verify_run(path: Path) -> tuple[int, dict | None]:
 def _state(path: Path) -> tuple[int, dict | None]:
     try:
         return _verify_run(path)
-    except (RunError, OSError) as err:
+    except (RunError, OSError, manifest.TamperedError) as err:
         raise TransferError(f"{path} in the store cannot be trusted ({err}): repair it before importing over it") from None
 
 
@@ -195,15 +198,19 @@ def _same_result(a: dict, b: dict) -> bool:
 
 def _move_in(source: Path, dest: Path) -> None:
     """Files of the unpacked run `source` into the store's run `dest`, in the store's order: the
-    checkpoint, then its record, then the rest; checkpoints the new record does not name go."""
+    checkpoint, then its record, then the rest (the files the manifest seals recorded in the
+    store's manifest as they are written); checkpoints the new record does not name go."""
     dest.mkdir(parents=True, exist_ok=True)
     files = sorted(p for p in source.rglob("*") if p.is_file())
     first = [p for p in files if p.suffix == ".pt"] + [p for p in files if p.name == "checkpoint.json"]
+    sealed = set(manifest.sealed_files(source))
     for p in first + [p for p in files if p not in first]:
-        target = dest / p.relative_to(source)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(p, target.with_name(f".{target.name}.import.tmp"))
-        target.with_name(f".{target.name}.import.tmp").replace(target)
+        name = str(p.relative_to(source))
+        if name in sealed:
+            manifest.write_bytes(dest, name, p.read_bytes())
+        else:
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(dest / name, p.read_bytes())
     named = read_json(dest / "checkpoint.json").get("file") if (dest / "checkpoint.json").is_file() else None
     for old in dest.glob("checkpoint*.pt"):
         if old.name != named:
@@ -228,7 +235,7 @@ def import_parts(parts, runs_dir) -> list[tuple[str, str]]:
                 raise TransferError(f"{run.name} in the parts is not a run directory")
             try:
                 epochs, metrics = _verify_run(run)
-            except (RunError, OSError) as err:
+            except (RunError, OSError, manifest.TamperedError) as err:
                 raise TransferError(f"run {run.name} in the parts does not verify: {err}") from None
             dest = runs_dir / run.name
             if dest.is_symlink():

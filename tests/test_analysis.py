@@ -95,10 +95,12 @@ def test_new_checkpoint_recomputes(run, counted, monkeypatch):
 
 def test_artifacts_load_without_the_checkpoint(run, tmp_path):
     analyze(run, pieces=["margins"], device="cpu")
-    shutil.copytree(run.path / "analysis", tmp_path / "analysis")
-    assert load_artifact(tmp_path, "margins")["test_margin"].shape == (100,)
+    copy = tmp_path / "store" / run.path.name  # the run with its manifest, as committed: no checkpoint
+    shutil.copytree(run.path / "analysis", copy / "analysis")
+    shutil.copy(run.path.parent / "manifest.json", copy.parent)
+    assert load_artifact(copy, "margins")["test_margin"].shape == (100,)
     with pytest.raises(FileNotFoundError, match="arreg analyze"):
-        load_artifact(tmp_path, "bound")
+        load_artifact(copy, "bound")
 
 
 def test_bad_requests(run):

@@ -220,10 +220,12 @@ def test_retrain_and_runs_show_checkpoints(tmp_path, capsys):
 
 
 def test_runs_lists_a_broken_store_without_a_traceback(tmp_path, capsys):
+    from arreg_core import manifest
+
     bad = tmp_path / "resnet8-synthetic-pgd-eps8-0123456789ab"
     bad.mkdir()
-    (bad / "config.json").write_text("{not json")
-    (bad / "metrics.json").write_text("{}")
+    manifest.write_bytes(bad, "config.json", b"{not json")  # as written, so the manifest matches: broken, not edited
+    manifest.write_bytes(bad, "metrics.json", b"{}")
     assert main(["runs", "--runs-dir", str(tmp_path)]) == 0
     assert "broken" in capsys.readouterr().out
 
@@ -292,4 +294,60 @@ def test_prepare_uses_the_store_the_book_reads(monkeypatch, tmp_path):
     assert main(["prepare", "--profile", "smoke", "--device", "cpu", "--runs-dir", str(tmp_path / "mine")]) == 0
     monkeypatch.delenv("ARREG_RUNS")
     assert main(["prepare", "--profile", "smoke", "--device", "cpu"]) == 0
-    assert [str(p) for p in seen] == [str(tmp_path / "store"), str(tmp_path / "mine"), "results/smoke/runs"]
+    repo = Path(__file__).resolve().parents[1]
+    assert [str(p) for p in seen] == [str(tmp_path / "store"), str(tmp_path / "mine"), str(repo / "results/smoke/runs")]
+
+
+# ----------------------------------------------------------------------------- bounds, messages, the store's place
+
+def test_a_data_set_larger_than_the_memory_is_refused_up_front(tmp_path):
+    # the address space is capped, so that a regression fails fast instead of filling the machine
+    script = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30)); "
+              "from arreg_core.cli import main; sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.run([sys.executable, "-c", script, "train", "--dataset", "synthetic", "--n-train", "100000000",
+                           "--runs-dir", str(tmp_path / "runs"), "--device", "cpu"],
+                          capture_output=True, text=True, timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "GiB" in lines[0] and "--n-train" in lines[0] and "unexpected" not in lines[0], lines[0]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_full_disk_names_the_folder(tmp_path, capsys, monkeypatch):
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    line = one_line_error(["train", *TINY, "--runs-dir", str(tmp_path / "store")], capsys)
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert "no space left on device" in line and str(tmp_path / "store") in line
+
+
+def test_a_relative_arreg_runs_is_one_store_for_book_prepare_and_experiments(tmp_path, monkeypatch):
+    from arreg_core import book, experiments
+
+    class Stop(Exception):
+        pass
+
+    seen = {}
+
+    def prepare_profile(profile, runs_dir=None, **kw):  # the store the real one would fill (it builds this)
+        seen.setdefault("prepare" if "prepare" not in seen else "book",
+                        experiments.Experiments.from_parameters(profile, runs_dir=runs_dir).runs_dir)
+        return []
+
+    monkeypatch.setattr(experiments, "prepare_profile", prepare_profile)
+    monkeypatch.setattr(book, "stage", lambda *a, **k: (_ for _ in ()).throw(Stop()))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ARREG_RUNS", "scratch/runs")
+    assert main(["prepare", "--profile", "smoke", "--device", "cpu"]) == 0
+    with pytest.raises(Stop):
+        book.build_book("smoke")
+    seen["experiments"] = experiments.Experiments.from_environment("smoke").runs_dir
+    seen["train"] = runs.default_runs_dir()
+    repo = Path(__file__).resolve().parents[1]
+    assert {k: str(v) for k, v in seen.items()} == dict.fromkeys(("prepare", "book", "experiments", "train"),
+                                                                  str(repo / "scratch" / "runs"))
+    assert list(tmp_path.iterdir()) == []

@@ -375,3 +375,12 @@ def test_a_huge_member_is_refused_unread(tmp_path, tmp_cache):
     finally:
         tracemalloc.stop()
     assert peak < huge // 8, peak
+
+
+def test_a_cifar10_images_folder_without_test_is_incomplete_not_absent(tmp_path, tmp_cache):
+    (tmp_path / "CIFAR-10-images" / "train" / "cat").mkdir(parents=True)
+    (tmp_path / "CIFAR-10-images" / "train" / "cat" / "0000.jpg").write_bytes(_jpeg((0, 0, 0)))
+    with pytest.raises(D.DataError, match="incomplete") as err:
+        D.load_data("cifar10-jpeg", root=tmp_path)
+    assert str(tmp_path / "CIFAR-10-images") in str(err.value) and "no test/" in str(err.value)
+    assert not isinstance(err.value, D.DataNotFoundError)

@@ -313,3 +313,30 @@ def test_progress_log_has_a_heartbeat(tmp_path):
     progress.close()
     events = [json.loads(line)["event"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert events[0] == "start" and events[-1] == "end" and events.count("alive") >= 2
+
+
+def test_a_run_another_prepare_finished_while_this_one_waited_is_found_not_trained(tmp_path, monkeypatch):
+    """Two overlapping `arreg prepare` on one store: the second waits for the run's lock, then finds
+    the run finished; its build log says found, so the store's trained runs are not counted twice."""
+    import contextlib
+
+    from arreg_core import runs
+
+    job = tiny_job(tmp_path, epochs=1)
+    real_lock = runs.run_lock
+
+    @contextlib.contextmanager
+    def the_other_prepare_trains_it_first(path, timeout=None):
+        monkeypatch.setattr(runs, "run_lock", real_lock)
+        runs.get_or_train(job.config, job.runs_dir, device="cpu", progress=False)
+        with real_lock(path, timeout):
+            yield
+
+    monkeypatch.setattr(runs, "run_lock", the_other_prepare_trains_it_first)
+    result = executors.run_job(job)
+    assert result["found"] and result["resumed_from"] == 0
+    log = tmp_path / "log.jsonl"
+    progress = executors.Progress(1, log=log)
+    progress.done(result)
+    progress.close()
+    assert executors.store_wall_time(log)["trained"] == 0

@@ -7,8 +7,8 @@ from arreg_core.profiles import EXPERIMENTS, PROFILES, execution_options, experi
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_profile_resolves_to_valid_configs(profile, experiment):
     configs = experiment_configs(profile, experiment)
-    if experiment == "tinyimagenet" and profile != "paper":
-        assert configs == []
+    if (experiment == "tinyimagenet" and profile != "paper") or (profile == "gpu" and experiment != "ar_sweep"):
+        assert configs == []  # Tiny-ImageNet is the paper profile's alone; the gpu tier is the AR sweep
     else:
         assert configs and len(set(configs)) == len(configs)
 
@@ -34,7 +34,7 @@ def test_overrides_reach_the_configs():
     with pytest.raises(ValueError, match="unknown parameters"):
         experiment_configs("smoke", "ar_sweep", learning_rate=0.1)
     with pytest.raises(ValueError, match="choose one of"):
-        load_profile("gpu")
+        load_profile("tpu")
 
 
 def test_auto_attack_step_is_madrys_rule():
@@ -88,11 +88,12 @@ def test_execution_options_default_off_and_reach_the_jobs(monkeypatch, tmp_path)
     `arreg prepare`; it is not part of any run key. Unknown options are one clear error."""
     from arreg_core import experiments, profiles
 
-    assert profiles.execution_options("cpu-v1") == {"channels_last": False, "compile": False}
-    assert profiles.execution_options("cpu") == {"channels_last": True, "compile": False}
+    assert profiles.execution_options("cpu-v1") == {"channels_last": False, "compile": False, "cuda_graphs": False}
+    assert profiles.execution_options("cpu") == {"channels_last": True, "compile": False, "cuda_graphs": False}
+    assert profiles.execution_options("gpu") == {"channels_last": True, "compile": False, "cuda_graphs": True}
     smoke = profiles.load_profile("smoke")
     monkeypatch.setattr(profiles, "load_profile", lambda name: {**smoke, "execution": {"channels_last": True}})
-    assert profiles.execution_options("smoke") == {"channels_last": True, "compile": False}
+    assert profiles.execution_options("smoke") == {"channels_last": True, "compile": False, "cuda_graphs": False}
     seen = []
 
     class Recorder:
@@ -101,7 +102,8 @@ def test_execution_options_default_off_and_reach_the_jobs(monkeypatch, tmp_path)
             return [{"run": job.name} for job in jobs]
 
     experiments.prepare_profile("smoke", runs_dir=tmp_path, executor=Recorder(), experiments=("fgsm",))
-    assert seen and all(job.execution == {"channels_last": True, "compile": False} for job in seen)
+    assert seen and all(job.execution == {"channels_last": True, "compile": False, "cuda_graphs": False}
+                        for job in seen)
     monkeypatch.setattr(profiles, "load_profile", lambda name: {**smoke, "execution": {"amp": True}})
     with pytest.raises(ValueError, match="unknown execution options"):
         profiles.execution_options("smoke")
@@ -116,7 +118,7 @@ def test_execution_overrides_replace_the_profiles_and_leave_the_runs_alone():
     """`arreg book -p compile=reduce-overhead -p channels_last=true` (or a notebook's overrides):
     how the runs execute changes, which runs they are does not."""
     assert execution_options("smoke", channels_last=True, compile="reduce-overhead", eps=[4]) == \
-        {"channels_last": True, "compile": "reduce-overhead"}
+        {"channels_last": True, "compile": "reduce-overhead", "cuda_graphs": False}
     assert experiment_configs("smoke", "ar_sweep", channels_last=True, compile=True) == \
         experiment_configs("smoke", "ar_sweep")
     with pytest.raises(ValueError, match="channels_last 'yes'"):
@@ -163,3 +165,22 @@ def test_scale_rows_name_every_setting_a_run_depends_on():
         "2.5 eps / attack steps"
     clipped = scale_rows(experiment_configs("cpu", "spectral_norm"))
     assert clipped["spectral-norm clips"] == "1, 3, 5" and clipped["training seeds"] == "1 (seed 0)"
+
+
+def test_the_gpu_tier_is_the_papers_cifar10_setting_cut_in_depth_and_epochs():
+    """The `gpu` profile: the full cifar10-jpeg sets with pad-crop-flip, the paper's attack (PGD-10
+    x 2/255), batch 256, optimizer and strengths (eps 0/4/8/16), a ResNet-20, the AR sweep only;
+    its runs execute as one CUDA graph per step where there is a GPU."""
+    from arreg_core import profiles
+
+    configs = experiment_configs("gpu", "ar_sweep")
+    assert [c.eps for c in configs] == [0, 4, 8, 16]
+    for c in configs:
+        assert (c.dataset, c.arch, c.n_train, c.n_test, c.augment) == ("cifar10-jpeg", "resnet20", None, None, True)
+        assert (c.batch_size, c.lr, c.momentum, c.weight_decay) == (256, 0.05, 0.9, 5e-4)
+        assert c.method == "none" or (c.attack_steps, c.attack_step, c.eps_warmup_epochs) == (10, 2.0, 0)
+        assert c.milestones == (c.epochs // 2, 3 * c.epochs // 4)
+    assert all(not experiment_configs("gpu", e) for e in EXPERIMENTS if e != "ar_sweep")
+    assert profiles.execution_options("gpu", cuda_graphs=False)["cuda_graphs"] is False
+    with pytest.raises(ValueError, match="choose one"):
+        profiles.execution_options("gpu", compile=True)

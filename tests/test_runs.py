@@ -237,7 +237,8 @@ def test_kill_9_at_any_instant_resumes_from_the_last_finished_epoch(tmp_path, un
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.metrics["test_loss"] == uninterrupted.metrics["test_loss"]
     left = sorted(p.name for p in path.iterdir())
-    assert left == [".lock", "checkpoint-0003.pt", "checkpoint.json", "config.json", "history.json", "metrics.json"]
+    assert left == [".lock", "checkpoint-0003.pt", "checkpoint.json", "config.json", "history.json", "machine.json",
+                    "metrics.json"]
 
 
 def test_a_full_disk_stops_the_run_and_costs_at_most_the_epoch_in_progress(tmp_path, monkeypatch):
@@ -366,3 +367,74 @@ def test_a_waiting_process_says_so_once_and_gives_up_after_the_timeout(tmp_path,
             get_or_train(config, tmp_path, device="cpu", progress=False, lock_timeout=0.5)
     err = capsys.readouterr().err
     assert err.count("waiting for") == 1 and f"waiting for {path.name}, locked by pid {os.getpid()}" in err
+
+
+# ----------------------------------------------------------------------------- nothing outside the store
+
+def test_a_run_directory_linked_outside_the_store_is_refused_untouched(tmp_path):
+    config = small(epochs=1)
+    outside = tmp_path / "outside" / "rundir"
+    outside.mkdir(parents=True)
+    (outside / "config.json").write_text(json.dumps(config.to_dict()))
+    (outside / "checkpoint-0007.pt").write_text("u\n")
+    (outside / ".notes.tmp").write_text("u\n")
+    store = tmp_path / "s5"
+    store.mkdir()
+    link = store / runs.run_name(config)
+    link.symlink_to(outside)
+    before = {p.name: p.read_bytes() for p in outside.iterdir()}
+    with pytest.raises(runs.RunError, match="symbolic link") as err:
+        get_or_train(config, store, device="cpu", progress=False)
+    assert str(link) in str(err.value) and "\n" not in str(err.value)
+    assert {p.name: p.read_bytes() for p in outside.iterdir()} == before  # nothing deleted, nothing written
+    (outside / "metrics.json").write_text(json.dumps({m: 1.0 for m in runs.REQUIRED_METRICS}))
+    with pytest.raises(runs.RunError, match="symbolic link"):
+        runs.load_run(link)  # and nothing loaded
+
+
+def test_a_checkpoint_record_naming_a_file_outside_the_run_is_refused(tmp_path):
+    run = get_or_train(small(epochs=1), tmp_path / "a", device="cpu", progress=False)
+    record = json.loads((run.path / "checkpoint.json").read_text())
+    elsewhere = tmp_path / "elsewhere.pt"
+    elsewhere.write_bytes((run.path / record["file"]).read_bytes())  # a valid checkpoint, its sha256 matches
+    for name in (str(elsewhere), "../../elsewhere.pt"):
+        (run.path / "checkpoint.json").write_text(json.dumps({**record, "file": name}))
+        with pytest.raises(CorruptCheckpointError, match="not a checkpoint file of this run"):
+            load_checkpoint(run.path)
+        runs.remove_partial_writes(run.path)
+    assert elsewhere.exists()
+
+
+# ----------------------------------------------------------------------------- threads and devices
+
+def test_a_resume_under_another_thread_count_says_so_once_and_is_recorded(tmp_path, monkeypatch, capsys):
+    threads = torch.get_num_threads()
+    real_save = runs.save_checkpoint
+
+    def interrupted_then_resumed(config, first, second):
+        def die_after_first(path, *state):
+            real_save(path, *state)
+            raise Interrupt
+
+        monkeypatch.setattr(runs, "save_checkpoint", die_after_first)
+        torch.set_num_threads(first)
+        with pytest.raises(Interrupt):
+            get_or_train(config, tmp_path, device="cpu", progress=False)
+        monkeypatch.setattr(runs, "save_checkpoint", real_save)
+        torch.set_num_threads(second)
+        capsys.readouterr()
+        run = get_or_train(config, tmp_path, device="cpu", progress=False)
+        return run, capsys.readouterr().err.strip().splitlines()
+
+    try:
+        run, said = interrupted_then_resumed(small(epochs=2), 1, 2)
+        same, silent = interrupted_then_resumed(small(epochs=2, seed=1), 1, 1)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(said) == 1 and "1 thread" in said[0] and "2 threads" in said[0] and "epoch 1" in said[0], said
+    assert run.path.name in said[0] and "bit" in said[0]
+    attempts = json.loads((run.path / "machine.json").read_text())["attempts"]
+    assert [(a["from_epoch"], a["threads"], a["device"]) for a in attempts] == [(0, 1, "cpu"), (1, 2, "cpu")]
+    assert all(a["device_name"] for a in attempts)
+    assert silent == [] and len(json.loads((same.path / "machine.json").read_text())["attempts"]) == 2
+    assert runs.run_key(run.config) == runs.run_key(small(epochs=2))  # the key names the config, not the machine

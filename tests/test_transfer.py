@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from arreg_core import runs
+from arreg_core import manifest, runs
 from arreg_core.cli import main
 from arreg_core.runs import get_or_train, load_checkpoint, run_path
 from arreg_core.train import TrainConfig
@@ -95,6 +95,9 @@ def test_a_finished_run_that_differs_stops_the_import(store, tmp_path):
     finished = run_path(tiny(eps=0, method="none"), tmp_path / "here")
     metrics = json.loads((finished / "metrics.json").read_text())
     (finished / "metrics.json").write_text(json.dumps({**metrics, "test_acc": metrics["test_acc"] + 1}))
+    with pytest.raises(TransferError, match="cannot be trusted.*metrics.json does not match"):  # an edit
+        import_parts(parts, tmp_path / "here")
+    manifest.seal(tmp_path / "here")  # ... or another training of the same key, sealed
     with pytest.raises(TransferError, match="differ"):
         import_parts(parts, tmp_path / "here")
 
