@@ -250,7 +250,7 @@ def main(argv=None):
                              "ratio_per_gpu_vs_plain": 1.0})
                 save()
             single = {}
-            variants = [(p, g) for g in (False, True) for p in ("fp32", "bf16")]
+            variants = [(p, g) for g in (False, True) for p in ("fp32", "bf16") if device.type == "cuda" or not g]
             trainers = {}
             for precision, graphs in variants:
                 try:

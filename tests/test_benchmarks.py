@@ -174,3 +174,34 @@ def test_fast_path_book_time_pairs_runs_by_config_but_precision(tmp_path):
     write(after, "a16", "bf16", 16, 100.0, 20.0)  # a run the fp32 build has not finished
     with pytest.raises(SystemExit, match="1 runs are not finished in .*fp32"):
         book_time.pair_runs(before, after)
+
+
+def test_gpu_step_matrix_runs_on_the_cpu(tmp_path, monkeypatch):
+    """benchmarks/gpu_step_matrix.py at a tiny scale on the CPU (where there is no graph to capture):
+    single-run cells in both precisions and a shared cell of two processes, each row with its rate
+    per run and per device; the JSON is written."""
+    out = tmp_path / "matrix.json"
+    monkeypatch.syspath_prepend(str(BENCH))  # importable by name: the shared cell's processes are spawned
+    table = importlib.import_module("gpu_step_matrix").main(["--device", "cpu", "--archs", "resnet8", "--images", "32",
+                                          "--batch-size", "16", "--runs", "1", "2", "--seconds", "0.05",
+                                          "--repeats", "1", "--no-plain", "--json", str(out)])
+    single = table[table.runs_per_gpu == 1]
+    assert set(single.precision) == {"fp32", "bf16"} and set(table.step) == {"eager"}
+    shared = table[table.runs_per_gpu == 2].iloc[0]
+    assert shared.sharing == "processes" and shared.images_per_s_per_gpu > 0
+    assert shared.images_per_s_per_run == pytest.approx(shared.images_per_s_per_gpu / 2, rel=0.5)
+    assert json.loads(out.read_text())["meta"]["cpu_model"]
+
+
+def test_gpu_tier_plan_sizes_the_epochs_from_the_measured_rate():
+    plan = load("gpu_tier_plan").plan
+    rows = [{"arch": "resnet20", "precision": p, "step": s, "runs_per_gpu": n, "sharing": sh, "images_per_s_per_gpu": r}
+            for p, s, n, sh, r in [("fp32", "CUDA graph", 1, "-", 10000), ("bf16", "CUDA graph", 1, "-", 14000),
+                                   ("bf16", "CUDA graph", 4, "processes", 13000), ("fp32", "eager", 1, "-", 5000)]]
+    out = plan({"results": rows}, seconds=390, reserve=90)
+    assert out["precision"] == "bf16" and out["step"] == "CUDA graph" and out["rate_images_per_s_per_gpu"] == 13000
+    assert out["epochs"] == int(300 // (50_000 * (3 + 1 / 11) / 13000)) and out["milestones"] == [12, 18]
+    rows[1]["images_per_s_per_gpu"] = 11000  # bf16 only 1.1x: the paper's fp32 (no 4-run rate: one run's)
+    assert plan({"results": rows}, seconds=390)["precision"] == "fp32"
+    eager = plan({"results": [rows[3]]}, seconds=30)
+    assert eager["step"] == "eager" and eager["epochs"] == 2  # at least two epochs, whatever the time
