@@ -323,12 +323,12 @@ class NetworkRegime:
     def part(self, name: str) -> bool | None:
         """Whether the network is inside the regime in part `name` (REGIME_PARTS); None: unknown."""
         if name == "fit":
-            return None if math.isnan(self.train_acc) else fits(self.train_acc)
+            return None if math.isnan(self.train_acc) else bool(fits(self.train_acc))
         ours, paper, tolerance = {"generalisation": (self.test_acc, self.paper_test_acc, GENERALISATION_TOLERANCE),
                                   "robustness": (self.pgd_acc, self.paper_pgd_acc, ROBUSTNESS_TOLERANCE)}[name]
         if math.isnan(ours) or math.isnan(paper):
             return None
-        return ours >= paper - tolerance
+        return bool(ours >= paper - tolerance)
 
 
 def _span(values, unit: str = "%") -> str:
