@@ -512,3 +512,8 @@ def exercise(profile: str, experiment: str = "ar_sweep", **overrides) -> Experim
 def table(*parts) -> pd.DataFrame:
     """One table from DataFrames and lists of row dicts, stacked in order."""
     return pd.concat([p if isinstance(p, pd.DataFrame) else pd.DataFrame(p) for p in parts], ignore_index=True)
+
+
+def show_html(text: str) -> None:
+    """Show `text` as HTML (a table laid out by arreg_core, e.g. `scorecard.html_table`)."""
+    display(HTML(text))
