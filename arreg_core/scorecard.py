@@ -498,7 +498,7 @@ def html_table(card: pd.DataFrame) -> str:
         rows.append(f"<tr><td>{claim}</td><td>{html.escape(r['paper figure'])}</td><td>{_verdict_cell(r, 'paper')}</td>"
                     f"<td>{html.escape(r['this build [95% CI]'])}</td><td>{_verdict_cell(r, 'this build')}</td>"
                     f"<td>{regime}</td></tr>")
-    colgroup = "".join(f'<col style="width:{w}%">' for w in (29, 11, 13, 17, 13, 17))
+    colgroup = "".join(f'<col style="width:{w}%">' for w in (27, 11, 14, 17, 14, 17))
     return (f'<table class="arreg-scorecard"><colgroup>{colgroup}</colgroup>{head}<tbody>{"".join(rows)}'
             "</tbody></table>")
 

@@ -353,43 +353,42 @@ def failing(networks, needs) -> dict[str, list[NetworkRegime]]:
     return out
 
 
+def part_state(networks, part: str) -> str:
+    """"no" where a network is outside the regime in `part`, "unknown" where none can be checked,
+    else "yes"."""
+    states = [n.part(part) for n in networks]
+    return "no" if any(x is False for x in states) else "unknown" if all(x is None for x in states) else "yes"
+
+
 def regime_line(networks, needs) -> str:
     """A claim's regime in one short line: each part it `needs`, inside (yes), outside (no, with
     this build's and the paper's numbers) or unknown, over the `networks` it rests on."""
     networks = list(networks)
-    if not networks:
-        return ""
     parts = []
-    for part in needs:
-        states = [n.part(part) for n in networks]
+    for part in needs if networks else ():
         ours, paper = PART_VALUES[part]
-        values = _span([getattr(n, ours) for n in networks])
-        reference = f" vs paper {_span([getattr(n, paper) for n in networks])}" if paper else ""
-        if any(s is False for s in states):
-            bad = [n for n, s in zip(networks, states) if s is False]
+        state = part_state(networks, part)
+        if state == "no":
+            bad = [n for n in networks if n.part(part) is False]
             where = "" if len(bad) == len(networks) else f" at {', '.join(n.label for n in bad)}"
-            shown = _span([getattr(n, ours) for n in bad])
-            paper_bad = f" vs paper {_span([getattr(n, paper) for n in bad])}" if paper else f" < {FIT_THRESHOLD:g}%"
-            parts.append(f"{part} no ({shown}{paper_bad}{where})")
-        elif all(s is None for s in states):
+            beside = f" vs paper {_span([getattr(n, paper) for n in bad])}" if paper else f" < {FIT_THRESHOLD:g}%"
+            parts.append(f"{part} no ({_span([getattr(n, ours) for n in bad])}{beside}{where})")
+        elif state == "unknown":
             parts.append(f"{part} unknown (not published)" if part == "fit" else f"{part} unknown")
         else:
-            parts.append(f"{part} yes ({values}{reference})")
+            beside = f" vs paper {_span([getattr(n, paper) for n in networks])}" if paper else ""
+            parts.append(f"{part} yes ({_span([getattr(n, ours) for n in networks])}{beside})")
     return "; ".join(parts)
+
+
+MARKS = {"yes": "✓", "no": "✗", "unknown": "?"}
 
 
 def regime_marks(networks, needs) -> str:
     """`regime_line` in a few characters: each needed part with a tick (inside), a cross (a network
     outside) or a question mark (unknown): "fit ✓, generalisation ✗"."""
     networks = list(networks)
-    if not networks:
-        return ""
-    marks = []
-    for part in needs:
-        states = [n.part(part) for n in networks]
-        mark = "✗" if any(x is False for x in states) else "?" if all(x is None for x in states) else "✓"
-        marks.append(f"{part} {mark}")
-    return ", ".join(marks)
+    return ", ".join(f"{part} {MARKS[part_state(networks, part)]}" for part in needs) if networks else ""
 
 
 def gate(rule_verdict: str, networks, needs) -> str:

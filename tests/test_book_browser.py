@@ -119,15 +119,16 @@ def test_chapter_loads_with_figures_and_working_sidebar(site, browser, chapter):
     broken = [h for h in sorted(internal) if status(h) != 200]
     assert not broken, f"sidebar links that do not resolve: {broken}"
     # nothing in the text column reaches past the viewport: no horizontal scrolling at 1280 px
+    # (a table wider than its output box, scrolled or clipped there, counts too: its columns are out of sight)
     overflow = browser.execute_script(
         "const w = document.documentElement.clientWidth;"
-        "return Array.from(document.querySelectorAll('main table, main img, main pre'))"
-        "  .filter(e => e.checkVisibility() && !e.closest('details:not([open])') && !e.closest('.cell_input'))"
-        "  .filter(e => { let p = e.parentElement; while (p && p !== document.body) {"
-        "     const o = getComputedStyle(p).overflowX; if (o === 'auto' || o === 'scroll') return false; p = p.parentElement; }"
-        "     return true; })"
-        "  .filter(e => e.getBoundingClientRect().right > w + 1)"
-        "  .map(e => e.tagName + ' ' + (e.className || '') + ' right=' + Math.round(e.getBoundingClientRect().right))")
+        "const shown = e => e.checkVisibility() && !e.closest('details:not([open])') && !e.closest('.cell_input');"
+        "const wide = Array.from(document.querySelectorAll('main table, main img'))"
+        "  .filter(e => shown(e) && e.getBoundingClientRect().right > w + 1);"
+        "const clipped = Array.from(document.querySelectorAll('main .cell_output .output'))"
+        "  .filter(e => shown(e) && e.querySelector('table') && e.scrollWidth > e.clientWidth + 1);"
+        "return wide.concat(clipped).map(e => e.tagName + ' ' + (e.className || '') + ' right='"
+        "  + Math.round(e.getBoundingClientRect().right) + ' scrollWidth=' + e.scrollWidth);")
     assert not overflow, f"{chapter}: reaches past the {WIDTH}-px viewport: {overflow}"
     assert browser.execute_script("return document.documentElement.scrollWidth <= document.documentElement.clientWidth"), \
         f"{chapter}: the page scrolls sideways at {WIDTH} px"
