@@ -278,3 +278,15 @@ def test_paper_change_per_clip_reads_table_6_with_its_noise():
     assert line.endswith("outside the sampling noise: SN 1")
     loss = paper_change_per_clip("gap_loss", n_boot=N_BOOT)  # no published spread: under the assumed 2 nats
     assert loss.startswith("no clip -0.124 [") and "(assumed 2-nat spread)" in loss and "SN 1 -0.057 [" in loss
+
+
+def test_a_chapters_verdicts_are_the_scorecards_rows():
+    """One verdict per claim: the rows a chapter repeats (`scorecard(..., chapter=)`) are the
+    scorecard's own, interval and verdict alike, and every claim belongs to one chapter."""
+    build = made_up_build([2, 5, 8], [8, 5, 2])
+    card = scorecard(build, n_boot=100)
+    assert card.chapter.isin(["sec4_1", "sec4_2_1", "sec4_2_2", "secB3", "secB4", "secB5", "secB6", "secD2"]).all()
+    for name, rows in card.groupby("chapter"):
+        page = scorecard(build, n_boot=100, chapter=name)
+        columns = sorted(card.columns)
+        pd.testing.assert_frame_equal(page[columns].reset_index(drop=True), rows[columns].reset_index(drop=True))
