@@ -387,8 +387,9 @@ def _claims() -> list[Claim]:
     for clip in TABLE_6_READ_PER_CLIP:
         direction = SN_DIRECTION[clip]
         claims.append(Claim(f"With the spectral norm clipped to {clip:g} the error gap still {'rises' if direction > 0 else 'falls'}"
-                            " with AR (Table 6 read per clip: the paper says the trend 'gradually changes')",
-                            "Fig. 6, Table 6", direction, f"{change} error gap (points), SN {clip:g}",
+                            " with AR (Table 6 per clip)",
+                            "Fig. 6, Table 6", direction, f"{change} error gap (points), SN {clip:g} (Table 6 read per "
+                            "clip: the paper says the trend 'gradually changes')",
                             *sweep_claim("gap_acc", "spectral_norm", clip=clip), needs=GAP, chapter="secB4"))
     claims.append(Claim("Spectral normalisation (clip 1) turns the error-gap trend from rising to falling",
                         "Fig. 6, Table 6", SN_DIRECTION[1.0],
@@ -556,20 +557,20 @@ def _parts(states: pd.Series) -> str:
 
 def display_regime_table(regime: pd.DataFrame) -> pd.DataFrame:
     """`regime_table` for reading: one row per network setting (experiment by name, clip, eps), the
-    seeds' values as a range, each part of the regime as ✓ (every seed inside), ✗ (outside; "2 of
-    3": in some seeds) or ? (no paper number to compare); the paper's numbers beside this build's;
-    the note column only where a network has a note."""
+    seeds' values as a range, each part of the regime (fits, generalises, robust) as ✓ (every seed
+    inside), ✗ (outside; "2 of 3": in some seeds) or ? (no paper number to compare); the paper's
+    numbers beside this build's; the note column only where a network has a note."""
     if regime.empty:
         return regime
     shown = regime.assign(experiment=regime.experiment.map(EXPERIMENT_NAMES).fillna(regime.experiment))
     rows = []
     for (experiment, arch, clip, eps), g in shown.groupby(["experiment", "arch", "spectral norm", "eps"], sort=False):
         rows.append({"experiment": experiment, "arch": arch, "spectral norm": clip, "eps": eps, "seeds": len(g),
-                     "train acc %": _range(g["train acc"]), "fit": _parts(g["fit"]),
+                     "train acc %": _range(g["train acc"]), "fits": _parts(g["fit"]),
                      "test acc % (paper)": f"{_range(g['test acc'])} ({_range(g['paper test acc'])})",
-                     "generalisation": _parts(g["generalisation"]),
+                     "generalises": _parts(g["generalisation"]),
                      "PGD acc % (paper)": f"{_range(g['PGD acc'])} ({_range(g['paper PGD acc'])})",
-                     "robustness": _parts(g["robustness"]),
+                     "robust": _parts(g["robustness"]),
                      "note": "; ".join(dict.fromkeys(n for n in g.note if n))})
     out = pd.DataFrame(rows).set_index(["experiment", "arch", "spectral norm", "eps"])
     return out if (out.note != "").any() else out.drop(columns="note")
