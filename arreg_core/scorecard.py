@@ -556,8 +556,8 @@ def _parts(states: pd.Series) -> str:
 
 
 def display_regime_table(regime: pd.DataFrame) -> pd.DataFrame:
-    """`regime_table` for reading: one row per network setting (experiment by name, clip, eps), the
-    seeds' values as a range, each part of the regime (fits, generalises, robust) as ✓ (every seed
+    """`regime_table` for reading: one row per network setting (experiment by name with its network,
+    clip, eps; the seeds line says how many seeds), the seeds' values as a range, each part of the regime (fits, generalises, robust) as ✓ (every seed
     inside), ✗ (outside; "2 of 3": in some seeds) or ? (no paper number to compare); the paper's
     numbers beside this build's; the note column only where a network has a note."""
     if regime.empty:
@@ -565,14 +565,14 @@ def display_regime_table(regime: pd.DataFrame) -> pd.DataFrame:
     shown = regime.assign(experiment=regime.experiment.map(EXPERIMENT_NAMES).fillna(regime.experiment))
     rows = []
     for (experiment, arch, clip, eps), g in shown.groupby(["experiment", "arch", "spectral norm", "eps"], sort=False):
-        rows.append({"experiment": experiment, "arch": arch, "spectral norm": clip, "eps": eps, "seeds": len(g),
+        rows.append({"experiment": f"{experiment} ({arch})", "spectral norm": clip, "eps": eps,
                      "train acc %": _range(g["train acc"]), "fits": _parts(g["fit"]),
                      "test acc % (paper)": f"{_range(g['test acc'])} ({_range(g['paper test acc'])})",
                      "generalises": _parts(g["generalisation"]),
                      "PGD acc % (paper)": f"{_range(g['PGD acc'])} ({_range(g['paper PGD acc'])})",
                      "robust": _parts(g["robustness"]),
                      "note": "; ".join(dict.fromkeys(n for n in g.note if n))})
-    out = pd.DataFrame(rows).set_index(["experiment", "arch", "spectral norm", "eps"])
+    out = pd.DataFrame(rows).set_index(["experiment", "spectral norm", "eps"])
     return out if (out.note != "").any() else out.drop(columns="note")
 
 

@@ -243,7 +243,8 @@ def test_scorecard_on_the_committed_cpu_store(cpu_inputs):
     assert (adversarial.generalisation == False).all()  # noqa: E712 (33-40% against 83-90%)
     assert regime[regime.eps == 0].generalisation.isna().all()  # the paper's CIFAR tables have no eps 0
     shown = display_regime_table(regime)
-    assert shown.index.names == ["experiment", "arch", "spectral norm", "eps"] and len(shown) == 4 + 3 + 9 + 3
+    assert shown.index.names == ["experiment", "spectral norm", "eps"] and len(shown) == 4 + 3 + 9 + 3
+    assert shown.index[0][0] == "AR sweep (resnet8)" and shown.index[-1][0] == "deeper network (resnet14)"
     assert ("note" in shown) == (regime.note != "").any()
     paragraph = regime_paragraph(cpu_inputs, card)
     assert "**generalisation** (test accuracy) 32-39% against the paper's 85-89% — **outside**" in paragraph
