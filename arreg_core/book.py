@@ -68,14 +68,31 @@ def mathjax_dir(root: Path) -> Path:
     return es5
 
 
+def class_fingerprint() -> str:
+    """A short hash of the `class` profile (profiles.yaml), which exercise timings are measured for:
+    timings of another class profile are not this one's."""
+    import hashlib
+
+    from .chapter import CLASS_PROFILE
+    from .profiles import load_profile
+
+    return hashlib.sha256(json.dumps(load_profile(CLASS_PROFILE), sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 def timings_table(root: Path) -> str:
     """The teaching page's table of exercise timings, from benchmarks/results/exercise_timings.json
-    (benchmarks/exercise_timings.py); says so where nothing has been measured yet."""
+    (benchmarks/exercise_timings.py); only timings measured for the current `class` profile (its
+    fingerprint recorded beside them) are shown, else the page says they are to be measured, and how."""
+    how = (f"run `python benchmarks/exercise_timings.py` on a quiet machine (nothing else running; it records "
+           f"the CPU model, the core count and the torch threads beside each exercise's seconds) and commit "
+           f"`{EXERCISE_TIMINGS}`, which this table shows.")
     path = root / EXERCISE_TIMINGS
     if not path.exists():
-        return (f"*Not measured yet: run `python benchmarks/exercise_timings.py` on a quiet machine; it "
-                f"writes `{EXERCISE_TIMINGS}`, which this table shows.*\n")
+        return f"*Not measured yet: {how}*\n"
     data = json.loads(path.read_text())
+    if data.get("profile") != "smoke" and data.get("class_fingerprint") != class_fingerprint():
+        return (f"*To be measured: the timings on record ({data.get('date', 'undated')}) were taken for an earlier "
+                f"`class` profile than the current one, so they are not shown. To measure them, {how}*\n")
     lines = [f"Measured at the `{data['profile']}` scale on {data['machine']} ({data['threads']} torch threads, "
              f"{data['date']}), each exercise from an empty run store:\n",
              "| chapter | exercise | seconds | minutes |", "|---|---|---:|---:|"]

@@ -10,10 +10,12 @@ profile, with the machine's settings (device, data root, run store) from the env
 (ARREG_DEVICE, ARREG_DATA, ARREG_RUNS). A notebook's parameters are `profile`, `eps` (the AR
 strengths, 0-255 scale) and `overrides` (any other grid entry, TrainConfig field or execution option).
 
-The trend words (`values`, `direction`, `follows`) describe a metric over the AR strengths from
-the runs themselves, so that a re-run with other parameters keeps every sentence true. With
-several seeds per strength they describe the means and say how many seeds (`verdict`: and in how
-many seeds on its own the claimed direction holds). Like the scorecard (`scorecard.adversarial_only`),
+Each chapter's verdict section opens with the scorecard's verdicts for its claims
+(`verdicts_section`: one rule, one verdict per claim, with its interval and regime); the trend
+words (`values`, `direction`, `follows`, `verdict`) then read a metric step by step over the AR
+strengths from the runs themselves, as supporting detail, so that a re-run with other parameters
+keeps every sentence true. With several seeds per strength they describe the means and say how
+many seeds (`verdict`: and in how many seeds on its own each step goes the claimed way). Like the scorecard (`scorecard.adversarial_only`),
 a trend is read over the AR strengths (eps > 0) where there are two or more; eps 0, standard
 training, is then given beside it as the reference, named so.
 Numbers set next to the paper's are taken at the same strength (`next_to_paper`,
@@ -194,24 +196,26 @@ def follows(series: pd.Series, sign: int) -> bool:
 
 def verdict(what: str, table: pd.DataFrame, column: str, sign: int, fmt: str = "{:.2f}", unit: str = "",
             x: str = "eps") -> str:
-    """The chapter's verdict sentence on one claimed trend: the claim, what the runs show (means
-    over seeds), whether the direction agrees at every step, and with several seeds in how many
-    of them on its own. The scorecard adds the confidence interval."""
+    """The step-by-step reading of one claimed trend, supporting detail under the scorecard's
+    verdict (`verdicts_section`), never a verdict of its own: what the runs show (means over
+    seeds), whether every step goes the claimed way, and with several seeds in how many of them
+    on its own."""
     s, reference = over_strengths(per_eps(table, column, x))
     claimed = "rises" if sign > 0 else "falls"
     if len(s) < 2:
-        return f"**{what}** — the paper: it {claimed} with AR. Here: only one AR strength, no trend."
+        return f"*Step by step* — {what} (the paper: it {claimed} with AR): only one AR strength, no steps."
     agrees = follows(s, sign)
     seeds = ([follows(over_strengths(per_eps(g, column, x))[0], sign) for _, g in table.groupby("seed")]
              if "seed" in table else [agrees])
-    note = (f"; it holds in {sum(seeds)} of the {len(seeds)} seeds taken one at a time" if len(seeds) > 1 else
-            " (one seed per strength: the steps cannot tell a trend from the variation between training runs; "
-            "the scorecard's interval covers the sampling of examples)")
-    steps = "at every step between AR strengths" if reference is not None else "at every step"
+    note = (f"; every step goes that way in {sum(seeds)} of the {len(seeds)} seeds taken one at a time"
+            if len(seeds) > 1 else " (one seed per strength: the steps cannot tell a trend from the variation "
+            "between training runs)")
+    steps = "between AR strengths " if reference is not None else ""
     over = " over the AR strengths" if reference is not None else ""
-    return (f"**{what}** — the paper: it {claimed} with AR. This build: it {direction(s)}{over}, "
-            f"{values(s, fmt, unit)}{seeds_note(table, x)}{_reference(reference, fmt, unit)}. The paper's direction "
-            f"**{'holds' if agrees else 'does not hold'}** {steps}{note}.{_within_spread(table, column, s, sign, x)}")
+    return (f"*Step by step* — {what} (the paper: it {claimed} with AR): it {direction(s)}{over}, "
+            f"{values(s, fmt, unit)}{seeds_note(table, x)}{_reference(reference, fmt, unit)}. "
+            f"{'Every' if agrees else 'Not every'} step {steps}of the means goes the paper's way{note}."
+            f"{_within_spread(table, column, s, sign, x)}")
 
 
 def _within_spread(table: pd.DataFrame, column: str, s: pd.Series, sign: int, x: str = "eps") -> str:
@@ -234,45 +238,97 @@ def fits(table: pd.DataFrame) -> bool:
     return bool(per_eps(table, "train_acc").map(verdicts.fits).all())
 
 
-def _paper_side(table: pd.DataFrame, arch: str, method: str, spectral_norm: str = "none") -> str:
-    """The paper's clean training and test accuracy ranges for the network a table stands in for
-    ("the paper's resnet56 fits 95.97-99.51% of cifar10 and reaches 84.6-88.9% test accuracy,
-    Table 3"); "" where the paper publishes no such network."""
+def _range(values, unit: str = "%") -> str:
+    v = [float(x) for x in values if pd.notna(x)]
+    if not v:
+        return "-"
+    low, high = f"{min(v):.1f}", f"{max(v):.1f}"
+    return f"{low}{unit}" if low == high else f"{low}-{high}{unit}"
+
+
+def _paper_reference(table: pd.DataFrame, arch: str, method: str, spectral_norm: str) -> tuple[pd.DataFrame, str]:
+    """The paper's network a table stands in for (one row per eps, floats) and its table's name."""
     if "dataset" not in table or table.empty:
-        return ""
+        return pd.DataFrame(), ""
     dataset = paper_tables.paper_dataset(table.dataset.iloc[0])
     try:
         ref = paper_tables.paper_metrics(dataset, arch, method, spectral_norm)
     except ValueError:
-        return ""
-    parts = []
-    if "train_acc" in ref and ref.train_acc.notna().any():
-        parts.append(f"fits {ref.train_acc.min():.2f}-{ref.train_acc.max():.2f}% of {dataset}")
-    if "test_acc" in ref and ref.test_acc.notna().any():
-        parts.append(f"reaches {ref.test_acc.min():.2f}-{ref.test_acc.max():.2f}% test accuracy")
-    clipped = f" with its spectral norm clipped to {spectral_norm}" if spectral_norm != "none" else ""
-    table_no = paper_tables.results_table(dataset, method, spectral_norm)
-    return f"the paper's {arch}{clipped} " + " and ".join(parts) + f" (Table {table_no})" if parts else ""
+        return pd.DataFrame(), ""
+    ref.index = ref.index.astype(float)
+    return ref, f"Table {paper_tables.results_table(dataset, method, spectral_norm)}"
 
 
-def regime(table: pd.DataFrame, arch: str = "resnet56", method: str = "pgd", spectral_norm: str = "none") -> str:
-    """Whether the networks fit their training sets as the paper's `arch` does (`verdicts.fits`,
-    the scorecard's regime check; below its threshold a small gap may come from not fitting rather
-    than from the paper's mechanism), and how far their test accuracy is from the paper's."""
-    s = per_eps(table, "train_acc")
-    below = s[~s.map(verdicts.fits)]
-    fits = f"The networks' clean training accuracy is {values(s, '{:.1f}', '%')}"
-    paper = _paper_side(table, arch, method, spectral_norm)
-    test = per_eps(table, "test_acc") if "test_acc" in table else pd.Series(dtype=float)
-    test_side = (f" Their test accuracy is {test.min():.1f}-{test.max():.1f}%" + (f"; {paper}." if paper else ".")
-                 if len(test) else "")
-    if below.empty:
-        return (f"**Regime.** {fits}: at every AR strength at least {verdicts.FIT_THRESHOLD:g}%, the threshold of the "
-                f"scorecard's regime check: the networks fit their training sets, as the paper's do.{test_side}")
-    where = ", ".join(f"{e:g}" for e in below.index)
-    return (f"**Regime.** {fits}. At eps {where} that is below {verdicts.FIT_THRESHOLD:g}%, the threshold of the scorecard's regime "
-            f"check: **outside the paper's regime**, so what this build shows there may come from the network not fitting "
-            f"its training set rather than from the paper's mechanism.{test_side}")
+REGIME_WORDS = {"fit": ("clean training accuracy", "train_acc", None),
+                "generalisation": ("test accuracy", "test_acc", "paper_test_acc"),
+                "robustness": ("PGD accuracy of the correctly classified test images", "pgd_acc", "paper_pgd_acc")}
+
+
+def regime(table: pd.DataFrame, arch: str = "resnet56", method: str | None = None, spectral_norm: str = "none") -> str:
+    """The networks' regime in the scorecard's three parts (`verdicts.NetworkRegime`): fit (clean
+    training accuracy), generalisation (test accuracy against the paper's `arch` at the same eps)
+    and robustness (PGD accuracy of the correctly classified test images against the paper's), in
+    numbers beside the paper's (Tables 2-6), and which parts hold. `method`: the paper's training
+    method to compare with (default: the table's, PGD where it has none)."""
+    if method is None:
+        methods = set(table.method) - {"none"} if "method" in table else set()
+        method = methods.pop() if len(methods) == 1 else "pgd"
+    means = table.groupby("eps")[[c for c in ("train_acc", "test_acc", "pgd_acc") if c in table]].mean()
+    ref, table_no = _paper_reference(table, arch, method, spectral_norm)
+    at = lambda e, k: float(ref.loc[float(e)].get(k, np.nan)) if float(e) in ref.index else np.nan  # noqa: E731
+    nets = [verdicts.NetworkRegime(f"eps {e:g}", r.get("train_acc", np.nan), r.get("test_acc", np.nan),
+                                   r.get("pgd_acc", np.nan), at(e, "test_acc"), at(e, "pgd_acc"))
+            for e, r in means.iterrows()]
+    shared = [n for n in nets if not np.isnan(n.paper_test_acc)]
+    who = f"the paper's {arch}" + (f" with its spectral norm clipped to {spectral_norm}" if spectral_norm != "none" else "")
+    parts, outside = [], []
+    for part, (what, ours, paper) in REGIME_WORDS.items():
+        pool = nets if part == "fit" else shared
+        states = [n.part(part) for n in pool]
+        if not pool or all(st is None for st in states):
+            continue
+        bad = [n.label for n, st in zip(pool, states) if st is False]
+        if part == "fit":
+            published = ref["train_acc"] if "train_acc" in ref else pd.Series(dtype=float)
+            beside = f" ({who}: {_range(published)})" if published.notna().any() else ""
+        else:
+            beside = f" against {_range([getattr(n, paper) for n in pool])} for {who} at the same eps"
+        state = "inside" if not bad else f"**outside** at {', '.join(bad)}" if len(bad) < len(pool) else "**outside**"
+        parts.append(f"**{part}** ({what}) {_range([getattr(n, ours) for n in pool])}{beside}: {state}")
+        if bad:
+            outside.append(part)
+    text = (f"**Regime** (means over seeds per strength; {table_no or 'no published network to compare'}): "
+            + "; ".join(parts) + ".")
+    if "fit" in outside:
+        text += (f" A network below {verdicts.FIT_THRESHOLD:g}% does not fit its training set: what it shows may come "
+                 "from not fitting rather than from the paper's mechanism.")
+    if "generalisation" in outside:
+        text += ((" These networks memorise their training images but" if "fit" not in outside else " They")
+                 + " generalise far worse than the paper's: claims about gaps and test quantities are outside the "
+                 "regime the paper makes them in, and the scorecard's verdicts say so.")
+    return text
+
+
+def verdicts_section(ex: Experiments, chapter: str, n_boot: int = 2000) -> pd.DataFrame:
+    """The scorecard's verdicts for the claims of `chapter` (notebooks/NAME.ipynb; `Claim.chapter`),
+    one paragraph each: the verdict (and the rule's alone where the regime gate changed it), the
+    change from the weakest to the strongest AR with its 95% interval, the regime it needs, and the
+    paper's own verdict by the same rule. The step-by-step reading that follows is supporting detail."""
+    from . import scorecard as sc
+
+    card = sc.scorecard(ex.scorecard_inputs(), n_boot=n_boot, chapter=chapter)
+    for _, r in card.iterrows():
+        shown, rule = r["this build verdict"], r["this build rule verdict"]
+        alone = f" (the rule alone: {rule})" if rule != shown else ""
+        paper = (f"The paper's numbers: **{r['paper verdict']}**, {r['paper [95% CI]']}." if r["paper verdict"]
+                 else "The paper publishes no numbers for it (figure only).")
+        regime_ = f" Regime it needs ({r['needs']}): {r['this build regime']}." if r["this build regime"] else ""
+        first = r["this build note"].split("; ")[0]
+        reversal = f" It {first}." if first.startswith("reverses") else ""
+        md(f"**{r['claim']}** ({r['paper figure']}) — scorecard verdict: **{shown}**{alone}. Change from the weakest "
+           f"to the strongest AR: {r['this build [95% CI]'] or 'not run'}.{reversal}{regime_} {paper}")
+    md(verdicts.CHAPTER_RULE)
+    return card
 
 
 def paper_strengths(eps) -> tuple[float, float]:
@@ -436,15 +492,28 @@ def exercise(profile: str, experiment: str = "ar_sweep", **overrides) -> Experim
     scale = "smoke" if profile == "smoke" else CLASS_PROFILE
     if os.environ.get(BOOK_BUILD_ENV) and scale != "smoke":
         md(f"*Not run while the book was built. In Jupyter, this cell trains what it needs at the "
-           f"`{scale}` scale (profiles.yaml; the teaching page lists how long each exercise takes).*")
+           f"`{scale}` scale (profiles.yaml) and prints its networks' regime line first.*")
         return None
     if scale == "smoke" and "seed" not in overrides:  # smoke stands in for the class scale: its seeds
         overrides.setdefault("seeds", load_profile(CLASS_PROFILE)["seeds"])
     ex = Experiments.from_environment(scale, **overrides)
     ex.runs(experiment)
+    table = ex.metrics(experiment)
+    if table.empty:
+        return ex
+    arch = "resnet110" if experiment == "deeper" else "resnet56"
+    groups = ([(f"{c:g}", g) for c, g in table.groupby(table.spectral_norm.astype(float))]
+              if experiment == "spectral_norm" else [("none", table)])
+    for clip, group in groups:
+        md(regime(group, arch=arch, spectral_norm=clip))
     return ex
 
 
 def table(*parts) -> pd.DataFrame:
     """One table from DataFrames and lists of row dicts, stacked in order."""
     return pd.concat([p if isinstance(p, pd.DataFrame) else pd.DataFrame(p) for p in parts], ignore_index=True)
+
+
+def show_html(text: str) -> None:
+    """Show `text` as HTML (a table laid out by arreg_core, e.g. `scorecard.html_table`)."""
+    display(HTML(text))

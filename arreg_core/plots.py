@@ -237,14 +237,29 @@ def histograms_by_eps(examples: pd.DataFrame, xlabel: str, bins=60, value_range=
     ax.set_xlabel(xlabel)
     ax.set_ylabel("examples" if counts == [1] else f"examples, mean over {counts[0]} seeds" if len(counts) == 1
                   else "examples, mean over each strength's seeds")
-    ax.legend(loc="upper right" if inset_range is None else "upper left")
+    # the legend below the panel, where no histogram spike can sit under it
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=min(len(groups), 4), frameon=False,
+              fontsize="small", handlelength=1.2, columnspacing=1.0)
     ax.set_title(title)
     if inset_range is not None:
-        inset = inset_axes(ax, width="40%", height="45%", loc="upper right")
+        inset = inset_axes(ax, width="46%", height="50%", loc=emptiest_third(weighted, value_range, bins),
+                           borderpad=0.8)
         for color, (eps, v, w, _) in zip(colors, weighted):
             inset.hist(v, bins=bins // 2, range=inset_range, weights=w, histtype="step", lw=1.2, color=color)
-        inset.tick_params(labelsize=7)
+        inset.tick_params(labelsize=8.5, length=2, pad=1.5)
+        inset.locator_params(nbins=4)
+        inset.set_facecolor("white")
     return ax
+
+
+def emptiest_third(weighted, value_range, bins: int) -> str:
+    """Where an inset hides the least of a histogram panel: "upper left", "upper center" or "upper
+    right", the third of the x range whose tallest bin (over every strength) is lowest."""
+    tallest = np.zeros(bins)
+    for _, v, w, _ in weighted:
+        tallest = np.maximum(tallest, np.histogram(v, bins=bins, range=value_range, weights=w)[0])
+    thirds = [part.max(initial=0) for part in np.array_split(tallest, 3)]
+    return ("upper left", "upper center", "upper right")[int(np.argmin(thirds))]
 
 
 def singular_value_std_by_layer(spectrum: pd.DataFrame, eps, title: str = "", ax=None, names: bool = True):

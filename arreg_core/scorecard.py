@@ -9,8 +9,10 @@ the networks each rests on.
     examples                        {run name: {"split:quantity": per-example array}} (`example_columns`)
     spectra                         one row per (run, layer): run, eps, seed, layer, kind, std
 
-The chapter pages describe trends in words (`arreg_core.chapter`); only the scorecard's intervals
-decide a verdict.
+Each claim names the parts of the paper's regime it needs (`verdicts.REGIME_PARTS`: fit,
+generalisation, robustness); a verdict resting on a network outside one of them is "outside the
+regime" (`verdicts.gate`), with what the rule alone says beside it. The chapter pages repeat the
+scorecard's verdicts for their claims (`chapter.verdicts_section`) and read the trends step by step.
 """
 
 from __future__ import annotations
@@ -20,16 +22,17 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+import html
 import numpy as np
 import pandas as pd
 
-from .paper import paper_metrics, paper_table
-from .verdicts import (CHAPTER_RULE, CONTRADICTED, INCONCLUSIVE, MISSING, NOT_RUN, NOT_TESTABLE, REPRODUCED, RULE,
-                       Estimate, Network,
-                       majority_estimate, regime_check, summary_network, trend_estimate)
+from .paper import paper_dataset, paper_metrics, paper_table
+from .verdicts import (ASSUMED_LOSS_SPREADS, CHAPTER_RULE, CONTRADICTED, INCONCLUSIVE, MISSING, NON_MONOTONE, NOT_RUN,
+                       NOT_TESTABLE, OUTSIDE, REGIME_PARTS, REPRODUCED, RULE, Estimate, Network, NetworkRegime,
+                       failing, gate, majority_estimate, regime_line, regime_marks, summary_network, trend_estimate)
 
 __all__ = ["RULE", "CHAPTER_RULE", "CLAIMS", "scorecard", "adversarial_only", "display_table", "regime_table", "display_regime_table",
-           "overlapping_claims_line", "example_columns", "SN_DIRECTION"]
+           "overlapping_claims_line", "example_columns", "SN_DIRECTION", "html_table", "regime_paragraph"]
 
 # Full split sizes (training, test) where a config takes the whole split (n_train / n_test None);
 # the paper's tables are on the full CIFAR splits.
@@ -94,14 +97,36 @@ def _clip(table: pd.DataFrame | None, clip: float | None) -> pd.DataFrame | None
     return table[np.isclose(table.spectral_norm.astype(float), clip)]
 
 
-def _fit_of(table: pd.DataFrame | None, prefix: str = "") -> tuple[tuple[str, float], ...]:
-    """(label, clean training accuracy) of every network in a runs table, for the regime check."""
+def _value(row, name) -> float:
+    v = getattr(row, name, math.nan)
+    return math.nan if v is None or pd.isna(v) else float(v)
+
+
+def _reference(experiment: str, clip: float | None) -> tuple[str, str, str]:
+    """(method, spectral norm, arch) of the paper's network that an experiment's networks stand in for."""
+    method = "fgsm" if experiment == "fgsm" else "pgd"
+    arch = PAPER_DEEPER_ARCH if experiment == "deeper" else PAPER_ARCH
+    return method, "none" if clip is None else f"{clip:g}", arch
+
+
+def _regimes_of(table: pd.DataFrame | None, experiment: str = "ar_sweep", prefix: str = "",
+                clip: float | None = None) -> tuple[NetworkRegime, ...]:
+    """The regime (fit, generalisation, robustness) of every network in a runs table, each against
+    the paper's network at the same eps (`_reference`; NaN where the paper has none)."""
     if table is None or table.empty:
         return ()
     t = table.sort_values(["eps", "seed"] if "seed" in table else ["eps"])
     multi = "seed" in t and t.seed.nunique() > 1
-    return tuple((f"{prefix}eps {r.eps:g}" + (f" seed {r.seed}" if multi else ""), float(r.train_acc))
-                 for r in t.itertuples())
+    dataset = paper_dataset(t.dataset.iloc[0]) if "dataset" in t else "cifar10"
+    ref = _paper_wide(dataset, *_reference(experiment, clip))
+    ref.index = ref.index.astype(float)
+    out = []
+    for r in t.itertuples():
+        paper = ref.loc[float(r.eps)] if float(r.eps) in ref.index else pd.Series(dtype=float)
+        out.append(NetworkRegime(f"{prefix}eps {r.eps:g}" + (f" seed {r.seed}" if multi else ""),
+                                 _value(r, "train_acc"), _value(r, "test_acc"), _value(r, "pgd_acc"),
+                                 float(paper.get("test_acc", math.nan)), float(paper.get("pgd_acc", math.nan))))
+    return tuple(out)
 
 
 # ----------------------------------------------------------------------------- the paper's data
@@ -114,8 +139,10 @@ def _paper_wide(dataset="cifar10", method="pgd", spectral_norm="none", arch=PAPE
         return pd.DataFrame()
 
 
-def paper_networks(dataset="cifar10", method="pgd", spectral_norm="none", arch=PAPER_ARCH) -> list[Network]:
-    """The paper's networks (one per strength) with the noise its set sizes imply."""
+def paper_networks(dataset="cifar10", method="pgd", spectral_norm="none", arch=PAPER_ARCH,
+                   loss_spread: float | None = None) -> list[Network]:
+    """The paper's networks (one per strength) with the noise its set sizes imply; mean losses
+    exact, or with an assumed per-example spread `loss_spread` (nats)."""
     wide = _paper_wide(dataset, method, spectral_norm, arch)
     n_train, n_test = FULL_SPLITS.get(dataset, (None, None))
     lv = paper_table("loss_variation")
@@ -125,16 +152,19 @@ def paper_networks(dataset="cifar10", method="pgd", spectral_norm="none", arch=P
     for eps, row in wide.iterrows():
         variation = (lv.loc[eps, "mean"], lv.loc[eps, "std"]) if method == "pgd" and spectral_norm == "none" \
             and eps in lv.index else None
-        nets.append(summary_network(eps, row.dropna().to_dict(), n_train, n_test, loss_variation=variation))
+        nets.append(summary_network(eps, row.dropna().to_dict(), n_train, n_test, loss_variation=variation,
+                                    loss_spread=loss_spread))
     return nets
 
 
-def _paper_fit(dataset="cifar10", method="pgd", spectral_norm="none", prefix="",
-               arch=PAPER_ARCH) -> tuple[tuple[str, float], ...]:
-    """(label, published training accuracy) of the paper's networks (NaN where not published)."""
+def _paper_regimes(dataset="cifar10", method="pgd", spectral_norm="none", prefix="",
+                   arch=PAPER_ARCH) -> tuple[NetworkRegime, ...]:
+    """The paper's networks' regime: fit from the published training accuracy (NaN where not
+    published); they are the reference for generalisation and robustness."""
     wide = _paper_wide(dataset, method, spectral_norm, arch)
-    accs = wide["train_acc"] if "train_acc" in wide else pd.Series(math.nan, index=wide.index)
-    return tuple((f"{prefix}eps {e:g}", float(a)) for e, a in accs.items())
+    get = lambda row, k: float(row[k]) if k in row and pd.notna(row[k]) else math.nan  # noqa: E731
+    return tuple(NetworkRegime(f"{prefix}eps {e:g}", get(r, "train_acc"), get(r, "test_acc"), get(r, "pgd_acc"),
+                               get(r, "test_acc"), get(r, "pgd_acc")) for e, r in wide.iterrows())
 
 
 def paper_layer_counts(dataset="cifar10") -> tuple[int, int]:
@@ -154,13 +184,10 @@ class Side:
     """One side of a claim row (the paper's numbers or this build's)."""
 
     estimate: Estimate
-    fit: tuple[tuple[str, float], ...] = ()  # (network, clean training accuracy) it rests on
+    networks: tuple[NetworkRegime, ...] = ()  # the networks it rests on, with their regime
     note: str = ""
     verdict: str | None = None  # set when the rule is overridden (a claim that cannot be tested)
-
-    @property
-    def regime(self) -> str:
-        return regime_check([a for _, a in self.fit], [label for label, _ in self.fit])
+    assumed: str = ""  # the assumption its interval rests on, shown beside it ("assumed 2-nat spread")
 
 
 @dataclass(frozen=True)
@@ -175,12 +202,15 @@ class Claim:
     ours: Callable[[dict, "Claim"], Side]
     paper: Callable[["Claim"], Side | None]  # None: no published numbers (figure only)
     expected: str = ""  # the expected outcome in words (default: rises / falls)
+    needs: tuple[str, ...] = ("fit",)  # the parts of the regime (verdicts.REGIME_PARTS) the claim needs
+    chapter: str = ""  # the chapter (notebooks/NAME.ipynb) whose verdict section repeats it
 
 
 READABLE = {"train:loss": "mean training loss", "test:loss": "mean test loss"}
 
 
-def _trend_side(networks: list[Network], metric: str, fit, n_boot: int, seed: int, paper: bool = False) -> Side:
+def _trend_side(networks: list[Network], metric: str, fit: tuple[NetworkRegime, ...], n_boot: int, seed: int,
+                paper: bool = False) -> Side:
     est = trend_estimate(networks, metric, n_boot=n_boot, seed=seed) if networks else MISSING
     notes = []
     if paper:
@@ -210,23 +240,39 @@ def sweep_claim(metric: str, experiment: str = "ar_sweep", clip: float | None = 
         examples = inputs.get("examples") or {}
         if needs_examples and table is not None:
             table = table[table.run.isin([r for r, cols in examples.items() if _has(cols, metric)])]
-        side = _trend_side(networks_of(table, examples), metric, _fit_of(table, prefix), n_boot, seed)
+        side = _trend_side(networks_of(table, examples), metric, _regimes_of(table, experiment, prefix, clip),
+                           n_boot, seed)
         if clip is not None and table is not None and not table.empty:
             regime = regime_table(inputs)
             unbound = regime[(regime.experiment == experiment) & (regime["spectral norm"] == f"{clip:g}")
                              & (regime.note != "")]
             if len(unbound):
-                side = Side(side.estimate, side.fit, _join(side.note, ", ".join(
+                side = Side(side.estimate, side.networks, _join(side.note, ", ".join(
                     f"eps {r.eps:g}" for r in unbound.itertuples()) + ": " + unbound.note.iloc[0]))
         return side
 
     def paper(claim, n_boot=2000, seed=0):
-        method = "fgsm" if experiment == "fgsm" else "pgd"
-        sn = "none" if clip is None else f"{clip:g}"
-        arch = PAPER_DEEPER_ARCH if experiment == "deeper" else PAPER_ARCH
-        nets = paper_networks("cifar10", method, sn, arch)
-        return _trend_side(nets, metric, _paper_fit("cifar10", method, sn, prefix, arch), n_boot, seed, paper=True)
+        method, sn, arch = _reference(experiment, clip)
+        regimes = _paper_regimes("cifar10", method, sn, prefix, arch)
+        side = _trend_side(paper_networks("cifar10", method, sn, arch), metric, regimes, n_boot, seed, paper=True)
+        if not side.estimate.point_only:
+            return side
+        return _assumed_spread(lambda spread: paper_networks("cifar10", method, sn, arch, loss_spread=spread),
+                               metric, regimes, claim.direction if claim is not None else -1, n_boot, seed)
     return ours, paper
+
+
+def _assumed_spread(networks_with: Callable[[float], list[Network]], metric: str, regimes, direction: int,
+                    n_boot: int, seed: int) -> Side:
+    """The paper's side of a loss claim, whose mean losses have no published spread: judged under
+    each assumed per-example spread (`verdicts.ASSUMED_LOSS_SPREADS`, nats, over its 10,000 test and
+    50,000 training images); the interval and verdict are those under the largest."""
+    by_spread = {s: trend_estimate(networks_with(s), metric, n_boot=n_boot, seed=seed) for s in ASSUMED_LOSS_SPREADS}
+    largest = ASSUMED_LOSS_SPREADS[-1]
+    each = "; ".join(f"{s:g} nat{'' if s == 1 else 's'}: {e.interval} {e.verdict(direction)}" for s, e in by_spread.items())
+    note = ("one published network per strength; no spread published for its mean losses: the interval assumes a "
+            f"per-example spread (std) of the loss, and the verdict is the one under the largest ({each})")
+    return Side(by_spread[largest], regimes, note, assumed=f"assumed {largest:g}-nat spread")
 
 
 def paper_change_per_clip(metric: str = "gap_acc", clips=(None, 5.0, 3.0, 1.0), n_boot: int = 2000) -> str:
@@ -238,7 +284,7 @@ def paper_change_per_clip(metric: str = "gap_acc", clips=(None, 5.0, 3.0, 1.0), 
     for clip in clips:
         side = sweep_claim(metric, "spectral_norm", clip=clip)[1](None, n_boot=n_boot)
         name = "no clip" if clip is None else f"SN {clip:g}"
-        parts.append(f"{name} {side.estimate.interval}")
+        parts.append(f"{name} {side.estimate.interval}" + (f" ({side.assumed})" if side.assumed else ""))
         if not side.estimate.exact and side.estimate.verdict(+1) != INCONCLUSIVE:
             outside.append(name)
     return ", ".join(parts) + "; outside the sampling noise: " + (", ".join(outside) if outside else "none")
@@ -260,7 +306,7 @@ def _layers_ours(inputs, claim, **_) -> Side:
     wide = wide.dropna()
     fell = int((wide[low] > wide[high]).sum())
     sweep = inputs.get("ar_sweep")
-    fit = _fit_of(sweep[sweep.eps.isin([low, high])]) if sweep is not None and not sweep.empty else ()
+    fit = _regimes_of(sweep[sweep.eps.isin([low, high])]) if sweep is not None and not sweep.empty else ()
     seeds = wide.index.get_level_values("seed").nunique()
     note = (f"{fell} of {len(wide)} convolutions (eps {low:g} vs {high:g}"
             + (f", {seeds} seeds pooled" if seeds > 1 else ", 1 seed") + "); the classifier layer is not counted, as in B.2")
@@ -269,8 +315,8 @@ def _layers_ours(inputs, claim, **_) -> Side:
 
 def _layers_paper(claim, **_) -> Side:
     fell, n = paper_layer_counts("cifar10")
-    return Side(majority_estimate(fell, n), _paper_fit(), f"{fell} of {n} convolutions of ResNet-56 (B.2: "
-                                                      "count = printed sum / mean)")
+    return Side(majority_estimate(fell, n), _paper_regimes(), f"{fell} of {n} convolutions of ResNet-56 (B.2: "
+                                                          "count = printed sum / mean)")
 
 
 def _sn_turn(side_of_gap: Callable, side_of_clip: Callable):
@@ -286,15 +332,20 @@ def _sn_turn(side_of_gap: Callable, side_of_clip: Callable):
         if free_verdict != REPRODUCED:
             shown = free.estimate.interval
             why = "falls" if free_verdict == CONTRADICTED else "does not clearly rise"
-            return Side(clipped.estimate, free.fit + clipped.fit, _join(
+            return Side(clipped.estimate, free.networks + clipped.networks, _join(
                 f"not testable: without clipping the error gap {why} (change {shown}), so there is no "
                 "rising trend for the clip to turn", note), verdict=NOT_TESTABLE)
-        return Side(clipped.estimate, free.fit + clipped.fit, note)
+        return Side(clipped.estimate, free.networks + clipped.networks, note)
     return compute
 
 
 def _join(*parts: str) -> str:
     return "; ".join(p for p in dict.fromkeys(parts) if p)
+
+
+GAP = ("fit", "generalisation")  # a gap: train and test quantities both
+TEST = ("generalisation",)  # a quantity on test images
+ROBUST_TEST = ("generalisation", "robustness")  # robustness measured on test images
 
 
 def _claims() -> list[Claim]:
@@ -303,45 +354,47 @@ def _claims() -> list[Claim]:
     change = "change from the weakest to the strongest AR of the"
     claims = [
         Claim("The loss gap (test - train) shrinks as AR grows", "Fig. 3a, Table 3", -1,
-              f"{change} loss gap", *sweep_claim("gap_loss")),
+              f"{change} loss gap", *sweep_claim("gap_loss"), needs=GAP, chapter="sec4_1"),
         Claim("The error gap (train - test accuracy) grows with AR on CIFAR-10", "B.3, Table 3", +1,
-              f"{change} error gap (points)", gap_ours, gap_paper),
+              f"{change} error gap (points)", gap_ours, gap_paper, needs=GAP, chapter="secB3"),
         Claim("The training loss grows with AR", "Fig. 3b (the text cites 3a), Table 3", +1, f"{change} training loss",
-              *sweep_claim("train_loss")),
+              *sweep_claim("train_loss"), needs=("fit",), chapter="sec4_1"),
         Claim("The test error grows with AR", "Fig. 3b, Table 3", +1, f"{change} test error (points)",
-              *sweep_claim("test_error")),
+              *sweep_claim("test_error"), needs=TEST, chapter="sec4_1"),
         Claim("On CIFAR-10 the test loss falls while the test error rises", "Fig. 3b, Table 3", -1,
-              f"{change} test loss", *sweep_claim("test_loss")),
+              f"{change} test loss", *sweep_claim("test_loss"), needs=TEST, chapter="sec4_1"),
         Claim("Test margins concentrate around zero as AR grows", "Fig. 4", -1,
               f"{change} std of the test margins", sweep_claim("margin_std", needs_examples=True)[0],
-              lambda claim, **_: None),
+              lambda claim, **_: None, needs=TEST, chapter="sec4_2_1"),
         Claim("Per-layer singular-value std falls from the weakest to the strongest AR in most layers",
               "Fig. 5c/d, B.2", +1, "fraction of convolutions whose singular-value std falls (no effect: 1/2)",
-              _layers_ours, _layers_paper, expected="a majority falls"),
+              _layers_ours, _layers_paper, expected="a majority falls", needs=("fit",), chapter="sec4_2_2"),
         Claim("Loss variation around test examples falls as AR grows", "Fig. 8, Table 1", -1,
               f"{change} mean loss variation under an attack of 4/255",
-              *sweep_claim("loss_variation", needs_examples=True)),
+              *sweep_claim("loss_variation", needs_examples=True), needs=ROBUST_TEST, chapter="secB5"),
         Claim("Robustness (PGD accuracy of the correctly classified) grows with AR", "Fig. 12, D.2, Table 3", +1,
-              f"{change} PGD accuracy (points)", *sweep_claim("pgd_acc")),
+              f"{change} PGD accuracy (points)", *sweep_claim("pgd_acc"), needs=ROBUST_TEST, chapter="secD2"),
         Claim("With FGSM training the loss gap still shrinks as AR grows", "Fig. 9, Table 2", -1,
-              f"{change} loss gap, FGSM", *sweep_claim("gap_loss", "fgsm")),
+              f"{change} loss gap, FGSM", *sweep_claim("gap_loss", "fgsm"), needs=GAP, chapter="secB6"),
         Claim("In a deeper network the loss gap still shrinks as AR grows", "Fig. 7, B.4.1, Table 3", -1,
-              f"{change} loss gap, deeper network (the paper's ResNet-110)", *sweep_claim("gap_loss", "deeper")),
+              f"{change} loss gap, deeper network (the paper's ResNet-110)", *sweep_claim("gap_loss", "deeper"),
+              needs=GAP, chapter="secB4"),
     ]
     for clip in sorted(SN_DIRECTION, reverse=True):  # B.4.2: "the loss gap keeps a consistent decreasing trend"
         claims.append(Claim(f"With the spectral norm clipped to {clip:g} the loss gap still shrinks as AR grows",
                             "Fig. 6a, Table 6, B.4.2", -1, f"{change} loss gap, SN {clip:g}",
-                            *sweep_claim("gap_loss", "spectral_norm", clip=clip)))
+                            *sweep_claim("gap_loss", "spectral_norm", clip=clip), needs=GAP, chapter="secB4"))
     for clip in TABLE_6_READ_PER_CLIP:
         direction = SN_DIRECTION[clip]
         claims.append(Claim(f"With the spectral norm clipped to {clip:g} the error gap still {'rises' if direction > 0 else 'falls'}"
-                            " with AR (Table 6 read per clip: the paper says the trend 'gradually changes')",
-                            "Fig. 6, Table 6", direction, f"{change} error gap (points), SN {clip:g}",
-                            *sweep_claim("gap_acc", "spectral_norm", clip=clip)))
+                            " with AR (Table 6 per clip)",
+                            "Fig. 6, Table 6", direction, f"{change} error gap (points), SN {clip:g} (Table 6 read per "
+                            "clip: the paper says the trend 'gradually changes')",
+                            *sweep_claim("gap_acc", "spectral_norm", clip=clip), needs=GAP, chapter="secB4"))
     claims.append(Claim("Spectral normalisation (clip 1) turns the error-gap trend from rising to falling",
                         "Fig. 6, Table 6", SN_DIRECTION[1.0],
                         f"{change} error gap (points) under SN 1, given that it rises without clipping",
-                        _sn_turn(gap_ours, sn1_ours), _sn_turn(gap_paper, sn1_paper)))
+                        _sn_turn(gap_ours, sn1_ours), _sn_turn(gap_paper, sn1_paper), needs=GAP, chapter="secB4"))
     return claims
 
 
@@ -362,28 +415,40 @@ def adversarial_only(inputs: dict) -> dict:
     return out
 
 
-def scorecard(inputs: dict, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """One row per claim: the claim, its statistic, and for the paper's numbers and this build
-    each: value, interval bounds, the interval as text, verdict, regime check and note; over the
-    AR strengths (`adversarial_only`). Deterministic given `seed` (the bootstrap's)."""
+def scorecard(inputs: dict, n_boot: int = 2000, seed: int = 0, chapter: str | None = None) -> pd.DataFrame:
+    """One row per claim (of `chapter`, if given): the claim, its statistic, the regime parts it
+    needs, and for the paper's numbers and this build each: value, interval bounds, the interval as
+    text, the rule's verdict, the verdict after the regime gate (`verdicts.gate`), the regime line
+    and note; over the AR strengths (`adversarial_only`). Deterministic given `seed` (the bootstrap's)."""
     inputs = adversarial_only(inputs)
     rows = []
     for c in CLAIMS:
+        if chapter is not None and c.chapter != chapter:
+            continue
         row = {"claim": c.claim, "paper figure": c.figure, "statistic": c.statistic,
-               "expected": c.expected or ("rises" if c.direction > 0 else "falls")}
+               "expected": c.expected or ("rises" if c.direction > 0 else "falls"), "needs": ", ".join(c.needs),
+               "chapter": c.chapter}
         paper = c.paper(c, n_boot=n_boot, seed=seed)
         ours = c.ours(inputs, c, n_boot=n_boot, seed=seed)
         for side, s in (("paper", paper), ("this build", ours)):
             if s is None:
                 row.update({f"{side}": math.nan, f"{side} low": math.nan, f"{side} high": math.nan,
                             f"{side} [95% CI]": "figure only: no published numbers", f"{side} verdict": "",
-                            f"{side} regime": "", f"{side} note": "", f"{side} exact": False})
+                            f"{side} rule verdict": "", f"{side} regime": "", f"{side} note": "",
+                            f"{side} regime marks": "",
+                            f"{side} exact": False})
                 continue
             e = s.estimate
+            rule = s.verdict or e.verdict(c.direction)
+            note = s.note
+            if e.reversal:
+                note = _join(f"reverses between strengths beyond the noise: steps {e.reversal}", note)
             row.update({f"{side}": e.value, f"{side} low": e.low, f"{side} high": e.high,
-                        f"{side} [95% CI]": _interval(e, side),
-                        f"{side} verdict": s.verdict or e.verdict(c.direction), f"{side} regime": s.regime,
-                        f"{side} note": s.note, f"{side} exact": e.exact})
+                        f"{side} [95% CI]": _interval(e, side) + (f" ({s.assumed})" if s.assumed else ""),
+                        f"{side} rule verdict": rule, f"{side} verdict": gate(rule, s.networks, c.needs),
+                        f"{side} regime": regime_line(s.networks, c.needs), f"{side} note": note,
+                        f"{side} regime marks": regime_marks(s.networks, c.needs),
+                        f"{side} exact": e.exact})
         row["seeds"] = ours.estimate.n_seeds
         rows.append(row)
     return pd.DataFrame(rows)
@@ -399,20 +464,53 @@ def _interval(e: Estimate, side: str) -> str:
 
 
 def display_table(card: pd.DataFrame) -> pd.DataFrame:
-    """The scorecard's columns for reading: claim, paper statistic + interval + verdict, this
-    build's statistic + interval + verdict, regime checks and notes."""
-    cols = ["claim", "paper figure", "expected", "statistic", "paper [95% CI]", "paper verdict", "paper regime",
-            "this build [95% CI]", "this build verdict", "this build regime", "this build note", "paper note"]
+    """The scorecard's columns for reading as a table: claim, paper statistic + interval + verdict,
+    this build's statistic + interval + verdict (and the rule's alone), regime lines and notes."""
+    cols = ["claim", "paper figure", "expected", "needs", "paper [95% CI]", "paper verdict", "paper regime",
+            "this build [95% CI]", "this build verdict", "this build rule verdict", "this build regime",
+            "this build note", "paper note"]
     return card[cols].set_index("claim")
 
 
-def regime_table(inputs: dict) -> pd.DataFrame:
-    """Every network of this build the scorecard rests on: its experiment, strength, seed and
-    clip, clean training and test accuracy, and whether it fits its training set. A clipped
-    network whose metrics equal the unclipped one's at the same strength and seed is flagged:
-    its clip never bound."""
-    from .verdicts import FIT_THRESHOLD, fits
+def _verdict_cell(card_row, side: str) -> str:
+    shown, rule = card_row[f"{side} verdict"], card_row[f"{side} rule verdict"]
+    if not shown:
+        return "figure only"
+    cell = f'<span class="arreg-verdict arreg-{shown.replace(" ", "-")}">{html.escape(shown)}</span>'
+    if rule != shown:
+        cell += f'<br><small>rule alone: {html.escape(rule)}</small>'
+    return cell
 
+
+def html_table(card: pd.DataFrame) -> str:
+    """The scorecard as a compact HTML table that fits the page's text column: claim (with its
+    notes folded in a dropdown) | paper figure | paper verdict | this build: change [95% CI] |
+    verdict | regime. Long texts are folded, so that every row stays a few lines tall."""
+    head = ("<thead><tr><th>claim</th><th>paper figure</th><th>paper verdict</th>"
+            "<th>this build: change [95% CI]</th><th>verdict</th><th>regime (needs)</th></tr></thead>")
+    rows = []
+    for _, r in card.iterrows():
+        notes = [("statistic", r["statistic"] + f" (expected: {r['expected']})"),
+                 ("paper", _join(r["paper [95% CI]"], r["paper note"], r["paper regime"])),
+                 ("this build", _join(r["this build note"], r["this build regime"]))]
+        folded = "".join(f"<p><b>{html.escape(k)}:</b> {html.escape(v)}</p>" for k, v in notes if v)
+        claim = f'{html.escape(r["claim"])}<details><summary>notes</summary>{folded}</details>'
+        regime = html.escape(r["this build regime marks"]).replace(", ", "<br>")
+        rows.append(f"<tr><td>{claim}</td><td>{html.escape(r['paper figure'])}</td><td>{_verdict_cell(r, 'paper')}</td>"
+                    f"<td>{html.escape(r['this build [95% CI]'])}</td><td>{_verdict_cell(r, 'this build')}</td>"
+                    f"<td>{regime}</td></tr>")
+    colgroup = "".join(f'<col style="width:{w}%">' for w in (27, 11, 14, 17, 14, 17))
+    return (f'<table class="arreg-scorecard"><colgroup>{colgroup}</colgroup>{head}<tbody>{"".join(rows)}'
+            "</tbody></table>")
+
+
+def regime_table(inputs: dict) -> pd.DataFrame:
+    """Every network of this build the scorecard rests on, in the regime's three parts: its
+    experiment, strength, seed and clip; clean training accuracy and whether it fits; test accuracy
+    beside the paper's network at the same eps and whether it generalises as that one does; PGD
+    accuracy beside the paper's and whether it is as robust (None: no paper number to compare). A
+    clipped network whose metrics equal the unclipped one's at the same strength and seed is
+    flagged: its clip never bound."""
     rows = []
     sweep = inputs.get("ar_sweep")
     for experiment in RUN_TABLES:
@@ -428,24 +526,54 @@ def regime_table(inputs: dict) -> pd.DataFrame:
                 keys = ["train_acc", "test_acc", "train_loss", "test_loss"]
                 if len(same) and all(np.isclose(getattr(r, k), same.iloc[0][k], rtol=0, atol=1e-9) for k in keys):
                     note = "metrics identical to the unclipped network: the clip never bound"
+            (net,) = _regimes_of(t[t.run == r.run], experiment, clip=clip)
             rows.append({"experiment": experiment, "arch": r.arch, "eps": r.eps, "seed": r.seed,
-                         "spectral norm": "none" if clip is None else f"{clip:g}", "train acc": r.train_acc,
-                         "test acc": r.test_acc, f"fits (>= {FIT_THRESHOLD:g}% train)": fits(r.train_acc),
-                         "note": note})
+                         "spectral norm": "none" if clip is None else f"{clip:g}",
+                         "train acc": net.train_acc, "fit": net.part("fit"),
+                         "test acc": net.test_acc, "paper test acc": net.paper_test_acc,
+                         "generalisation": net.part("generalisation"),
+                         "PGD acc": net.pgd_acc, "paper PGD acc": net.paper_pgd_acc,
+                         "robustness": net.part("robustness"), "note": note})
     return pd.DataFrame(rows)
 
 
 EXPERIMENT_NAMES = {"ar_sweep": "AR sweep", "fgsm": "FGSM", "spectral_norm": "spectral norm", "deeper": "deeper network"}
 
 
+def _range(values: pd.Series) -> str:
+    v = values.dropna()
+    if v.empty:
+        return "-"
+    return f"{v.min():.1f}" if np.isclose(v.min(), v.max()) else f"{v.min():.1f}-{v.max():.1f}"
+
+
+def _parts(states: pd.Series) -> str:
+    known = states.dropna()
+    if known.empty:
+        return "?"
+    bad = int((~known.astype(bool)).sum())
+    return "✓" if bad == 0 else "✗" if bad == len(states) else f"✗ ({bad} of {len(states)})"
+
+
 def display_regime_table(regime: pd.DataFrame) -> pd.DataFrame:
-    """`regime_table` for reading: one row per network, indexed by what identifies it (experiments
-    by name), the note column only where a network has a note."""
+    """`regime_table` for reading: one row per network setting (experiment by name with its network,
+    clip, eps; the seeds line says how many seeds), the seeds' values as a range, each part of the regime (fits, generalises, robust) as ✓ (every seed
+    inside), ✗ (outside; "2 of 3": in some seeds) or ? (no paper number to compare); the paper's
+    numbers beside this build's; the note column only where a network has a note."""
     if regime.empty:
         return regime
     shown = regime.assign(experiment=regime.experiment.map(EXPERIMENT_NAMES).fillna(regime.experiment))
-    shown = shown.set_index(["experiment", "arch", "spectral norm", "eps", "seed"])
-    return shown if (shown.note != "").any() else shown.drop(columns="note")
+    rows = []
+    for (experiment, arch, clip, eps), g in shown.groupby(["experiment", "arch", "spectral norm", "eps"], sort=False):
+        rows.append({"experiment": f"{experiment} ({arch})", "spectral norm": clip, "eps": eps,
+                     "train acc %": _range(g["train acc"]), "fits": _parts(g["fit"]),
+                     "test acc % (paper)": f"{_range(g['test acc'])} ({_range(g['paper test acc'])})",
+                     "generalises": _parts(g["generalisation"]),
+                     "PGD acc % (paper)": f"{_range(g['PGD acc'])} ({_range(g['paper PGD acc'])})",
+                     "robust": _parts(g["robustness"]),
+                     "note": "; ".join(dict.fromkeys(n for n in g.note if n))})
+    out = pd.DataFrame(rows).set_index(["experiment", "spectral norm", "eps"])
+    return out if (out.note != "").any() else out.drop(columns="note")
 
 
 def overlapping_claims_line(inputs: dict, share: float = 0.05) -> str:
@@ -473,8 +601,10 @@ def overlapping_claims_line(inputs: dict, share: float = 0.05) -> str:
 
 def verdict_counts(card: pd.DataFrame, side: str = "this build") -> dict[str, int]:
     """How many claims got each verdict on one side ("this build" or "paper")."""
+    from .verdicts import VERDICTS
+
     counts = card[f"{side} verdict"].value_counts()
-    return {v: int(counts.get(v, 0)) for v in (REPRODUCED, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE, NOT_RUN)}
+    return {v: int(counts.get(v, 0)) for v in VERDICTS}
 
 
 # ----------------------------------------------------------------------------- the page's sentences
@@ -502,8 +632,8 @@ def seeds_line(inputs: dict) -> str:
 
 def summary_line(card: pd.DataFrame) -> str:
     """The verdict counts of this build and of the paper's own numbers, as sentences: how many of
-    this build's reproduced claims rest only on fitting networks, and on each side how many
-    decided verdicts have no interval (mean losses taken as exact)."""
+    this build's claims are outside the regime (and what the rule alone says of them), and on each
+    side how many decided verdicts have no interval (mean losses taken as exact)."""
     def counts(side):
         return ", ".join(f"{n} {v}" for v, n in verdict_counts(card, side).items() if n)
 
@@ -512,14 +642,76 @@ def summary_line(card: pd.DataFrame) -> str:
         one = n == 1
         return (f" {n} of its reproduced or contradicted verdicts {'has' if one else 'have'} no interval: "
                 f"{'it rests' if one else 'they rest'} on mean losses taken as exact ({why}).") if n else ""
-    reproduced = card["this build verdict"] == REPRODUCED
-    in_regime = int((reproduced & card["this build regime"].str.startswith("fits")).sum())
+    outside = card["this build verdict"] == OUTSIDE
+    rule = card.loc[outside, "this build rule verdict"].value_counts()
+    assumed = int(card["paper [95% CI]"].str.contains("assumed").sum())
     figure_only = int((card["paper verdict"] == "").sum())
     return (f"Of {len(card)} claims, **this build**: {counts('this build')}."
-            + (f" Of its {int(reproduced.sum())} reproduced, {in_regime} rest only on networks that fit their "
-               "training sets." if reproduced.any() else "")
+            + (f" The rule alone, without the regime gate, would call the {int(outside.sum())} outside the regime "
+               + ", ".join(f"{n} {v}" for v, n in rule.items()) + "." if outside.any() else "")
             + exact("this build", "networks without per-example data")
-            + f" **The paper's own numbers**: {counts('paper')}."
+            + f" **The paper's own numbers**, by the same rule: {counts('paper')}."
             + exact("paper", "the paper publishes no spread for them")
+            + (f" {assumed} of the paper's verdicts rest on an assumed per-example spread of its mean losses "
+               f"({ASSUMED_LOSS_SPREADS[-1]:g} nats; the notes give the verdicts under "
+               + " and ".join(f"{x:g}" for x in ASSUMED_LOSS_SPREADS[:-1]) + ")." if assumed else "")
             + (f" {figure_only} claim{'s' if figure_only > 1 else ''} with no published numbers (figure only)."
                if figure_only else ""))
+
+
+def _fmt_range(values, digits: int = 0) -> str:
+    v = [float(x) for x in values if pd.notna(x)]
+    if not v:
+        return "-"
+    low, high = f"{min(v):.{digits}f}", f"{max(v):.{digits}f}"
+    return f"{low}%" if low == high else f"{low}-{high}%"
+
+
+def regime_numbers(inputs: dict) -> dict[str, tuple[str, str]] | None:
+    """This build's AR sweep (AR strengths only) and the paper's network at the same strengths, in
+    the regime's three parts: {part: (this build's range, the paper's range)}; None without runs."""
+    sweep = adversarial_only(inputs).get("ar_sweep")
+    if sweep is None or sweep.empty:
+        return None
+    nets = _regimes_of(sweep)
+    shared = [n for n in nets if not math.isnan(n.paper_test_acc)]
+    ref = _paper_wide(paper_dataset(sweep.dataset.iloc[0]))
+    ref = ref[ref.index.astype(float).isin(sorted(set(sweep.eps.astype(float))))]
+    return {"fit": (_fmt_range([n.train_acc for n in nets], 1), _fmt_range(ref.get("train_acc", []), 1)),
+            "generalisation": (_fmt_range([n.test_acc for n in shared]), _fmt_range(ref.get("test_acc", []))),
+            "robustness": (_fmt_range([n.pgd_acc for n in shared]), _fmt_range(ref.get("pgd_acc", [])))}
+
+
+def regime_paragraph(inputs: dict, card: pd.DataFrame | None = None) -> str:
+    """This build's regime in numbers beside the paper's (AR sweep against the paper's ResNet-56 at
+    the same strengths, Table 3), whether each part holds, and what follows for the verdicts: which
+    claims need which part (`Claim.needs`) and, given the scorecard `card`, how many are outside."""
+    numbers = regime_numbers(inputs)
+    if numbers is None:
+        return "This build has no runs yet: no regime to state."
+    sweep = adversarial_only(inputs)["ar_sweep"]
+    nets = _regimes_of(sweep)
+    holds = {part: not failing(nets, (part,)) for part in REGIME_PARTS}
+    strengths = ", ".join(f"{e:g}" for e in sorted(set(sweep.eps)))
+    sizes = _splits(next(sweep.itertuples()))
+    words = {"fit": "clean training accuracy", "generalisation": "test accuracy",
+             "robustness": "PGD accuracy of the correctly classified test images"}
+    parts = [f"**{part}** ({words[part]}) {ours} against the paper's {paper} — "
+             + ("inside the regime" if holds[part] else "**outside**")
+             for part, (ours, paper) in numbers.items()]
+    seeds = int(sweep.groupby("eps").seed.nunique().min())
+    text = (f"**This build's regime.** The AR sweep's networks (eps {strengths}, {seeds} seed{'s' if seeds > 1 else ''}"
+            f" each, {sizes[0]:,} training and {sizes[1]:,} test images) against the paper's ResNet-56 at the same "
+            f"strengths (Table 3): " + "; ".join(parts) + ".")
+    if holds["fit"] and not holds["generalisation"]:
+        text += (f" They fit — memorise — their {sizes[0]:,} training images, but generalise far worse than the paper's "
+                 "networks" + (" and are far less robust on test images" if not holds["robustness"] else "") + ".")
+    need = {part: [c for c in CLAIMS if part in c.needs] for part in REGIME_PARTS}
+    text += (f" What follows for the verdicts: {len(need['generalisation'])} of the {len(CLAIMS)} claims (those about gaps "
+             f"and test quantities) need generalisation, {len(need['robustness'])} robustness as well, "
+             f"{len(CLAIMS) - len(need['generalisation'])} only fit; a claim resting on a network outside a part it "
+             "needs is marked *outside the regime* instead of reproduced or contradicted.")
+    if card is not None and len(card):
+        outside = int((card["this build verdict"] == OUTSIDE).sum())
+        text += f" Here {outside} of the {len(card)} claims are outside the regime."
+    return text

@@ -96,7 +96,9 @@ def main(argv=None) -> dict:
         os.environ.pop("ARREG_RUNS", None) if saved is None else os.environ.update(ARREG_RUNS=saved)
     from arreg_core.chapter import CLASS_PROFILE
 
-    result = {"profile": "smoke" if args.profile == "smoke" else CLASS_PROFILE,
+    from arreg_core.book import class_fingerprint
+
+    result = {"profile": "smoke" if args.profile == "smoke" else CLASS_PROFILE, "class_fingerprint": class_fingerprint(),
               "machine": f"{cpu_model()}, {os.cpu_count()} cores",
               "threads": torch.get_num_threads(), "torch": torch.__version__,
               "date": datetime.date.today().isoformat(), "timings": timings}

@@ -82,6 +82,8 @@ def test_exercise_timings_runs_every_exercise_cell_of_a_chapter(tmp_path):
     assert json.loads(out.read_text()) == result
     assert result["profile"] == "smoke" and [t["label"] for t in result["timings"]] == [c[0] for c in cells]
     assert all(t["seconds"] > 0 for t in result["timings"])
+    from arreg_core.book import class_fingerprint
+    assert result["class_fingerprint"] == class_fingerprint()  # what the teaching page checks its timings against
 
 
 def test_precision_effect_compares_fp32_with_the_bf16_seeds():

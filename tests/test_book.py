@@ -148,3 +148,22 @@ def test_a_failing_notebook_is_one_line_naming_it(tmp_path):
     with pytest.raises(BookError, match="notebook broken failed under profile smoke: FileNotFoundError: put the data") as err:
         execute("smoke", tmp_path / "src", tmp_path, notebooks=("broken",))
     assert "\n" not in str(err.value)
+
+
+def test_the_teaching_page_shows_only_timings_measured_for_the_current_class_profile(tmp_path):
+    """Exercise timings taken for an earlier class profile (or none) are not printed as this one's:
+    the page says they are to be measured, and how; timings with the current fingerprint are shown."""
+    from arreg_core.book import EXERCISE_TIMINGS, class_fingerprint, timings_table
+
+    path = tmp_path / EXERCISE_TIMINGS
+    assert timings_table(tmp_path).startswith("*Not measured yet") and "quiet machine" in timings_table(tmp_path)
+    path.parent.mkdir(parents=True)
+    record = {"profile": "class", "machine": "Some CPU, 2 cores", "threads": 2, "date": "2026-11-28",
+              "timings": [{"chapter": "sec4_1", "exercise": "A weaker attack", "label": "x", "seconds": 81.3}]}
+    path.write_text(json.dumps(record))
+    stale = timings_table(tmp_path)
+    assert stale.startswith("*To be measured") and "81" not in stale and "benchmarks/exercise_timings.py" in stale
+    path.write_text(json.dumps({**record, "class_fingerprint": class_fingerprint()}))
+    assert "| sec4_1 | A weaker attack | 81 | 1.4 |" in timings_table(tmp_path)
+    # the committed record predates the current class profile: the page does not show it
+    assert not timings_table(ROOT).startswith("Measured")

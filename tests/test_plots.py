@@ -119,3 +119,21 @@ def test_readable_names_columns_and_turns_fractions_into_percentages():
     shown = plots.readable(t, percent=plots.MARGIN_FRACTIONS)
     assert list(shown.columns) == ["eps", "accuracy %", "margins within 1 of zero %", "skewness", "other"]
     assert shown["accuracy %"].iloc[0] == pytest.approx(36.2) and t.accuracy.iloc[0] == 0.362  # the input is kept
+
+
+def test_histogram_legends_sit_below_the_panel_and_insets_avoid_the_spikes():
+    """Fig. 1b, 4a, 5a/b: the legend never covers the bars (it sits below the axes), and the inset
+    goes to the third of the range with the lowest bars (here the middle: values pile up at 0 and 1)."""
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.uniform(0, 0.05, 400), rng.uniform(0.95, 1, 400), rng.uniform(0, 1, 50)])
+    examples = pd.DataFrame({"eps": 4.0, "seed": 0, "value": values})
+    ax = plots.histograms_by_eps(examples, "probability", value_range=(0, 1), inset_range=(0.2, 0.8))
+    ax.figure.canvas.draw()
+    legend = ax.get_legend().get_window_extent()
+    assert legend.y1 < ax.get_window_extent().y0  # entirely below the panel
+    (inset,) = [a for a in ax.figure.axes if a is not ax]
+    box, panel = inset.get_position(), ax.get_position()
+    assert panel.x0 + panel.width / 4 < (box.x0 + box.x1) / 2 < panel.x1 - panel.width / 4  # centred
+    assert all(t.get_size() >= 8 for t in inset.get_xticklabels())
+    assert plots.emptiest_third([(4, np.full(10, 0.9), np.ones(10), 1)], (0, 1), 9) == "upper left"
+    matplotlib.pyplot.close(ax.figure)

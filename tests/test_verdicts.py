@@ -4,8 +4,9 @@ import math
 import numpy as np
 import pytest
 
-from arreg_core.verdicts import (CONTRADICTED, INCONCLUSIVE, NOT_RUN, REPRODUCED, RULE, Network, endpoint_change,
-                                 majority_estimate, regime_check, summary_network, trend_estimate, verdict)
+from arreg_core.verdicts import (CONTRADICTED, INCONCLUSIVE, NON_MONOTONE, NOT_RUN, NOT_TESTABLE, OUTSIDE, REPRODUCED,
+                                 RULE, Network, NetworkRegime, endpoint_change, gate, majority_estimate, regime_line,
+                                 regime_marks, reverses, summary_network, trend_estimate, verdict)
 
 
 def correct(accuracy: float, n: int, seed: int) -> np.ndarray:
@@ -35,8 +36,28 @@ def test_the_rule():
     assert verdict(-0.5, -0.1, -1) == REPRODUCED and verdict(-0.5, -0.1, +1) == CONTRADICTED
     assert verdict(-0.1, 0.1, +1) == INCONCLUSIVE and verdict(math.nan, math.nan, +1) == NOT_RUN
     assert verdict(0.55, 0.9, +1, null=0.5) == REPRODUCED and verdict(0.4, 0.9, +1, null=0.5) == INCONCLUSIVE
-    for word in ("reproduced", "contradicted", "inconclusive", "not run here", "95%"):
+    for word in ("reproduced", "contradicted", "inconclusive", "non-monotone", "outside the regime", "not run here",
+                 "95%", "generalisation", "robustness", "assumes a per-example spread"):
         assert word in RULE
+    # a reversal beyond the noise decides before the endpoints; a step inside the noise does not
+    assert verdict(0.1, 0.5, +1, steps=((0.2, 0.6), (-0.4, -0.1))) == NON_MONOTONE
+    assert verdict(0.1, 0.5, +1, steps=((0.2, 0.6), (-0.4, 0.1))) == REPRODUCED
+    assert not reverses([(0.2, 0.6), (0.1, 0.3)]) and reverses([(-0.3, -0.1), (0.1, 0.3)])
+
+
+def test_a_series_that_rises_then_falls_beyond_the_noise_is_non_monotone():
+    """Test accuracy 50%, 90%, 50% on 300 examples: each step is 40 points against a noise of about
+    5, so the series reverses; its endpoints agree (change 0), which alone would be inconclusive."""
+    est = trend_estimate(series([0.50, 0.90, 0.50]), "test_acc", n_boot=500)
+    assert est.value == pytest.approx(0) and est.low < 0 < est.high
+    assert est.steps[0][0] > 0 and est.steps[1][1] < 0 and est.step_values == pytest.approx((40, -40))
+    assert est.verdict(+1) == NON_MONOTONE and est.verdict(-1) == NON_MONOTONE
+    assert est.reversal.startswith("+40 [") and " then -40 [" in est.reversal
+    # the same shape within the noise (60, 62, 60%) is no reversal
+    flat = trend_estimate(series([0.60, 0.62, 0.60]), "test_acc", n_boot=500)
+    assert flat.verdict(+1) == INCONCLUSIVE and flat.reversal == ""
+    # rising, then rising less: a monotone trend, reproduced
+    assert trend_estimate(series([0.50, 0.80, 0.90]), "test_acc", n_boot=500).verdict(+1) == REPRODUCED
 
 
 def test_two_noisy_series_whose_intervals_overlap_are_inconclusive():
@@ -127,8 +148,40 @@ def test_majority_of_layers_with_its_binomial_interval():
     assert majority_estimate(1, 20).verdict(+1) == CONTRADICTED
 
 
-def test_regime_check_states_the_threshold_and_the_networks_outside():
-    assert regime_check([100.0, 95.0]).startswith("fits")
-    line = regime_check([100.0, 70.8, 28.6], ["eps 4", "eps 8", "eps 16"])
-    assert "OUTSIDE" in line and "eps 8 (70.8%)" in line and "eps 16 (28.6%)" in line and "eps 4" not in line
-    assert "80%" in line and regime_check([]) == "" and "not published" in regime_check([math.nan])
+def test_the_regime_gate_on_an_out_of_regime_series():
+    """Networks that memorise their training set (100%) but reach 35% test accuracy where the
+    paper's reach 88%: a claim that needs generalisation is outside the regime whatever the rule
+    says; a claim that needs only fit keeps the rule's verdict."""
+    memorising = [NetworkRegime(f"eps {e}", 100.0, 35.0, 10.0, paper_test, 66.0)
+                  for e, paper_test in ((4, 88.9), (16, 84.9))]
+    assert gate(REPRODUCED, memorising, ("fit", "generalisation")) == OUTSIDE
+    assert gate(CONTRADICTED, memorising, ("generalisation",)) == OUTSIDE
+    assert gate(NON_MONOTONE, memorising, ("robustness",)) == OUTSIDE
+    assert gate(REPRODUCED, memorising, ("fit",)) == REPRODUCED
+    assert gate(NOT_RUN, memorising, ("generalisation",)) == NOT_RUN
+    assert gate(NOT_TESTABLE, memorising, ("generalisation",)) == NOT_TESTABLE
+    line = regime_line(memorising, ("fit", "generalisation", "robustness"))
+    assert line == "fit yes (100%); generalisation no (35% vs paper 85-89%); robustness no (10% vs paper 66%)"
+    assert regime_marks(memorising, ("fit", "generalisation")) == "fit ✓, generalisation ✗"
+    # a network that does not fit, named; one within the tolerance of the paper generalises
+    underfit = [NetworkRegime("eps 4", 99.0, 80.0, 60.0, 88.9, 66.0), NetworkRegime("eps 16", 35.4, 79.0, 60.0, 84.9, 72.2)]
+    assert gate(REPRODUCED, underfit, ("fit",)) == OUTSIDE
+    assert "fit no (35% < 80% at eps 16)" in regime_line(underfit, ("fit",))
+    assert underfit[0].part("generalisation") and underfit[1].part("generalisation")
+    assert underfit[1].part("robustness") is False  # 60% against 72.2%: more than 10 points below
+    # a part with no number to compare (the paper's FGSM table has no training accuracy) does not gate
+    unknown = [NetworkRegime("eps 4", math.nan, 85.0, math.nan, 85.0, math.nan)]
+    assert unknown[0].part("fit") is None and gate(REPRODUCED, unknown, ("fit", "robustness")) == REPRODUCED
+    assert regime_marks(unknown, ("fit",)) == "fit ?" and "fit unknown" in regime_line(unknown, ("fit",))
+
+
+def test_an_assumed_loss_spread_gives_the_papers_losses_an_interval():
+    metrics = [{"test_loss": 0.68, "train_loss": 0.01}, {"test_loss": 0.647, "train_loss": 0.1}]
+    exact = [summary_network(e, m, 50_000, 10_000) for e, m in zip((4, 16), metrics)]
+    assert trend_estimate(exact, "test_loss", n_boot=200).exact
+    for spread, expected in ((0.5, REPRODUCED), (2.0, INCONCLUSIVE)):  # -0.033: +-0.025 at 0.5 nats, +-0.055 at 2
+        nets = [summary_network(e, m, 50_000, 10_000, loss_spread=spread) for e, m in zip((4, 16), metrics)]
+        est = trend_estimate(nets, "test_loss", n_boot=2000)
+        assert not est.exact and est.low < est.value < est.high
+        assert (est.high - est.low) / 2 == pytest.approx(1.96 * spread * math.sqrt(2 / 10_000), rel=0.15)
+        assert est.verdict(-1) == expected, spread
