@@ -316,7 +316,8 @@ def verdicts_section(ex: Experiments, chapter: str, n_boot: int = 2000) -> pd.Da
     paper's own verdict by the same rule. The step-by-step reading that follows is supporting detail."""
     from . import scorecard as sc
 
-    card = sc.scorecard(ex.scorecard_inputs(), n_boot=n_boot, chapter=chapter)
+    inputs = ex.scorecard_inputs()
+    card = sc.scorecard(inputs, n_boot=n_boot, chapter=chapter)
     for _, r in card.iterrows():
         shown, rule = r["this build verdict"], r["this build rule verdict"]
         alone = f" (the rule alone: {rule})" if rule != shown else ""
@@ -328,7 +329,54 @@ def verdicts_section(ex: Experiments, chapter: str, n_boot: int = 2000) -> pd.Da
         md(f"**{r['claim']}** ({r['paper figure']}) — scorecard verdict: **{shown}**{alone}. Change from the weakest "
            f"to the strongest AR: {r['this build [95% CI]'] or 'not run'}.{reversal}{regime_} {paper}")
     md(verdicts.CHAPTER_RULE)
+    tier_section(ex, inputs, card, chapter, n_boot)
     return card
+
+
+GPU_TIER = "gpu"
+GPU_TIER_HOWTO = ("on a machine with a CUDA GPU, `ARREG_DATA=<folder of cifar10-jpeg.tar.gz> bash benchmarks/gpu_session.sh "
+                  "OUT` (about 9 minutes on an H200), then here `arreg import-runs OUT/gpu-runs.part* --runs-dir "
+                  "results/gpu/runs` and `make book`")
+
+
+def tier_cards(ex: Experiments, inputs: dict, card: pd.DataFrame, chapter: str | None = None, n_boot: int = 2000):
+    """({tier: scorecard}, {tier: scorecard inputs}) of the executed profile (`ex`, its scorecard
+    `inputs` and `card`) and of the
+    `gpu` tier read from its committed store, or None where that tier has no finished run (or is the
+    profile executed)."""
+    from . import scorecard as sc
+
+    gpu = None if ex.profile == GPU_TIER else Experiments.tier(GPU_TIER)
+    if gpu is None:
+        return None
+    gpu_inputs = gpu.scorecard_inputs()
+    cards = {f"{ex.profile} tier (this build)": card,
+             f"{GPU_TIER} tier": sc.scorecard(gpu_inputs, n_boot=n_boot, chapter=chapter)}
+    return cards, {f"{ex.profile} tier (this build)": inputs, f"{GPU_TIER} tier": gpu_inputs}
+
+
+def tier_section(ex: Experiments, inputs: dict, card: pd.DataFrame, chapter: str | None = None,
+                 n_boot: int = 2000) -> None:
+    """The chapter's claims in each tier of the book beside the paper's: this build's (the executed
+    profile) and the `gpu` tier's (the paper's CIFAR-10 setting on the full data set, cut in depth and
+    epochs, trained on a lent GPU), with each tier's regime in numbers; or, where the gpu tier has no
+    finished run yet, how to run it."""
+    from . import scorecard as sc
+
+    tiers = tier_cards(ex, inputs, card, chapter, n_boot)
+    if tiers is None:
+        if ex.profile != GPU_TIER:
+            md(f"**The {GPU_TIER} tier** (the paper's CIFAR-10 setting on the full data set, trained on a GPU) "
+               f"has no finished runs yet: {GPU_TIER_HOWTO}.")
+        return
+    cards, inputs = tiers
+    gpu_name = f"{GPU_TIER} tier"
+    md(f"**Each tier of the book** beside the paper: this build's networks and the {gpu_name}'s (the paper's "
+       "CIFAR-10 setting on all 50,000 training images, a shallower network trained for fewer epochs on a lent "
+       "GPU), each judged by the same rule, with the regime of each in numbers below.")
+    show_html(sc.tier_table(cards))
+    display(sc.tier_regimes(inputs))
+    md(sc.regime_paragraph(inputs[gpu_name], cards[gpu_name], name=f"The {gpu_name}"))
 
 
 def paper_strengths(eps) -> tuple[float, float]:

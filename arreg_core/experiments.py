@@ -22,7 +22,7 @@ import pandas as pd
 from . import analysis
 from .executors import Job, LocalExecutor, Progress
 from .profiles import execution_options, experiment_configs, load_profile
-from .runs import PREPARE_LOG, get_or_train_all, resolve_store, run_path, runs_table
+from .runs import PREPARE_LOG, get_or_train_all, load_run, resolve_store, run_path, runs_table
 from .train import TrainConfig
 
 ID_COLUMNS = ("run", "dataset", "arch", "method", "spectral_norm", "eps", "seed")
@@ -102,6 +102,7 @@ class Experiments:
     data_root: str | None = None
     overrides: dict = field(default_factory=dict)
     progress: bool = False
+    read_only: bool = False  # read the store's finished runs and artifacts; train and analyse nothing
     _tables: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -125,12 +126,24 @@ class Experiments:
     def configs(self, experiment: str) -> list[TrainConfig]:
         return experiment_configs(self.profile, experiment, **self.overrides)
 
+    @classmethod
+    def tier(cls, profile: str) -> "Experiments | None":
+        """A tier of the book read beside the executed profile (the `gpu` tier, trained on lent GPUs):
+        `profile` over its committed store (its `runs_dir`, never $ARREG_RUNS), read only; None
+        where that store holds no finished run of the profile."""
+        ex = cls(profile, resolve_store(load_profile(profile)["runs_dir"]), read_only=True)
+        return ex if not ex.runs("ar_sweep").empty else None
+
     def runs(self, experiment: str) -> pd.DataFrame:
-        """Every run of `experiment` (trained if missing) as a table, with a `path` column."""
+        """Every run of `experiment` (trained if missing; read only: the finished ones) as a table,
+        with a `path` column."""
         if experiment not in self._tables:
-            runs = get_or_train_all(self.configs(experiment), self.runs_dir, device=self.device,
-                                    **execution_options(self.profile, **self.overrides),
-                                    data_root=self.data_root, progress=self.progress)
+            if self.read_only:
+                runs = [run for c in self.configs(experiment) if (run := load_run(run_path(c, self.runs_dir)))]
+            else:
+                runs = get_or_train_all(self.configs(experiment), self.runs_dir, device=self.device,
+                                        **execution_options(self.profile, **self.overrides),
+                                        data_root=self.data_root, progress=self.progress)
             self._tables[experiment] = runs_table(runs)
         return self._tables[experiment].copy()
 
@@ -139,8 +152,9 @@ class Experiments:
         params = {**load_profile(self.profile).get("analysis", {}).get(piece, {}), **(params or {})}
         out = {}
         for path in table["path"]:
-            analysis.analyze(path, pieces=(piece,), params={piece: params} if params else None,
-                             device=self.device, data_root=self.data_root)
+            if not self.read_only:
+                analysis.analyze(path, pieces=(piece,), params={piece: params} if params else None,
+                                 device=self.device, data_root=self.data_root)
             out[Path(path).name] = analysis.load_artifact(path, piece, params)
         return out
 

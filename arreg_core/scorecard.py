@@ -682,7 +682,7 @@ def regime_numbers(inputs: dict) -> dict[str, tuple[str, str]] | None:
             "robustness": (_fmt_range([n.pgd_acc for n in shared]), _fmt_range(ref.get("pgd_acc", [])))}
 
 
-def regime_paragraph(inputs: dict, card: pd.DataFrame | None = None) -> str:
+def regime_paragraph(inputs: dict, card: pd.DataFrame | None = None, name: str = "This build") -> str:
     """This build's regime in numbers beside the paper's (AR sweep against the paper's ResNet-56 at
     the same strengths, Table 3), whether each part holds, and what follows for the verdicts: which
     claims need which part (`Claim.needs`) and, given the scorecard `card`, how many are outside."""
@@ -700,12 +700,16 @@ def regime_paragraph(inputs: dict, card: pd.DataFrame | None = None) -> str:
              + ("inside the regime" if holds[part] else "**outside**")
              for part, (ours, paper) in numbers.items()]
     seeds = int(sweep.groupby("eps").seed.nunique().min())
-    text = (f"**This build's regime.** The AR sweep's networks (eps {strengths}, {seeds} seed{'s' if seeds > 1 else ''}"
+    text = (f"**{name}'s regime.** The AR sweep's networks (eps {strengths}, {seeds} seed{'s' if seeds > 1 else ''}"
             f" each, {sizes[0]:,} training and {sizes[1]:,} test images) against the paper's ResNet-56 at the same "
             f"strengths (Table 3): " + "; ".join(parts) + ".")
     if holds["fit"] and not holds["generalisation"]:
         text += (f" They fit — memorise — their {sizes[0]:,} training images, but generalise far worse than the paper's "
                  "networks" + (" and are far less robust on test images" if not holds["robustness"] else "") + ".")
+    if not holds["fit"]:
+        spread = max(abs(n.train_acc - n.test_acc) for n in nets)
+        text += (" They do not fit their training images: trained for fewer epochs than the paper's networks, they "
+                 f"underfit, their clean training and test accuracies within {spread:.1f} points of each other.")
     need = {part: [c for c in CLAIMS if part in c.needs] for part in REGIME_PARTS}
     text += (f" What follows for the verdicts: {len(need['generalisation'])} of the {len(CLAIMS)} claims (those about gaps "
              f"and test quantities) need generalisation, {len(need['robustness'])} robustness as well, "
@@ -715,3 +719,51 @@ def regime_paragraph(inputs: dict, card: pd.DataFrame | None = None) -> str:
         outside = int((card["this build verdict"] == OUTSIDE).sum())
         text += f" Here {outside} of the {len(card)} claims are outside the regime."
     return text
+
+
+# ----------------------------------------------------------------------------- tiers side by side
+
+def tier_regimes(inputs_by_tier: dict[str, dict]) -> pd.DataFrame:
+    """Each tier's AR sweep (AR strengths only) beside the paper's ResNet-56 at the same strengths
+    (Table 3): network, data, epochs, seeds, and the regime's three parts as ranges."""
+    columns = {}
+    for tier, inputs in inputs_by_tier.items():
+        sweep = adversarial_only(inputs).get("ar_sweep")
+        numbers = regime_numbers(inputs)
+        if numbers is None:
+            continue
+        first = next(sweep.itertuples())
+        train, test = _splits(first)
+        columns[tier] = {"network": f"{first.arch} (x{first.width})" if first.width > 1 else first.arch,
+                         "training / test images": f"{train:,} / {test:,}", "epochs": f"{first.epochs}",
+                         "seeds per strength": f"{int(sweep.groupby('eps').seed.nunique().min())}",
+                         **{part: ours for part, (ours, _) in numbers.items()}}
+        paper = {"network": PAPER_ARCH, "training / test images": "50,000 / 10,000", "epochs": "200",
+                 "seeds per strength": "1", **{part: theirs for part, (_, theirs) in numbers.items()}}
+    if not columns:
+        return pd.DataFrame()
+    return pd.DataFrame({"paper (Table 3)": paper, **columns})
+
+
+def tier_table(cards: dict[str, pd.DataFrame]) -> str:
+    """The claims of one or more scorecards side by side, as a compact HTML table: claim | paper
+    figure | the paper's verdict | each tier's verdict with its change [95% CI]. `cards`: {tier
+    name: scorecard}, all of the same claims."""
+    names = list(cards)
+    first = cards[names[0]]
+    head = ("<thead><tr><th>claim</th><th>paper figure</th><th>paper</th>"
+            + "".join(f"<th>{html.escape(n)}</th>" for n in names) + "</tr></thead>")
+    rows = []
+    for i in range(len(first)):
+        cells = []
+        for n in names:
+            row = cards[n].iloc[i]
+            change = row["this build [95% CI]"]
+            cells.append(f"<td>{_verdict_cell(row, 'this build')}" + (f"<br><small>{html.escape(change)}</small>"
+                                                                      if change else "") + "</td>")
+        paper = first.iloc[i]
+        rows.append(f"<tr><td>{html.escape(paper['claim'])}</td><td>{html.escape(paper['paper figure'])}</td>"
+                    f"<td>{_verdict_cell(paper, 'paper')}</td>{''.join(cells)}</tr>")
+    width = (100 - 30 - 10 - 16) // len(names)
+    colgroup = "".join(f'<col style="width:{w}%">' for w in (30, 10, 16, *[width] * len(names)))
+    return f'<table class="arreg-scorecard"><colgroup>{colgroup}</colgroup>{head}<tbody>{"".join(rows)}</tbody></table>'

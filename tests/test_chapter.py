@@ -235,3 +235,35 @@ def test_skew_comparison_in_magnitude():
     assert chapter.skew_comparison(m) == "at eps 4, not at eps 16 (0.50 vs 1.49)"
     assert chapter.skew_comparison(m[m.eps == 4]) == "at eps 4"
     assert chapter.skew_comparison(m[m.eps == 16]) == "at no strength"
+
+
+def test_the_gpu_tier_is_read_from_its_committed_store_and_never_trained(monkeypatch):
+    """Experiments.tier reads the gpu profile's committed runs and artifacts (no data, no training,
+    no analysis); a chapter's verdict section sets its claims beside this build's, with each tier's
+    regime; without finished gpu runs it says how to run them."""
+    from arreg_core import experiments, scorecard as sc
+
+    monkeypatch.setenv("ARREG_RUNS", "/nonexistent")  # the executed profile's store, never the tier's
+    monkeypatch.setattr(experiments, "get_or_train_all", lambda *a, **k: pytest.fail("a tier trained"))
+    monkeypatch.setattr(experiments.analysis, "analyze", lambda *a, **k: pytest.fail("a tier analysed"))
+    gpu = experiments.Experiments.tier("gpu")
+    assert gpu is not None and gpu.read_only and list(gpu.metrics("ar_sweep").eps) == [0, 4, 8, 16]
+    inputs = gpu.scorecard_inputs()
+    card = sc.scorecard(inputs, n_boot=200, chapter="sec4_1")
+    shown = []
+    monkeypatch.setattr(chapter, "md", shown.append)
+    monkeypatch.setattr(chapter, "show_html", shown.append)
+    monkeypatch.setattr(chapter, "display", shown.append)
+    ex = experiments.Experiments.from_parameters("smoke")
+    monkeypatch.setattr(chapter.Experiments, "tier", classmethod(lambda cls, name: gpu))
+    chapter.tier_section(ex, inputs, card, "sec4_1", n_boot=200)  # the smoke inputs stand in for this build's
+    table = next(s for s in shown if isinstance(s, str) and s.startswith("<table"))
+    assert "<th>smoke tier (this build)</th><th>gpu tier</th>" in table and table.count("<tr>") == len(card) + 1
+    regimes = next(s for s in shown if isinstance(s, pd.DataFrame))
+    assert list(regimes.columns) == ["paper (Table 3)", "smoke tier (this build)", "gpu tier"]
+    assert regimes.loc["training / test images", "gpu tier"] == "50,000 / 10,000"
+    assert any("The gpu tier's regime" in s and "do not fit" in s for s in shown if isinstance(s, str))
+    shown.clear()
+    monkeypatch.setattr(chapter.Experiments, "tier", classmethod(lambda cls, name: None))
+    chapter.tier_section(ex, inputs, card, "sec4_1")
+    assert len(shown) == 1 and "has no finished runs yet" in shown[0] and "gpu_session.sh" in shown[0]
