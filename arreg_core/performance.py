@@ -113,6 +113,17 @@ def fast_path_runs(results: Path | None = None) -> pd.DataFrame:
                           "PGD acc fp32": r["pgd_acc"][0], "PGD acc fast": r["pgd_acc"][1]} for r in rows])
 
 
+def regime_frontier(name: str = "cpu_regime_frontier.jsonl", results: Path | None = None) -> pd.DataFrame:
+    """benchmarks/cpu_profile_sizing.py's probes (one JSON line each): the config fields that differ
+    between them, then clean training and test accuracy, wall seconds and the machine's load average."""
+    probes = [json.loads(line) for line in (Path(results or RESULTS) / name).read_text().splitlines() if line.strip()]
+    configs = pd.DataFrame([{k: str(v) if isinstance(v, list) else v for k, v in p["config"].items()} for p in probes])
+    varying = configs.loc[:, configs.nunique(dropna=False) > 1]
+    return varying.assign(**{"train acc": [p["train_acc"] for p in probes], "test acc": [p["test_acc"] for p in probes],
+                             "wall (s)": [p["wall_s"] for p in probes],
+                             "load average": [p.get("load_average_at_end") for p in probes]})
+
+
 def precision_effect(results: Path | None = None) -> pd.DataFrame:
     """benchmarks/precision_effect.py: one fp32 run beside the bf16 runs of its seeds, per metric."""
     return pd.DataFrame(load("precision_effect_cpu.json", results)["comparison"])
