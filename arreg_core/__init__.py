@@ -5,7 +5,8 @@ The public API, importable from the package itself:
     pgd_linf and fgsm (attacks), analyze and load_artifact (analysis).
 
 One module per concept, in three layers:
-    the core: data, models, attacks, train, evaluate, runs (the run store), io (atomic writes
+    the core: data, models, attacks, train, cuda_graphs (the training step as one CUDA graph),
+        evaluate, runs (the run store), transfer (a store moved in parts), io (atomic writes
         and JSON), device (the device, bf16, seeded generators), executors, cli;
     the paper's measurements: margins, spectrum, spectral_clip, loss_variation, bound,
         analysis (artifacts per run);
