@@ -22,6 +22,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 GPU_SESSION = "gpu_session_h200"
 PAPER_GOAL_HOURS = 15.0       # the goal for the whole `paper` profile, in H200-hours
 STEP_GOAL = 5.0               # the GPU step's goal: images/s per GPU against the plain loop (ResNet-56)
+SHORT = {"batch_size": "batch", "weight_decay": "wd", "eps_warmup_epochs": "eps warm-up"}  # narrow table headers
 GRAPHED_EXPERIMENTS = ("ar_sweep", "deeper", "spectral_norm", "fgsm")  # the CIFAR ResNet parts
 
 
@@ -115,13 +116,17 @@ def fast_path_runs(results: Path | None = None) -> pd.DataFrame:
 
 def regime_frontier(name: str = "cpu_regime_frontier.jsonl", results: Path | None = None) -> pd.DataFrame:
     """benchmarks/cpu_profile_sizing.py's probes (one JSON line each): the config fields that differ
-    between them, then clean training and test accuracy, wall seconds and the machine's load average."""
+    between them (as text, "-" where unset), then clean training and test accuracy, wall seconds and
+    the machine's load average at the probe's end."""
     probes = [json.loads(line) for line in (Path(results or RESULTS) / name).read_text().splitlines() if line.strip()]
     configs = pd.DataFrame([{k: str(v) if isinstance(v, list) else v for k, v in p["config"].items()} for p in probes])
     varying = configs.loc[:, configs.nunique(dropna=False) > 1]
-    return varying.assign(**{"train acc": [p["train_acc"] for p in probes], "test acc": [p["test_acc"] for p in probes],
-                             "wall (s)": [p["wall_s"] for p in probes],
-                             "load average": [p.get("load_average_at_end") for p in probes]})
+    shown = varying.apply(lambda column: [f"{v:g}" if isinstance(v, float) and v == v else "-" if v is None or v != v
+                                          else str(v) for v in column])
+    shown.columns = [SHORT.get(c, c.replace("_", " ")) for c in shown.columns]
+    return shown.assign(**{"train acc": [p["train_acc"] for p in probes], "test acc": [p["test_acc"] for p in probes],
+                           "wall (s)": [round(p["wall_s"]) for p in probes],
+                           "load": [p.get("load_average_at_end") for p in probes]})
 
 
 def precision_effect(results: Path | None = None) -> pd.DataFrame:
@@ -145,7 +150,7 @@ def spectrum_timings(name: str = "spectrum_cpu.json", results: Path | None = Non
     return pd.DataFrame({"layer": groups.layer, "count": groups["count"], "shape": groups["shape"],
                          "input": groups["size"].astype(int), "Fourier (s)": groups.fourier_s,
                          "dense SVD (s)": groups.dense_build_s + groups.dense_svd_s, "x faster": groups.ratio,
-                         "max rel. difference": groups.max_rel_err}).reset_index(drop=True)
+                         "max rel. difference": [f"{v:.0e}" for v in groups.max_rel_err]}).reset_index(drop=True)
 
 
 def padding_gap(name: str = "spectrum_cpu.json", results: Path | None = None) -> pd.DataFrame:
