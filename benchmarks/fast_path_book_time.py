@@ -1,5 +1,5 @@
 """One profile's book built from empty twice on the same machine, without and with the fast path
-(issue 9: the same-machine before/after of training 2-3x faster on these CPUs): each build's wall
+(bf16 autocast + channels_last), so that the speed-up is measured on one CPU model: each build's wall
 time from its build log, and every run's training seconds side by side, the runs paired by their
 config but the training precision. The results of each pair are set side by side too (one seed:
 `benchmarks/precision_effect.py` measures bf16 against the seed-to-seed spread).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check (issue: fast adversarial training on every device), for a machine with one CUDA GPU,
+# The GPU check, for a machine with one CUDA GPU,
 # in about 8 minutes:
 #   1. environment: the machine's own PyTorch where it already has every dependency (a lent GPU
 #      machine has no network), else `make venv`; torchattacks (benchmark only) from .whl/ or PyPI

@@ -1,5 +1,4 @@
-"""Does bf16 training change what the book shows? (issue 9: "if bf16 changes a result the book
-shows beyond the seed-to-seed spread, say so with numbers").
+"""Does bf16 training change what the book shows, beyond the seed-to-seed spread?
 
 The `cpu` profile trains in bf16 autocast (the fast path). This script trains the same
 configuration in fp32 (the paper's arithmetic; one seed, default 0) into a scratch store and sets

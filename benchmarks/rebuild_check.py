@@ -1,5 +1,5 @@
-"""A from-empty rebuild of a profile's run store, checked against the committed store (issue 11:
-"the measured from-empty wall time in the README"; training on the CPU is deterministic).
+"""A from-empty rebuild of a profile's run store, checked against the committed store (training
+on the CPU is deterministic), and its wall time, which the Performance and cost chapter shows.
 
 Rebuild into a scratch store (`ARREG_RUNS=<scratch> arreg book --profile cpu --fresh`, resumed
 with the same command across sessions), then:

@@ -1,0 +1,316 @@
+"""The "Performance and cost" chapter's readers: each file of `benchmarks/results/` (and a run
+store's build log) as a tidy table, with the machine and date the file records, and the `paper`
+profile's GPU cost re-estimated from the measured speed of the CUDA-graphed step.
+
+Every number the chapter prints comes from these files; nothing here measures anything
+(`benchmarks/README.md` says which script writes which file).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from . import plots
+from .executors import store_wall_time
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+GPU_SESSION = "gpu_session_h200"
+PAPER_GOAL_HOURS = 15.0       # the goal for the whole `paper` profile, in H200-hours
+STEP_GOAL = 5.0               # the GPU step's goal: images/s per GPU against the plain loop (ResNet-56)
+SHORT = {"batch_size": "batch", "weight_decay": "wd", "eps_warmup_epochs": "eps warm-up"}  # narrow table headers
+GRAPHED_EXPERIMENTS = ("ar_sweep", "deeper", "spectral_norm", "fgsm")  # the CIFAR ResNet parts
+
+
+def load(name: str, results: Path | None = None) -> dict:
+    """The JSON file `name` of benchmarks/results (or of `results`)."""
+    return json.loads((Path(results or RESULTS) / name).read_text())
+
+
+def machine(data: dict) -> str:
+    """Where and when a result file was measured, from its `meta` or `machine` entry: GPU, CPU
+    model, torch threads, torch version and date; what the file does not record is said so."""
+    meta = data.get("meta") or data.get("machine") or data
+    parts = [meta["gpu"]] if meta.get("gpu") else []
+    cpu = meta.get("cpu_model") or meta.get("processor")
+    flags = meta.get("cpu_bf16_flags") or []
+    if cpu:
+        parts.append(f"{cpu}{' with AMX-BF16' if 'amx_bf16' in flags else ''}")
+    else:
+        parts.append("CPU model not recorded")
+    if meta.get("threads"):
+        parts.append(f"{meta['threads']} torch thread{'s' if meta['threads'] != 1 else ''}")
+    if meta.get("torch"):
+        parts.append(f"torch {meta['torch']}")
+    parts.append(meta.get("date") or "date not recorded")
+    return ", ".join(parts)
+
+
+def span(values, fmt: str = "{:.2f}", unit: str = "x") -> str:
+    """"lo-hi" of `values` with `unit` (one value where they agree to the format)."""
+    lo, hi = fmt.format(min(values)), fmt.format(max(values))
+    return f"{lo}{unit}" if lo == hi else f"{lo}-{hi}{unit}"
+
+
+def step_name(row: dict) -> str:
+    """A training step's label: the plain loop, or precision + channels_last + compile."""
+    if row.get("loop", "").startswith("plain"):
+        return "plain loop"
+    name = row["precision"] + (" + channels_last" if row.get("channels_last") else "")
+    return name + (" + compile" if row.get("compile") else "")
+
+
+def pgd_at_throughput(name: str = "pgd_at_throughput_cpu.json", results: Path | None = None) -> pd.DataFrame:
+    """benchmarks/pgd_at_throughput.py: images/s of one PGD training epoch per network and step,
+    and the ratio to the plain loop (median over interleaved rounds)."""
+    rows = load(name, results)["results"]
+    return pd.DataFrame([{"network": r["arch"], "step": step_name(r), "images/s": r["images_per_s"],
+                          "x plain loop": r["ratio_vs_plain"]} for r in rows])
+
+
+def throughput_wide(table: pd.DataFrame) -> pd.DataFrame:
+    """`pgd_at_throughput` with one row per network and one column per step ("images/s (ratio)")."""
+    cells = table.assign(cell=[f"{v:,.1f} ({x:.2f}x)" for v, x in zip(table["images/s"], table["x plain loop"])])
+    wide = cells.pivot(index="network", columns="step", values="cell")
+    return wide[list(dict.fromkeys(table.step))]
+
+
+def train_throughput(results: Path | None = None) -> pd.DataFrame:
+    """benchmarks/train_throughput.py: images/s of clean and PGD-10 training (batch 128), with and
+    without channels_last, and what channels_last gains."""
+    t = pd.DataFrame(load("train_throughput_cpu.json", results)["results"])
+    wide = t.pivot_table(index=["arch", "training"], columns="channels_last", values="images_per_s", sort=False)
+    out = pd.DataFrame({"network": [a for a, _ in wide.index], "training": [k for _, k in wide.index],
+                        "images/s": wide[False].values, "images/s, channels_last": wide[True].values})
+    return out.assign(**{"channels_last gain": out["images/s, channels_last"] / out["images/s"]})
+
+
+def book_builds(results: Path | None = None) -> pd.DataFrame:
+    """The books built from an empty run store (cpu_rebuild.json, cpu_v1_fast_path_book_time.json):
+    one row per build, seconds to train and analyse every run, to render, and in all."""
+    rebuild, fast = load("cpu_rebuild.json", results), load("cpu_v1_fast_path_book_time.json", results)
+    builds = [("cpu", "bf16 + channels_last", rebuild["build_log"], rebuild["render_s"], rebuild["machine"]),
+              ("cpu-v1", "fp32", fast["before"], fast["before"]["render_s"], fast["machine"]),
+              ("cpu-v1", "bf16 + channels_last", fast["after"], fast["after"]["render_s"], fast["machine"])]
+    return pd.DataFrame([{"profile": p, "training step": step, "runs": log["trained"],
+                          "invocations": len(log["sessions"]), "train and analyse (s)": log["wall_s"],
+                          "render (s)": render, "whole book (s)": log["wall_s"] + render,
+                          "whole book (h)": (log["wall_s"] + render) / 3600, "measured on": machine({"machine": m}),
+                          "date": log["sessions"][0]["date"][:10]}
+                         for p, step, log, render, m in builds])
+
+
+def fast_path_runs(results: Path | None = None) -> pd.DataFrame:
+    """cpu_v1_fast_path_book_time.json: each run's training seconds in fp32 and with the fast path
+    (bf16 + channels_last), the speed-up, and its test and PGD accuracy in both."""
+    rows = load("cpu_v1_fast_path_book_time.json", results)["runs"]
+    return pd.DataFrame([{"run": re.sub(r"-[0-9a-f]{12}$", "", r["after"]), "fp32 (s)": r["train_s"][0],
+                          "fast path (s)": r["train_s"][1], "speed-up": r["train_s"][0] / r["train_s"][1],
+                          "test acc fp32": r["test_acc"][0], "test acc fast": r["test_acc"][1],
+                          "PGD acc fp32": r["pgd_acc"][0], "PGD acc fast": r["pgd_acc"][1]} for r in rows])
+
+
+def regime_frontier(name: str = "cpu_regime_frontier.jsonl", results: Path | None = None) -> pd.DataFrame:
+    """benchmarks/cpu_profile_sizing.py's probes (one JSON line each): the config fields that differ
+    between them (as text, "-" where unset), then clean training and test accuracy, wall seconds and
+    the machine's load average at the probe's end."""
+    probes = [json.loads(line) for line in (Path(results or RESULTS) / name).read_text().splitlines() if line.strip()]
+    configs = pd.DataFrame([{k: str(v) if isinstance(v, list) else v for k, v in p["config"].items()} for p in probes])
+    varying = configs.loc[:, configs.nunique(dropna=False) > 1]
+    shown = varying.apply(lambda column: [f"{v:g}" if isinstance(v, float) and v == v else "-" if v is None or v != v
+                                          else str(v) for v in column])
+    shown.columns = [SHORT.get(c, c.replace("_", " ")) for c in shown.columns]
+    return shown.assign(**{"train acc": [p["train_acc"] for p in probes], "test acc": [p["test_acc"] for p in probes],
+                           "wall (s)": [round(p["wall_s"]) for p in probes],
+                           "load": [p.get("load_average_at_end") for p in probes]})
+
+
+def precision_effect(results: Path | None = None) -> pd.DataFrame:
+    """benchmarks/precision_effect.py: one fp32 run beside the bf16 runs of its seeds, per metric."""
+    return pd.DataFrame(load("precision_effect_cpu.json", results)["comparison"])
+
+
+def spectral_clip(results: Path | None = None) -> pd.DataFrame:
+    """benchmarks/spectral_clip.py: seconds to clip every layer by each method, and the ratio."""
+    data = load("spectral_clip_cpu.json", results)
+    seconds = data["seconds"]
+    slowest = max(seconds.values())
+    return pd.DataFrame([{"method": k, "seconds": v, "speed-up": slowest / v} for k, v in seconds.items()])
+
+
+def spectrum_timings(name: str = "spectrum_cpu.json", results: Path | None = None) -> pd.DataFrame:
+    """benchmarks/spectrum.py: per layer group, the Fourier method's and the dense SVD's seconds at
+    the side-by-side input size, their ratio and the largest relative difference."""
+    groups = pd.DataFrame(load(name, results)["groups"])
+    groups = groups[groups["size"].notna()]
+    return pd.DataFrame({"layer": groups.layer, "count": groups["count"], "shape": groups["shape"],
+                         "input": groups["size"].astype(int), "Fourier (s)": groups.fourier_s,
+                         "dense SVD (s)": groups.dense_build_s + groups.dense_svd_s, "x faster": groups.ratio,
+                         "max rel. difference": [f"{v:.0e}" for v in groups.max_rel_err]}).reset_index(drop=True)
+
+
+def padding_gap(name: str = "spectrum_cpu.json", results: Path | None = None) -> pd.DataFrame:
+    """benchmarks/spectrum.py: the circular-padding (Fourier) spectrum against the real zero-padded
+    layer's, per layer: relative difference of the top singular value and of their std."""
+    gap = pd.DataFrame(load(name, results)["padding_gap"])
+    return pd.DataFrame({"layer": gap.layer, "shape": gap["shape"], "input": gap["size"],
+                         "top singular value": gap.top_rel_diff, "std of singular values": gap.std_rel_diff})
+
+
+def gpu_step_matrix(results: Path | None = None) -> pd.DataFrame:
+    """benchmarks/gpu_step_matrix.py: images/s per run and per GPU of each (network, precision,
+    step, runs per GPU, sharing) cell, and the per-GPU ratio to the plain loop."""
+    t = pd.DataFrame(load("gpu_step_matrix_h200.json", results)["results"])
+    return t.rename(columns={"arch": "network", "runs_per_gpu": "runs per GPU", "images_per_s_per_run": "images/s per run",
+                             "images_per_s_per_gpu": "images/s per GPU", "ratio_per_gpu_vs_plain": "x plain loop"})
+
+
+def best_cells(matrix: pd.DataFrame) -> pd.DataFrame:
+    """Per network, the plain loop, the eager step and the graphed step at their fastest per GPU."""
+    rows = []
+    for network, t in matrix.groupby("network", sort=False):
+        for step in ("plain loop", "eager", "CUDA graph"):
+            cells = t[t.step == step]
+            rows.append(cells.loc[cells["images/s per GPU"].idxmax()])
+    return pd.DataFrame(rows).reset_index(drop=True)
+
+
+def plot_step_matrix(matrix: pd.DataFrame):
+    """Images/s per GPU of every cell of the GPU step matrix, one panel per network, bars coloured
+    by step, with the plain loop's rate as a line and the 5x goal as a dashed line."""
+    colours = {"plain loop": "0.55", "eager": "tab:blue", "CUDA graph": "tab:orange"}
+    networks = list(dict.fromkeys(matrix.network))
+    fig, axes = plots.figure(1, len(networks), height=4.2)
+    for ax, network in zip(axes[0], networks):
+        t = matrix[matrix.network == network]
+        labels = [f"{r['step']}, {r['precision']}" + (f", {r['runs per GPU']} {r['sharing']}" if r["runs per GPU"] > 1 else "")
+                  for r in t.to_dict("records")]
+        ax.barh(labels, t["images/s per GPU"], color=[colours[s] for s in t.step])
+        plain = t[t.step == "plain loop"]["images/s per GPU"].iloc[0]
+        ax.axvline(plain, color="0.3", lw=1)
+        ax.axvline(STEP_GOAL * plain, color="tab:red", ls="--", lw=1, label=f"goal: {STEP_GOAL:g}x the plain loop")
+        ax.invert_yaxis()
+        ax.set_title(network)
+        ax.set_xlabel("images/s per GPU")
+        ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def graph_speedup(matrix: pd.DataFrame, network: str = "resnet56") -> dict:
+    """How much faster the GPU trains `network` with the graphed step than with the eager step the
+    `paper` profile's cost was estimated with (one run at a time): per precision, the fastest
+    graphed cell per GPU (any number of runs, any sharing) over the single eager run."""
+    t = matrix[matrix.network == network]
+    out = {}
+    for precision in ("fp32", "bf16"):
+        eager = t[(t.step == "eager") & (t.precision == precision) & (t["runs per GPU"] == 1)]
+        graphed = t[(t.step == "CUDA graph") & (t.precision == precision)]
+        best = graphed.loc[graphed["images/s per GPU"].idxmax()]
+        out[precision] = {"speedup": best["images/s per GPU"] / eager["images/s per GPU"].iloc[0],
+                          "runs per GPU": int(best["runs per GPU"]), "sharing": best.sharing}
+    return out
+
+
+def paper_cost(results: Path | None = None, network: str = "resnet56") -> pd.DataFrame:
+    """The `paper` profile's H200-hours per experiment: the eager estimate of
+    paper_profile_cost_h200.json (fp32; bf16 + channels_last, "fast") and the same re-estimated
+    with the graphed step (`graph_speedup` of `network` per precision). The CIFAR ResNet parts
+    (GRAPHED_EXPERIMENTS: ResNet-56, and ResNet-110 assumed to gain like it) are divided by the
+    speed-up, their spectral clipping (not part of the step) kept; Tiny-ImageNet's WRN-50-2, not
+    measured with graphs, keeps its eager estimate. Last row: the total."""
+    cost, speed = load("paper_profile_cost_h200.json", results), graph_speedup(gpu_step_matrix(results), network)
+    runs = pd.DataFrame(cost["runs"])
+    clip_h = runs.spectral_norm.notna() * runs.epochs * cost["meta"]["spectral_clip_seconds"] / 3600
+    graphed = runs.experiment.isin(GRAPHED_EXPERIMENTS)
+    for precision, column in (("fp32", "hours_fp32"), ("bf16", "hours_fast")):
+        factor = graphed.map({True: speed[precision]["speedup"], False: 1.0})
+        runs[f"graphed {precision}"] = (runs[column] - clip_h) / factor + clip_h
+    table = runs.groupby("experiment", sort=False)[["hours_fp32", "hours_fast", "graphed fp32", "graphed bf16"]].sum()
+    table.loc["total"] = table.sum()
+    table = table.rename(columns={"hours_fp32": "eager fp32", "hours_fast": "eager bf16"})
+    table.insert(0, "runs", [*runs.groupby("experiment", sort=False).size(), len(runs)])
+    return table.reset_index()
+
+
+def session_steps(folder: str = GPU_SESSION, results: Path | None = None) -> pd.DataFrame:
+    """The steps of a GPU session (benchmarks/gpu_session.sh's session.log): each step's time
+    limit, exit status and seconds, and the first error line it printed."""
+    text = (Path(results or RESULTS) / folder / "session.log").read_text()
+    rows = []
+    for m in re.finditer(r"^== (\w+) \(limit (\d+) s.*?\n(.*?)^== \1: exit (\d+) after (\d+) s", text, re.M | re.S):
+        error = re.search(r"^E\s+(.+)$", m.group(3), re.M)
+        rows.append({"step": m.group(1), "limit (s)": int(m.group(2)), "exit": int(m.group(4)),
+                     "seconds": int(m.group(5)), "error": error.group(1) if error else ""})
+    return pd.DataFrame(rows)
+
+
+def session_total(folder: str = GPU_SESSION, results: Path | None = None) -> dict:
+    """A GPU session's whole wall seconds and exit status (the session log's last line), and the
+    GPU and driver it names."""
+    text = (Path(results or RESULTS) / folder / "session.log").read_text()
+    end = re.search(r"after (\d+) s \(exit (\d+)\)", text)
+    gpu = re.search(r"^(NVIDIA [^,]+), ([\d.]+), (\d+) MiB", text, re.M)
+    return {"seconds": int(end.group(1)), "exit": int(end.group(2)), "gpu": gpu.group(1), "driver": gpu.group(2),
+            "memory_gib": int(gpu.group(3)) / 1024}
+
+
+def tests_summary(folder: str = GPU_SESSION, results: Path | None = None) -> str:
+    """The summary line pytest printed last in a session's tests_cuda.log, e.g. "8 passed ..."."""
+    lines = (Path(results or RESULTS) / folder / "tests_cuda.log").read_text().strip().splitlines()
+    return lines[-1].strip("= ") if lines else ""
+
+
+def build_log(path: Path | str) -> pd.DataFrame:
+    """A run store's build log (prepare_log.jsonl; a relative path is taken from the checkout's
+    root): one row per run an invocation trained or found,
+    its seconds, the epoch it resumed from and the invocation's elapsed seconds at its end."""
+    rows = []
+    for line in (ROOT / path).read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("event") == "run":
+            rows.append({"run": record["run"], "seconds": record["seconds"], "found": record.get("found", False),
+                         "resumed from epoch": record.get("resumed_from", 0), "elapsed (s)": record.get("elapsed_s")})
+    return pd.DataFrame(rows)
+
+
+def build_summary(path: Path | str) -> dict:
+    """`executors.store_wall_time` of a build log, with the log's profile, workers, GPU and the
+    date of its first invocation."""
+    first = json.loads((ROOT / path).read_text().splitlines()[0])
+    return {**store_wall_time(ROOT / path), "profile": first.get("profile"), "workers": first.get("workers"),
+            "gpu": first.get("gpu"), "date": (first.get("date") or "")[:10]}
+
+
+def step_goal_line(matrix: pd.DataFrame, network: str = "resnet56") -> str:
+    """One sentence: the GPU step's goal (STEP_GOAL x the plain loop per GPU for `network`) and the
+    best cell measured."""
+    best = best_cells(matrix)
+    graph = best[(best.network == network) & (best.step == "CUDA graph")].iloc[0]
+    met = "met" if graph["x plain loop"] >= STEP_GOAL else "not met"
+    return (f"**The goal was at least {STEP_GOAL:g}x the plain loop's images/s per GPU for {network}; it is {met}.** "
+            f"The fastest cell measured is the {graph.precision} CUDA graph with {graph['runs per GPU']} runs on "
+            f"{graph.sharing}: {graph['images/s per GPU']:,.0f} images/s per GPU, {graph['x plain loop']:.2f}x the plain loop.")
+
+
+def paper_cost_line(table: pd.DataFrame) -> str:
+    """One sentence: the `paper` profile's re-estimated total against PAPER_GOAL_HOURS, and what
+    the CIFAR ResNet parts alone need."""
+    total = table.set_index("experiment").loc["total", "graphed bf16"]
+    cifar = table[table.experiment.isin(GRAPHED_EXPERIMENTS)]["graphed bf16"].sum()
+    met = "within" if total <= PAPER_GOAL_HOURS else "over"
+    return (f"**With the graphed bf16 step the whole `paper` profile needs about {total:.1f} H200-hours, {met} the "
+            f"goal of {PAPER_GOAL_HOURS:g}.** Its CIFAR ResNet parts need {cifar:.1f} hours; Tiny-ImageNet's WRN-50-2, "
+            f"at its eager estimate, the other {total - cifar:.1f}.")
+
+
+def styled(table: pd.DataFrame, precision: int = 2):
+    """`table` for the page: numbers with `precision` decimals and thousands separators, no index."""
+    return table.style.format(precision=precision, thousands=",").hide(axis="index")

@@ -1,0 +1,99 @@
+"""The "Performance and cost" chapter's readers: every committed result file reads into its table,
+and the paper profile's re-estimate follows from the step matrix by the stated rule."""
+import json
+
+import pandas as pd
+import pytest
+
+from arreg_core import performance as perf
+
+
+def test_every_committed_result_file_reads():
+    assert set(perf.throughput_wide(perf.pgd_at_throughput()).index) == {"resnet20", "resnet56"}
+    for name in ("pgd_at_throughput_cpu_profile.json", "pgd_at_throughput_cpu_no_native_bf16.json",
+                 "pgd_at_throughput_h200.json"):
+        assert (perf.pgd_at_throughput(name)["images/s"] > 0).all()
+    assert (perf.train_throughput()["channels_last gain"] > 0).all()
+    builds = perf.book_builds()
+    assert list(builds.profile) == ["cpu", "cpu-v1", "cpu-v1"]
+    assert (builds["whole book (s)"] == builds["train and analyse (s)"] + builds["render (s)"]).all()
+    assert len(perf.fast_path_runs()) == 18 and "test_acc" in set(perf.precision_effect().metric)
+    assert perf.spectral_clip()["speed-up"].max() > 1
+    assert not perf.spectrum_timings().empty and not perf.padding_gap("spectrum_trained_resnet8x2_cpu.json").empty
+    assert set(perf.session_steps().step) >= {"matrix", "train"}
+    assert perf.session_total()["gpu"].startswith("NVIDIA")
+    assert "passed" in perf.tests_summary()
+    log = perf.build_log("results/gpu/runs/prepare_log.jsonl")
+    assert len(log) == perf.build_summary("results/gpu/runs/prepare_log.jsonl")["trained"] == 4
+
+
+def test_machine_names_what_the_file_records_and_what_it_does_not():
+    line = perf.machine({"meta": {"gpu": "NVIDIA H200", "cpu_model": "Xeon", "cpu_bf16_flags": ["amx_bf16"],
+                                  "threads": 1, "torch": "2.11", "date": "2026-12-04"}})
+    assert line == "NVIDIA H200, Xeon with AMX-BF16, 1 torch thread, torch 2.11, 2026-12-04"
+    assert perf.machine({"threads": 2}) == "CPU model not recorded, 2 torch threads, date not recorded"
+
+
+def test_span_joins_a_range_and_collapses_equal_ends():
+    assert perf.span([2.531, 2.72]) == "2.53-2.72x"
+    assert perf.span([0.941, 0.939]) == "0.94x"
+
+
+def matrix(eager=1000.0, graphed_one=2000.0, graphed_streams=3000.0):
+    rows = [("plain loop", "fp32", 1, "-", 800.0), ("eager", "fp32", 1, "-", eager), ("eager", "bf16", 1, "-", eager),
+            ("CUDA graph", "fp32", 1, "-", graphed_one), ("CUDA graph", "bf16", 1, "-", graphed_one),
+            ("CUDA graph", "bf16", 4, "streams", graphed_streams), ("CUDA graph", "bf16", 4, "processes", 1900.0)]
+    return pd.DataFrame([{"network": "resnet56", "step": s, "precision": p, "runs per GPU": n, "sharing": how,
+                          "images/s per GPU": v, "x plain loop": v / 800.0} for s, p, n, how, v in rows])
+
+
+def test_graph_speedup_is_the_fastest_graphed_cell_over_one_eager_run():
+    speed = perf.graph_speedup(matrix())
+    assert speed["fp32"] == {"speedup": 2.0, "runs per GPU": 1, "sharing": "-"}
+    assert speed["bf16"] == {"speedup": 3.0, "runs per GPU": 4, "sharing": "streams"}
+    assert "it is not met" in perf.step_goal_line(matrix())
+    assert "it is met" in perf.step_goal_line(matrix(graphed_streams=4000.0))
+
+
+def test_paper_cost_divides_the_cifar_resnet_steps_and_keeps_clipping_and_tinyimagenet(tmp_path, monkeypatch):
+    """A spectral-norm run keeps its clipping hours; Tiny-ImageNet keeps its eager estimate."""
+    cost = {"meta": {"spectral_clip_seconds": 36.0},
+            "runs": [{"experiment": "ar_sweep", "spectral_norm": None, "epochs": 100, "hours_fp32": 4.0, "hours_fast": 3.0},
+                     {"experiment": "spectral_norm", "spectral_norm": 1.0, "epochs": 100, "hours_fp32": 5.0, "hours_fast": 4.0},
+                     {"experiment": "tinyimagenet", "spectral_norm": None, "epochs": 90, "hours_fp32": 8.0, "hours_fast": 6.0}]}
+    (tmp_path / "paper_profile_cost_h200.json").write_text(json.dumps(cost))
+    monkeypatch.setattr(perf, "gpu_step_matrix", lambda results=None: matrix())
+    table = perf.paper_cost(tmp_path).set_index("experiment")
+    assert table.loc["ar_sweep", "graphed fp32"] == pytest.approx(2.0)      # 4 h / 2x
+    assert table.loc["ar_sweep", "graphed bf16"] == pytest.approx(1.0)      # 3 h / 3x
+    assert table.loc["spectral_norm", "graphed bf16"] == pytest.approx(3.0 / 3 + 1.0)  # clipping: 100 x 36 s = 1 h
+    assert table.loc["tinyimagenet", "graphed bf16"] == 6.0
+    assert table.loc["total", "graphed bf16"] == pytest.approx(1.0 + 2.0 + 6.0)
+    assert table.loc["total", "runs"] == 3
+    assert "9.0 H200-hours, within the goal of 15" in perf.paper_cost_line(table.reset_index())
+
+
+def test_session_steps_read_each_step_with_its_first_error(tmp_path):
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "session.log").write_text(
+        "NVIDIA H200, 580.1, 143771 MiB, 1980 MHz\n== tests (limit 75 s, 500 s left)\nE   ImportError: no x\n"
+        "== tests: exit 2 after 16 s\n== train (limit 300 s, 480 s left)\n== train: exit 0 after 290 s\n"
+        "gpu_session: results in /out after 320 s (exit 1)\n")
+    steps = perf.session_steps("s", tmp_path)
+    assert steps.to_dict("records") == [
+        {"step": "tests", "limit (s)": 75, "exit": 2, "seconds": 16, "error": "ImportError: no x"},
+        {"step": "train", "limit (s)": 300, "exit": 0, "seconds": 290, "error": ""}]
+    assert perf.session_total("s", tmp_path) == {"seconds": 320, "exit": 1, "gpu": "NVIDIA H200", "driver": "580.1",
+                                                 "memory_gib": 143771 / 1024}
+
+
+def test_build_log_skips_a_cut_line(tmp_path):
+    log = tmp_path / "prepare_log.jsonl"
+    log.write_text(json.dumps({"event": "start", "date": "2026-12-04T17:00:00+0000", "profile": "gpu", "workers": 4,
+                               "gpu": "NVIDIA H200", "elapsed_s": 0.0}) + "\n"
+                   + json.dumps({"event": "run", "run": "a", "seconds": 10.0, "found": False, "resumed_from": 3,
+                                 "elapsed_s": 11.0}) + '\n{"event": "ru\n')
+    assert perf.build_log(log).to_dict("records") == [
+        {"run": "a", "seconds": 10.0, "found": False, "resumed from epoch": 3, "elapsed (s)": 11.0}]
+    summary = perf.build_summary(log)
+    assert (summary["profile"], summary["workers"], summary["date"], summary["trained"]) == ("gpu", 4, "2026-12-04", 1)
