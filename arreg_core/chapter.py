@@ -565,3 +565,22 @@ def table(*parts) -> pd.DataFrame:
 def show_html(text: str) -> None:
     """Show `text` as HTML (a table laid out by arreg_core, e.g. `scorecard.html_table`)."""
     display(HTML(text))
+
+
+def regime_summary(ex: Experiments) -> None:
+    """This build's regime and the gpu tier's, each in numbers beside the paper's (the scorecard's
+    regime paragraphs), shown here and glued as `regime` and `gpu_regime` for the hand-written
+    intro, which pastes them with the glue directive (`:doc: /chapters/overview.ipynb`)."""
+    from myst_nb import glue
+    from markdown_it import MarkdownIt
+
+    from . import scorecard as sc
+
+    inputs = ex.scorecard_inputs()
+    gpu = None if ex.profile == GPU_TIER else Experiments.tier(GPU_TIER)
+    texts = {"regime": sc.regime_paragraph(inputs),
+             "gpu_regime": (sc.regime_paragraph(gpu.scorecard_inputs(), name=f"The {GPU_TIER} tier") if gpu else
+                            f"**The {GPU_TIER} tier** has no finished runs yet: {GPU_TIER_HOWTO}.")}
+    for key, text in texts.items():
+        md(text)
+        glue(key, HTML(MarkdownIt().render(text)), display=False)
