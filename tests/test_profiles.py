@@ -174,7 +174,7 @@ def test_the_gpu_tier_is_the_papers_cifar10_setting_cut_in_depth_and_epochs():
     from arreg_core import profiles
 
     configs = experiment_configs("gpu", "ar_sweep")
-    assert [c.eps for c in configs] == [0, 4, 8, 16]
+    assert [(c.seed, c.eps) for c in configs] == [(s, e) for s in (0, 1, 2) for e in (0, 4, 8, 16)]
     for c in configs:
         assert (c.dataset, c.arch, c.n_train, c.n_test, c.augment) == ("cifar10-jpeg", "resnet20", None, None, True)
         assert (c.batch_size, c.lr, c.momentum, c.weight_decay) == (256, 0.05, 0.9, 5e-4)
