@@ -1,5 +1,5 @@
 """The book's profiles (`profiles.yaml`): `paper` (the paper's settings), `cpu` (the published
-book, scaled to 2 CPU cores in the paper's regime), `gpu` (the book's GPU tier: the full CIFAR-10,
+book, scaled to 2 CPU cores: its networks fit, but generalise far worse than the paper's), `gpu` (the book's GPU tier: the full CIFAR-10,
 trained in lent GPU sessions), `cpu-v1` (the book's first, smaller CPU scale,
 kept with its store for the record), `smoke` (generated data, CI) and `class` (the exercises' scale: minutes on a laptop CPU),
 expanded into the TrainConfigs of each of the paper's experiments.

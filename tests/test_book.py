@@ -11,7 +11,7 @@ import yaml
 from arreg_core.book import NOTEBOOK_PARAMETERS, NOTEBOOKS, build_book, html_dir, notebook_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
-# The chapters of Sections 4 and B: each ends with exercises (issue 10)
+# The chapters of Sections 4 and B: each ends with exercises
 EXERCISE_CHAPTERS = ("sec4_1", "sec4_2_1", "sec4_2_2", "secB3", "secB4", "secB5", "secB6")
 
 

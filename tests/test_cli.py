@@ -75,7 +75,7 @@ def test_analyze_computes_then_reuses(tmp_path, capsys):
         build_parser().parse_args(["analyze", run_dir, "--set", "n_examples"])
 
 
-# ----------------------------------------------------------------------------- issue 8: one line, never a traceback
+# ----------------------------------------------------------------------------- one line, never a traceback
 
 import errno
 import os

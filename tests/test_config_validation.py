@@ -1,5 +1,5 @@
 """TrainConfig refuses, in one line naming the valid range, every value that would train without
-complaint and mean nothing (issue 8); the committed profiles still build."""
+complaint and mean nothing; the committed profiles still build."""
 import math
 
 import pytest

@@ -291,7 +291,7 @@ def test_cifar10_jpeg_real(cifar10_jpeg_root, monkeypatch):
     assert torch.equal(s.x_train, d.x_train[i])
 
 
-# ----------------------------------------------------------------------------- issue 8: stale cache, bad archives
+# ----------------------------------------------------------------------------- stale cache, bad archives
 
 def _tar(path, members, mode="w"):
     """A tar of (name, bytes) members."""

@@ -1,4 +1,4 @@
-"""Executors of `arreg prepare` (issue 8 item 3, issue 9): a local worker killed with kill -9 is
+"""Executors of `arreg prepare`: a local worker killed with kill -9 is
 noticed at once and its run retried from its checkpoint (or one line names it); the smoke
 profile through a two-node Ray cluster on loopback gives the local executor's metrics; a Ray
 task killed mid-run is retried and resumes; a node that does not see the run store says so."""

@@ -127,7 +127,7 @@ def test_execution_overrides_replace_the_profiles_and_leave_the_runs_alone():
 
 def test_experiment_seeds_give_an_experiment_its_own_seeds_and_a_seeds_override_wins():
     """cpu: three seeds on the AR sweep and FGSM, one on the deeper network and spectral
-    norms (issue 11); `-p seeds=[...]` applies to every experiment; the same for experiment_eps."""
+    norms; `-p seeds=[...]` applies to every experiment; the same for experiment_eps."""
     profile = load_profile("cpu")
     counts = {e: {c.seed for c in experiment_configs(profile, e)} for e in ("ar_sweep", "fgsm", "deeper", "spectral_norm")}
     assert counts == {"ar_sweep": {0, 1, 2}, "fgsm": {0, 1, 2}, "deeper": {0}, "spectral_norm": {0}}

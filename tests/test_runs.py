@@ -132,7 +132,7 @@ def test_two_processes_never_train_the_same_run_twice(tmp_path):
     assert log.read_text().splitlines() == ["trained"]
 
 
-# ----------------------------------------------------------------------------- issue 8: keys
+# ----------------------------------------------------------------------------- keys
 
 def small(**kw) -> TrainConfig:
     """tiny, cheaper: for the tests of faults, where the training itself does not matter."""
@@ -185,7 +185,7 @@ def test_every_committed_run_is_found_under_its_key():
         assert run_path(runs.stored_config(path), path.parent) == path
 
 
-# ----------------------------------------------------------------------------- issue 8: kills and faults
+# ----------------------------------------------------------------------------- kills and faults
 
 KILL_SCRIPT = r"""
 import os, signal, sys, torch
@@ -264,7 +264,7 @@ def test_a_full_disk_stops_the_run_and_costs_at_most_the_epoch_in_progress(tmp_p
     assert get_or_train(config, tmp_path, device="cpu", progress=False).metrics["epochs_trained"] == 3
 
 
-# ----------------------------------------------------------------------------- issue 8: broken runs
+# ----------------------------------------------------------------------------- broken runs
 
 def test_retrain_gives_a_finished_run_its_checkpoint_back(tmp_path, monkeypatch):
     config = small(epochs=1)
@@ -347,7 +347,7 @@ def test_a_bad_device_leaves_no_run_directory(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-# ----------------------------------------------------------------------------- issue 8: housekeeping
+# ----------------------------------------------------------------------------- housekeeping
 
 def test_store_files_are_readable_by_all(tmp_path):
     old = os.umask(0o022)
