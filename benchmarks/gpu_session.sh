@@ -14,7 +14,7 @@
 #      step 5 ran out of time (its runs resume from their last epoch in a later session)
 # Back here: `arreg import-runs <files>/gpu-runs.part* --runs-dir results/gpu/runs`.
 #
-#   ARREG_DATA=<folder of cifar10-jpeg.tar.gz> bash benchmarks/gpu_session.sh OUT [SECONDS]
+#   ARREG_DATA=<folder of cifar10-jpeg.tar.gz> [MATRIX=0] bash benchmarks/gpu_session.sh OUT [SECONDS]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-${OUT:-benchmarks/out/gpu_session}}"
@@ -57,7 +57,10 @@ $PY -c "from arreg_core.data import load_data; d = load_data('cifar10-jpeg'); pr
 # (only the files that hold CUDA tests: the others import the book's packages, which the image lacks)
 step tests_cuda 75 $PY -m pytest -m cuda -rs -q -p no:cacheprovider $(grep -l "pytest.mark.cuda" tests/test_*.py)
 # 3. the throughput matrix (its JSON is rewritten after every cell: a timeout keeps what was measured)
-step matrix 170 $PY benchmarks/gpu_step_matrix.py --seconds 1.5 --repeats 2 --json "$OUT/gpu_step_matrix_h200.json"
+# (MATRIX=0 skips it: a later session that only trains more of the tier gives it the time)
+if [ "${MATRIX:-1}" = 1 ]; then
+  step matrix 170 $PY benchmarks/gpu_step_matrix.py --seconds 1.5 --repeats 2 --json "$OUT/gpu_step_matrix_h200.json"
+fi
 
 # 4. the tier's size (a store that holds runs keeps the profile's values)
 OVERRIDES=()
