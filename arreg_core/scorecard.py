@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .paper import paper_dataset, paper_metrics, paper_table
+from .profiles import experiment_configs
 from .verdicts import (ASSUMED_LOSS_SPREADS, CHAPTER_RULE, CONTRADICTED, INCONCLUSIVE, MISSING, NON_MONOTONE, NOT_RUN,
                        NOT_TESTABLE, OUTSIDE, REGIME_PARTS, REPRODUCED, RULE, Estimate, Network, NetworkRegime,
                        failing, gate, majority_estimate, regime_line, regime_marks, summary_network, trend_estimate)
@@ -738,8 +739,10 @@ def tier_regimes(inputs_by_tier: dict[str, dict]) -> pd.DataFrame:
                          "training / test images": f"{train:,} / {test:,}", "epochs": f"{first.epochs}",
                          "seeds per strength": f"{int(sweep.groupby('eps').seed.nunique().min())}",
                          **{part: ours for part, (ours, _) in numbers.items()}}
-        paper = {"network": PAPER_ARCH, "training / test images": "50,000 / 10,000", "epochs": "200",
-                 "seeds per strength": "1", **{part: theirs for part, (_, theirs) in numbers.items()}}
+        published = experiment_configs("paper", "ar_sweep")[0]  # the paper's settings (appendix B.1)
+        paper = {"network": published.arch, "training / test images": "50,000 / 10,000 (all of CIFAR-10)",
+                 "epochs": f"{published.epochs}", "seeds per strength": "1 (one run per network)",
+                 **{part: theirs for part, (_, theirs) in numbers.items()}}
     if not columns:
         return pd.DataFrame()
     return pd.DataFrame({"paper (Table 3)": paper, **columns})
@@ -754,14 +757,14 @@ def tier_table(cards: dict[str, pd.DataFrame]) -> str:
     head = ("<thead><tr><th>claim</th><th>paper figure</th><th>paper</th>"
             + "".join(f"<th>{html.escape(n)}</th>" for n in names) + "</tr></thead>")
     rows = []
-    for i in range(len(first)):
+    by_claim = {n: card.set_index("claim") for n, card in cards.items()}
+    for _, paper in first.iterrows():
         cells = []
         for n in names:
-            row = cards[n].iloc[i]
+            row = by_claim[n].loc[paper["claim"]]
             change = row["this build [95% CI]"]
             cells.append(f"<td>{_verdict_cell(row, 'this build')}" + (f"<br><small>{html.escape(change)}</small>"
                                                                       if change else "") + "</td>")
-        paper = first.iloc[i]
         rows.append(f"<tr><td>{html.escape(paper['claim'])}</td><td>{html.escape(paper['paper figure'])}</td>"
                     f"<td>{_verdict_cell(paper, 'paper')}</td>{''.join(cells)}</tr>")
     width = (100 - 30 - 10 - 16) // len(names)
