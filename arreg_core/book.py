@@ -220,7 +220,7 @@ def check_parameters(profile: str, parameters: dict | None) -> dict:
     settings, lists that parse, the device of ARREG_DEVICE present here, and every experiment's
     configs valid. Returns them with eps and datasets as lists. Raises ValueError naming the parameter."""
     from .profiles import EXPERIMENTS, execution_options, experiment_configs
-    from .runs import resolve_device
+    from .device import resolve_device
 
     params = {k: v for k, v in (parameters or {}).items() if v is not None}
     if params.pop("profile", profile) != profile:

@@ -26,7 +26,7 @@ from importlib.resources import files
 import yaml
 
 from .device import resolve_precision
-from .train import TrainConfig, compile_mode
+from .train import TrainConfig, compile_mode, milestones_reached
 
 PROFILES = ("paper", "cpu", "gpu", "cpu-v1", "smoke", "class")
 EXPERIMENTS = ("ar_sweep", "tinyimagenet", "deeper", "spectral_norm", "fgsm")
@@ -75,15 +75,15 @@ def make_config(fields: dict) -> TrainConfig:
     or after the last epoch (an `epochs` override below them) are dropped: they never change the
     learning rate of a trained epoch; an eps warm-up longer than the run is cut to the run."""
     fields = dict(fields)
-    if fields.get("precision") == "auto":
-        fields["precision"] = resolve_precision("auto")
+    if "precision" in fields:
+        fields["precision"] = resolve_precision(fields["precision"])
     if fields.get("attack_step") == "auto":
         steps = fields.get("attack_steps", TrainConfig.attack_steps)
         eps = fields.get("eps", TrainConfig.eps)
         fields["attack_step"] = round(2.5 * eps / steps, 4) if eps else TrainConfig.attack_step
     epochs = fields.get("epochs", TrainConfig.epochs)
     if isinstance(epochs, int) and "milestones" in fields:  # `-p epochs=1`: drop the milestones never reached
-        fields["milestones"] = [m for m in fields["milestones"] if not isinstance(m, int) or m < epochs]
+        fields["milestones"] = milestones_reached(fields["milestones"], epochs)
     if isinstance(epochs, int) and isinstance(fields.get("eps_warmup_epochs"), int):  # and warm up for at most all
         fields["eps_warmup_epochs"] = min(fields["eps_warmup_epochs"], epochs)
     return TrainConfig.from_dict(fields)
