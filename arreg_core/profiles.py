@@ -89,17 +89,26 @@ def make_config(fields: dict) -> TrainConfig:
     return TrainConfig.from_dict(fields)
 
 
-def _grid_value(name: str, value):
-    """A grid override as a list. Strings are read as YAML, because `papermill -p eps "[2, 6]"`
-    passes the string "[2, 6]"; a single value becomes a one-element list (datasets=cifar10)."""
-    if name == "deeper_arch":
-        return value
+def parse_list(value) -> list:
+    """A list given as a list or tuple, as the YAML text of one (`papermill -p eps "[2, 6]"` and
+    `arreg book -p eps=[2,6]` pass the string "[2, 6]"), or as a single value (datasets=cifar10:
+    a one-element list). Raises ValueError when the text is not YAML."""
     if isinstance(value, str):
         try:
             value = yaml.safe_load(value)
         except yaml.YAMLError as err:
-            raise ValueError(f"{name}={value!r} is not a list; write it as [4, 8, 16]") from err
+            raise ValueError(f"{value!r} is not a list") from err
     return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _grid_value(name: str, value):
+    """A grid override as a list (`parse_list`); `deeper_arch` is a single name, kept as given."""
+    if name == "deeper_arch":
+        return value
+    try:
+        return parse_list(value)
+    except ValueError as err:
+        raise ValueError(f"{name}={value!r} is not a list; write it as [4, 8, 16]") from err
 
 
 def _per_experiment(profile: dict, key: str) -> dict:
