@@ -20,7 +20,9 @@ Experiments:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 from importlib.resources import files
 
 import yaml
@@ -32,12 +34,18 @@ PROFILES = ("paper", "cpu", "gpu", "cpu-v1", "smoke", "class")
 EXPERIMENTS = ("ar_sweep", "tinyimagenet", "deeper", "spectral_norm", "fgsm")
 
 
+@functools.cache
+def _profiles_file() -> dict:
+    """profiles.yaml, parsed once per process."""
+    with files("arreg_core").joinpath("profiles.yaml").open() as f:
+        return yaml.safe_load(f)
+
+
 def load_profile(name: str) -> dict:
-    """The profile called `name` from profiles.yaml."""
+    """The profile called `name` from profiles.yaml: a copy, the caller's to change."""
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
-    with files("arreg_core").joinpath("profiles.yaml").open() as f:
-        return yaml.safe_load(f)[name]
+    return copy.deepcopy(_profiles_file()[name])
 
 
 EXECUTION_KEYS = ("channels_last", "compile", "cuda_graphs")  # how runs are executed, not what they are

@@ -193,3 +193,15 @@ def test_a_list_given_as_text_is_parsed_in_one_place():
     assert parse_list(8) == [8] and parse_list([0, 8]) == [0, 8]
     with pytest.raises(ValueError, match="is not a list"):
         parse_list("[2,")
+
+
+def test_profiles_yaml_is_parsed_once_and_each_caller_gets_its_own_copy():
+    from arreg_core import profiles
+
+    profiles.load_profile("smoke")
+    parsed = profiles._profiles_file.cache_info().misses
+    smoke = profiles.load_profile("smoke")
+    smoke["defaults"]["epochs"] = -1
+    smoke["seeds"].append(99)
+    assert profiles.load_profile("smoke") != smoke
+    assert profiles._profiles_file.cache_info().misses == parsed
