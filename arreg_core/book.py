@@ -197,16 +197,14 @@ def prepare_runs(profile: str, runs_dir: Path, parameters: dict | None = None, w
 
 def _list_parameter(name: str, value) -> list:
     """A list parameter (eps, datasets), given as a list or as the YAML/JSON text of one, as
-    `-p eps=[2,6]` or papermill pass it; errors name the parameter."""
-    import yaml
+    `-p eps=[2,6]` or papermill pass it (`profiles.parse_list`); errors name the parameter."""
+    from .profiles import parse_list
 
     example = "[4, 8, 16]" if name == "eps" else "[cifar10]"
-    if isinstance(value, str):
-        try:
-            value = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise ValueError(f"-p {name}={value!r} is not a list: write it as {name}={example}") from None
-    value = value if isinstance(value, list) else [value]
+    try:
+        value = parse_list(value)
+    except ValueError:
+        raise ValueError(f"-p {name}={value!r} is not a list: write it as {name}={example}") from None
     kind = (int, float) if name == "eps" else str
     bad = [v for v in value if isinstance(v, bool) or not isinstance(v, kind)]
     if bad or not value:
@@ -220,7 +218,7 @@ def check_parameters(profile: str, parameters: dict | None) -> dict:
     settings, lists that parse, the device of ARREG_DEVICE present here, and every experiment's
     configs valid. Returns them with eps and datasets as lists. Raises ValueError naming the parameter."""
     from .profiles import EXPERIMENTS, execution_options, experiment_configs
-    from .runs import resolve_device
+    from .device import resolve_device
 
     params = {k: v for k, v in (parameters or {}).items() if v is not None}
     if params.pop("profile", profile) != profile:

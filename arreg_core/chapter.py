@@ -33,11 +33,13 @@ import pandas as pd
 from IPython.display import HTML, Markdown, display
 
 from . import plots
-from .evaluate import PAPER_PGD  # noqa: F401 (the evaluation attack, for the chapters' words)
+from . import evaluate
 from .experiments import Experiments
 from .profiles import load_profile
 from . import paper as paper_tables
 from . import verdicts
+
+PAPER_PGD = evaluate.PAPER_PGD  # the evaluation attack, which the chapters' prose quotes
 
 CLASS_PROFILE = "class"      # the exercises' scale (profiles.yaml): minutes on a laptop CPU
 BOOK_BUILD_ENV = "ARREG_BOOK_BUILD"  # set by `arreg book` while it executes the notebooks

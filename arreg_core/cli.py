@@ -21,7 +21,7 @@ from .manifest import TamperedError
 from .profiles import EXPERIMENTS, PROFILES
 from .analysis import PIECES, analyze
 from .book import BookError
-from .device import resolve_precision
+from .device import resolve_device, resolve_precision
 from .train import COMPILE_MODES, TrainConfig
 
 
@@ -98,8 +98,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values = read_config_file(args.config) if args.config else {}
     flags = {k: v for k, v in vars(args).items() if k in fields}
     merged = {**values, **flags}
-    if merged.get("precision") == "auto":
-        merged["precision"] = resolve_precision("auto", getattr(args, "device", "auto"))
+    if "precision" in merged:
+        merged["precision"] = resolve_precision(merged["precision"], getattr(args, "device", "auto"))
     try:
         return TrainConfig.from_dict(merged)
     except ValueError as err:
@@ -169,7 +169,7 @@ def parse_param(text: str) -> tuple[str, str, object]:
 
 
 def cmd_analyze(args) -> int:
-    runs.resolve_device(args.device)
+    resolve_device(args.device)
     params: dict = {}
     for piece, key, value in args.set or []:
         params.setdefault(piece, {})[key] = value
@@ -224,7 +224,7 @@ def executor_from_args(args):
 def cmd_prepare(args) -> int:
     from .experiments import prepare_profile
 
-    runs.resolve_device(args.device)
+    resolve_device(args.device)
     _set_lock_timeout(args.lock_timeout)
     experiments = {"experiments": tuple(args.experiments)} if args.experiments else {}
     done = prepare_profile(args.profile, workers=args.workers, runs_dir=args.runs_dir, device=args.device,

@@ -23,6 +23,27 @@ def prepare_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
+def resolve_device(device="auto") -> torch.device:
+    """prepare_device, after checking that the device exists here: one line naming the fix, not a
+    failure in the middle of training."""
+    try:
+        dev = torch.device("cuda" if str(device) == "auto" and torch.cuda.is_available() else
+                           "cpu" if str(device) == "auto" else device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}: choose auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: no CUDA GPU is visible here: use --device cpu (or auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA GPU(s) here: "
+                             f"use cuda:0..cuda:{torch.cuda.device_count() - 1}")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r}: MPS is not available here: use --device cpu (or auto)")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {device!r}: choose auto, cpu, cuda or cuda:N")
+    return prepare_device(dev)
+
+
 def native_bf16(device: str | torch.device = "auto") -> bool:
     """Whether `device` computes in bf16 natively: a CUDA GPU with bf16 units (Ampere or newer),
     or a CPU with AMX tiles or AVX512-BF16. Elsewhere bf16 autocast is emulated and slower than fp32."""

@@ -20,24 +20,32 @@ Experiments:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 from importlib.resources import files
 
 import yaml
 
 from .device import resolve_precision
-from .train import TrainConfig, compile_mode
+from .train import TrainConfig, compile_mode, milestones_reached
 
 PROFILES = ("paper", "cpu", "gpu", "cpu-v1", "smoke", "class")
 EXPERIMENTS = ("ar_sweep", "tinyimagenet", "deeper", "spectral_norm", "fgsm")
 
 
+@functools.cache
+def _profiles_file() -> dict:
+    """profiles.yaml, parsed once per process."""
+    with files("arreg_core").joinpath("profiles.yaml").open() as f:
+        return yaml.safe_load(f)
+
+
 def load_profile(name: str) -> dict:
-    """The profile called `name` from profiles.yaml."""
+    """The profile called `name` from profiles.yaml: a copy, the caller's to change."""
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
-    with files("arreg_core").joinpath("profiles.yaml").open() as f:
-        return yaml.safe_load(f)[name]
+    return copy.deepcopy(_profiles_file()[name])
 
 
 EXECUTION_KEYS = ("channels_last", "compile", "cuda_graphs")  # how runs are executed, not what they are
@@ -75,31 +83,40 @@ def make_config(fields: dict) -> TrainConfig:
     or after the last epoch (an `epochs` override below them) are dropped: they never change the
     learning rate of a trained epoch; an eps warm-up longer than the run is cut to the run."""
     fields = dict(fields)
-    if fields.get("precision") == "auto":
-        fields["precision"] = resolve_precision("auto")
+    if "precision" in fields:
+        fields["precision"] = resolve_precision(fields["precision"])
     if fields.get("attack_step") == "auto":
         steps = fields.get("attack_steps", TrainConfig.attack_steps)
         eps = fields.get("eps", TrainConfig.eps)
         fields["attack_step"] = round(2.5 * eps / steps, 4) if eps else TrainConfig.attack_step
     epochs = fields.get("epochs", TrainConfig.epochs)
     if isinstance(epochs, int) and "milestones" in fields:  # `-p epochs=1`: drop the milestones never reached
-        fields["milestones"] = [m for m in fields["milestones"] if not isinstance(m, int) or m < epochs]
+        fields["milestones"] = milestones_reached(fields["milestones"], epochs)
     if isinstance(epochs, int) and isinstance(fields.get("eps_warmup_epochs"), int):  # and warm up for at most all
         fields["eps_warmup_epochs"] = min(fields["eps_warmup_epochs"], epochs)
     return TrainConfig.from_dict(fields)
 
 
-def _grid_value(name: str, value):
-    """A grid override as a list. Strings are read as YAML, because `papermill -p eps "[2, 6]"`
-    passes the string "[2, 6]"; a single value becomes a one-element list (datasets=cifar10)."""
-    if name == "deeper_arch":
-        return value
+def parse_list(value) -> list:
+    """A list given as a list or tuple, as the YAML text of one (`papermill -p eps "[2, 6]"` and
+    `arreg book -p eps=[2,6]` pass the string "[2, 6]"), or as a single value (datasets=cifar10:
+    a one-element list). Raises ValueError when the text is not YAML."""
     if isinstance(value, str):
         try:
             value = yaml.safe_load(value)
         except yaml.YAMLError as err:
-            raise ValueError(f"{name}={value!r} is not a list; write it as [4, 8, 16]") from err
+            raise ValueError(f"{value!r} is not a list") from err
     return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _grid_value(name: str, value):
+    """A grid override as a list (`parse_list`); `deeper_arch` is a single name, kept as given."""
+    if name == "deeper_arch":
+        return value
+    try:
+        return parse_list(value)
+    except ValueError as err:
+        raise ValueError(f"{name}={value!r} is not a list; write it as [4, 8, 16]") from err
 
 
 def _per_experiment(profile: dict, key: str) -> dict:

@@ -45,7 +45,7 @@ from filelock import FileLock, Timeout
 
 from . import data as data_module
 from . import manifest
-from .device import device_name, prepare_device
+from .device import device_name, prepare_device, resolve_device
 from .evaluate import evaluate
 from .io import _umask, atomic_write_bytes, atomic_write_json, read_json  # noqa: F401 (part of runs' API)
 from .train import TrainConfig, build_model_for, build_optimizer, fit
@@ -347,27 +347,6 @@ def epoch_hooks(config: TrainConfig, data: data_module.ImageData) -> list:
     from .spectral_clip import spectral_clip_hook
 
     return [spectral_clip_hook(config.spectral_norm, data.image_size)]
-
-
-def resolve_device(device="auto") -> torch.device:
-    """prepare_device, after checking that the device exists here: one line naming the fix, not a
-    failure in the middle of training."""
-    try:
-        dev = torch.device("cuda" if str(device) == "auto" and torch.cuda.is_available() else
-                           "cpu" if str(device) == "auto" else device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device {device!r}: choose auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r}: no CUDA GPU is visible here: use --device cpu (or auto)")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA GPU(s) here: "
-                             f"use cuda:0..cuda:{torch.cuda.device_count() - 1}")
-    elif dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {device!r}: MPS is not available here: use --device cpu (or auto)")
-    elif dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"unsupported device {device!r}: choose auto, cpu, cuda or cuda:N")
-    return prepare_device(dev)
 
 
 def _lock_owner(path: Path) -> str:

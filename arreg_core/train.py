@@ -28,11 +28,17 @@ from tqdm import tqdm
 from . import attacks, data as data_module, models
 from .cuda_graphs import GraphedStep
 from .device import autocast, epoch_generator, prepare_device
-from .device import resolve_precision  # noqa: F401 (TrainConfig's error message names train.resolve_precision)
 
 METHODS = ("none", "pgd", "fgsm")
 DEFAULT_MILESTONES = (100, 150)  # appendix B.1: the learning rate falls tenfold at epochs 100 and 150 of 200
 PRECISIONS = ("fp32", "bf16")
+
+
+def milestones_reached(milestones, epochs: int) -> list:
+    """The milestones a run of `epochs` epochs reaches: one at or after the last epoch never
+    changes the learning rate of a trained epoch, and is dropped. Entries that are not integers
+    are kept, for TrainConfig to refuse."""
+    return [m for m in milestones if not isinstance(m, int) or m < epochs]
 
 
 @dataclass(frozen=True)
@@ -106,15 +112,15 @@ class TrainConfig:
         if not (math.isfinite(self.lr_gamma) and 0 < self.lr_gamma <= 1):
             raise ValueError(f"lr_gamma must be in (0, 1] (the paper: 0.1), got {self.lr_gamma}")
         milestones = tuple(self.milestones)
-        if milestones == DEFAULT_MILESTONES:  # the paper's schedule, for a run shorter than the paper's:
-            milestones = tuple(m for m in milestones if m < self.epochs)  # the milestones it reaches
+        if milestones == DEFAULT_MILESTONES:  # the paper's schedule, for a run shorter than the paper's
+            milestones = tuple(milestones_reached(milestones, self.epochs))
         if any(not 1 <= m < self.epochs for m in milestones) or list(milestones) != sorted(milestones):
             raise ValueError(f"milestones must be sorted epochs in 1..{self.epochs - 1} (epochs - 1), "
                              f"got {list(milestones)}")
         if self.spectral_norm is not None and not (math.isfinite(self.spectral_norm) and self.spectral_norm > 0):
             raise ValueError(f"spectral_norm must be > 0 (or None for no clipping), got {self.spectral_norm}")
         if self.precision not in PRECISIONS:
-            hint = " ('auto' is resolved by arreg_core.train.resolve_precision before a config is made)" \
+            hint = " ('auto' is resolved by arreg_core.device.resolve_precision before a config is made)" \
                 if self.precision == "auto" else ""
             raise ValueError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}{hint}")
         object.__setattr__(self, "milestones", milestones)

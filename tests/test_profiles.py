@@ -184,3 +184,24 @@ def test_the_gpu_tier_is_the_papers_cifar10_setting_cut_in_depth_and_epochs():
     assert profiles.execution_options("gpu", cuda_graphs=False)["cuda_graphs"] is False
     with pytest.raises(ValueError, match="choose one"):
         profiles.execution_options("gpu", compile=True)
+
+
+def test_a_list_given_as_text_is_parsed_in_one_place():
+    from arreg_core.profiles import parse_list
+
+    assert parse_list("[2, 6]") == [2, 6] and parse_list((4, 8)) == [4, 8] and parse_list("cifar10") == ["cifar10"]
+    assert parse_list(8) == [8] and parse_list([0, 8]) == [0, 8]
+    with pytest.raises(ValueError, match="is not a list"):
+        parse_list("[2,")
+
+
+def test_profiles_yaml_is_parsed_once_and_each_caller_gets_its_own_copy():
+    from arreg_core import profiles
+
+    profiles.load_profile("smoke")
+    parsed = profiles._profiles_file.cache_info().misses
+    smoke = profiles.load_profile("smoke")
+    smoke["defaults"]["epochs"] = -1
+    smoke["seeds"].append(99)
+    assert profiles.load_profile("smoke") != smoke
+    assert profiles._profiles_file.cache_info().misses == parsed
