@@ -27,7 +27,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .device import cpu_model
+from .device import cpu_model, device_name
 from .runs import read_json, run_path
 from .train import TrainConfig
 
@@ -90,7 +90,7 @@ def gpu_model() -> dict:
 
     if not torch.cuda.is_available():
         return {}
-    return {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__}
+    return {"gpu": device_name(torch.device("cuda", 0)), "torch": torch.__version__}
 
 
 class Progress:

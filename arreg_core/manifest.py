@@ -42,7 +42,8 @@ def sealed_files(run: Path) -> list[str]:
     return names + [f"analysis/{p.name}" for p in sorted((run / "analysis").glob("*.npz"))]
 
 
-def _sha(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, as the manifest records it."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -87,7 +88,7 @@ def _problem(run: Path, name: str) -> str | None:
     expected = (read(store) or {}).get(f"{run.name}/{name}")
     if expected is None:
         return f"{path} is not in {store / MANIFEST} (not written by arreg, or written before the store was sealed)"
-    if _sha(path) != expected:
+    if file_sha256(path) != expected:
         return f"{path} does not match its sha256 in {store / MANIFEST} (edited or corrupted after it was written)"
     return None
 
@@ -126,7 +127,7 @@ def seal(store: Path) -> int:
     """Record every sealed file of the store's runs as it is now; returns how many."""
     store = Path(store)
     with _lock(store):
-        files = {f"{run.name}/{name}": _sha(run / name)
+        files = {f"{run.name}/{name}": file_sha256(run / name)
                  for run in sorted(p for p in store.iterdir() if p.is_dir() and not p.is_symlink())
                  for name in sealed_files(run)}
         atomic_write_json(store / MANIFEST, {"files": dict(sorted(files.items()))})

@@ -194,13 +194,14 @@ def seal_store(runs_dir) -> int:
 def remove_partial_writes(path: Path) -> None:
     """Remove what killed writes left in a run directory: temp files, and checkpoint files the
     record does not name. Call it holding the run's lock."""
-    named = _record_file(path)
+    named = recorded_checkpoint(path)
     for p in path.iterdir():
         if (p.name.startswith(".") and p.name.endswith(".tmp")) or (CHECKPOINT_FILE.match(p.name) and p.name != named):
             p.unlink(missing_ok=True)
 
 
-def _record_file(path: Path) -> str | None:
+def recorded_checkpoint(path: Path) -> str | None:
+    """The checkpoint file the run's record names (None: no record, or not a name of ours)."""
     record = path / "checkpoint.json"
     try:
         name = read_json(record).get("file", "checkpoint.pt") if record.exists() else None

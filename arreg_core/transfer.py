@@ -17,7 +17,6 @@ archive has been verified.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import re
@@ -27,8 +26,8 @@ from pathlib import Path
 
 from . import manifest
 from .io import atomic_write_bytes
-from .runs import (PREPARE_LOG, RUN_NAME, TIMING_METRICS, RunError, load_checkpoint, load_run,
-                   read_json, run_lock, stored_config)
+from .runs import (PREPARE_LOG, RUN_NAME, TIMING_METRICS, RunError, load_checkpoint, load_run, read_json,
+                   recorded_checkpoint, remove_partial_writes, run_lock, stored_config)
 
 PART_MIB = 15  # under the 16 MiB a lent machine returns per file
 CHECKSUMS = "checksums.json"  # the archive's own list of every file's sha256
@@ -84,7 +83,7 @@ def store_files(runs_dir: Path) -> list[Path]:
     runs_dir = Path(runs_dir)
     files = [Path(name) for name in (manifest.MANIFEST, PREPARE_LOG) if (runs_dir / name).is_file()]
     for run in sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.is_symlink() and RUN_NAME.match(p.name)):
-        named = read_json(run / "checkpoint.json").get("file") if (run / "checkpoint.json").is_file() else None
+        named = recorded_checkpoint(run)
         for p in sorted(run.iterdir()):
             if p.is_symlink() or not p.is_file():
                 continue
@@ -95,10 +94,6 @@ def store_files(runs_dir: Path) -> list[Path]:
             files += [p.relative_to(runs_dir) for p in sorted(analysis.iterdir())
                       if p.is_file() and not p.is_symlink() and ANALYSIS_FILE.match(p.name)]
     return files
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def pack_store(runs_dir, prefix, part_mib: float = PART_MIB) -> list[Path]:
@@ -112,7 +107,8 @@ def pack_store(runs_dir, prefix, part_mib: float = PART_MIB) -> list[Path]:
     for old in prefix.parent.glob(prefix.name + ".part*"):
         old.unlink()
     files = store_files(runs_dir)
-    checksums = json.dumps({str(f): _sha256(runs_dir / f) for f in files}, indent=1, sort_keys=True).encode()
+    checksums = json.dumps({str(f): manifest.file_sha256(runs_dir / f) for f in files}, indent=1,
+                           sort_keys=True).encode()
     parts = _Parts(prefix, int(part_mib * 2**20))
     with tarfile.open(fileobj=parts, mode="w|gz") as tar:
         info = tarfile.TarInfo(CHECKSUMS)
@@ -166,7 +162,7 @@ def _unpack(parts: list[Path], into: Path) -> dict:
         raise TransferError(f"{parts[0]}: no {CHECKSUMS} inside: not written by `arreg export-runs`")
     expected = read_json(listing)
     for name, sha in expected.items():
-        if not (into / name).is_file() or _sha256(into / name) != sha:
+        if not (into / name).is_file() or manifest.file_sha256(into / name) != sha:
             raise TransferError(f"{name} in the parts does not match its sha256 in the archive's checksums: fetch the parts again")
     extra = {str(p.relative_to(into)) for p in into.rglob("*") if p.is_file()} - set(expected) - {CHECKSUMS, manifest.LOCK}
     if extra:
@@ -192,6 +188,10 @@ def _state(path: Path) -> tuple[int, dict | None]:
         raise TransferError(f"{path} in the store cannot be trusted ({err}): repair it before importing over it") from None
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    return b.is_file() and manifest.file_sha256(a) == manifest.file_sha256(b)
+
+
 def _same_result(a: dict, b: dict) -> bool:
     return {k: v for k, v in a.items() if k not in TIMING_METRICS} == {k: v for k, v in b.items() if k not in TIMING_METRICS}
 
@@ -211,10 +211,7 @@ def _move_in(source: Path, dest: Path) -> None:
         else:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(dest / name, p.read_bytes())
-    named = read_json(dest / "checkpoint.json").get("file") if (dest / "checkpoint.json").is_file() else None
-    for old in dest.glob("checkpoint*.pt"):
-        if old.name != named:
-            old.unlink()
+    remove_partial_writes(dest)
 
 
 def import_parts(parts, runs_dir) -> list[tuple[str, str]]:
@@ -250,9 +247,7 @@ def import_parts(parts, runs_dir) -> list[tuple[str, str]]:
             if epochs < have:
                 done.append((run.name, "kept"))
                 continue
-            new = [p for p in run.rglob("*") if p.is_file() and (not (dest / p.relative_to(run)).exists()
-                                                                  or _sha256(p) != _sha256(dest / p.relative_to(run)))]
-            if not new:
+            if all(_same_file(p, dest / p.relative_to(run)) for p in run.rglob("*") if p.is_file()):
                 done.append((run.name, "unchanged"))
                 continue
             with run_lock(dest) if dest.exists() else contextlib.nullcontext():

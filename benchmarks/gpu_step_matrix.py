@@ -275,7 +275,8 @@ def main(argv=None):
                              **({"ratio_per_gpu_vs_plain": single[precision, graphs] / plain} if plain else {})})
             save()
             trainers.clear()
-            torch.cuda.empty_cache() if device.type == "cuda" else None
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
             for graphs in (True, False):
                 options = [key for key in single if key[1] == graphs]
                 if not options:
