@@ -240,14 +240,6 @@ def fits(table: pd.DataFrame) -> bool:
     return bool(per_eps(table, "train_acc").map(verdicts.fits).all())
 
 
-def _range(values, unit: str = "%") -> str:
-    v = [float(x) for x in values if pd.notna(x)]
-    if not v:
-        return "-"
-    low, high = f"{min(v):.1f}", f"{max(v):.1f}"
-    return f"{low}{unit}" if low == high else f"{low}-{high}{unit}"
-
-
 def _paper_reference(table: pd.DataFrame, arch: str, method: str, spectral_norm: str) -> tuple[pd.DataFrame, str]:
     """The paper's network a table stands in for (one row per eps, floats) and its table's name."""
     if "dataset" not in table or table.empty:
@@ -292,11 +284,11 @@ def regime(table: pd.DataFrame, arch: str = "resnet56", method: str | None = Non
         bad = [n.label for n, st in zip(pool, states) if st is False]
         if part == "fit":
             published = ref["train_acc"] if "train_acc" in ref else pd.Series(dtype=float)
-            beside = f" ({who}: {_range(published)})" if published.notna().any() else ""
+            beside = f" ({who}: {verdicts.value_range(published)})" if published.notna().any() else ""
         else:
-            beside = f" against {_range([getattr(n, paper) for n in pool])} for {who} at the same eps"
+            beside = f" against {verdicts.value_range([getattr(n, paper) for n in pool])} for {who} at the same eps"
         state = "inside" if not bad else f"**outside** at {', '.join(bad)}" if len(bad) < len(pool) else "**outside**"
-        parts.append(f"**{part}** ({what}) {_range([getattr(n, ours) for n in pool])}{beside}: {state}")
+        parts.append(f"**{part}** ({what}) {verdicts.value_range([getattr(n, ours) for n in pool])}{beside}: {state}")
         if bad:
             outside.append(part)
     text = (f"**Regime** (means over seeds per strength; {table_no or 'no published network to compare'}): "

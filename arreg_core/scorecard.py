@@ -30,7 +30,8 @@ from .paper import paper_dataset, paper_metrics, paper_table
 from .profiles import experiment_configs
 from .verdicts import (ASSUMED_LOSS_SPREADS, CHAPTER_RULE, CONTRADICTED, INCONCLUSIVE, MISSING, NON_MONOTONE, NOT_RUN,
                        NOT_TESTABLE, OUTSIDE, REGIME_PARTS, REPRODUCED, RULE, Estimate, Network, NetworkRegime,
-                       failing, gate, majority_estimate, regime_line, regime_marks, summary_network, trend_estimate)
+                       failing, gate, majority_estimate, regime_line, regime_marks, summary_network, trend_estimate,
+                       value_range)
 
 __all__ = ["RULE", "CHAPTER_RULE", "CLAIMS", "scorecard", "adversarial_only", "display_table", "regime_table", "display_regime_table",
            "overlapping_claims_line", "example_columns", "SN_DIRECTION", "html_table", "regime_paragraph"]
@@ -660,14 +661,6 @@ def summary_line(card: pd.DataFrame) -> str:
                if figure_only else ""))
 
 
-def _fmt_range(values, digits: int = 0) -> str:
-    v = [float(x) for x in values if pd.notna(x)]
-    if not v:
-        return "-"
-    low, high = f"{min(v):.{digits}f}", f"{max(v):.{digits}f}"
-    return f"{low}%" if low == high else f"{low}-{high}%"
-
-
 def regime_numbers(inputs: dict) -> dict[str, tuple[str, str]] | None:
     """This build's AR sweep (AR strengths only) and the paper's network at the same strengths, in
     the regime's three parts: {part: (this build's range, the paper's range)}; None without runs."""
@@ -678,9 +671,9 @@ def regime_numbers(inputs: dict) -> dict[str, tuple[str, str]] | None:
     shared = [n for n in nets if not math.isnan(n.paper_test_acc)]
     ref = _paper_wide(paper_dataset(sweep.dataset.iloc[0]))
     ref = ref[ref.index.astype(float).isin(sorted(set(sweep.eps.astype(float))))]
-    return {"fit": (_fmt_range([n.train_acc for n in nets], 1), _fmt_range(ref.get("train_acc", []), 1)),
-            "generalisation": (_fmt_range([n.test_acc for n in shared]), _fmt_range(ref.get("test_acc", []))),
-            "robustness": (_fmt_range([n.pgd_acc for n in shared]), _fmt_range(ref.get("pgd_acc", [])))}
+    return {"fit": (value_range([n.train_acc for n in nets]), value_range(ref.get("train_acc", []))),
+            "generalisation": (value_range([n.test_acc for n in shared], 0), value_range(ref.get("test_acc", []), 0)),
+            "robustness": (value_range([n.pgd_acc for n in shared], 0), value_range(ref.get("pgd_acc", []), 0))}
 
 
 def regime_paragraph(inputs: dict, card: pd.DataFrame | None = None, name: str = "This build") -> str:

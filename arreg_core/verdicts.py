@@ -397,3 +397,13 @@ def gate(rule_verdict: str, networks, needs) -> str:
     if rule_verdict in (NOT_RUN, NOT_TESTABLE):
         return rule_verdict
     return OUTSIDE if failing(networks, needs) else rule_verdict
+
+
+def value_range(values, digits: int = 1, unit: str = "%") -> str:
+    """"low-high" of the values that are not NaN, as printed with `digits` decimals and `unit`
+    ("97.8-100.0%"); one value where both ends print alike, "-" where there is none."""
+    v = [x for x in (float(y) for y in values if y is not None) if not math.isnan(x)]
+    if not v:
+        return "-"
+    low, high = f"{min(v):.{digits}f}", f"{max(v):.{digits}f}"
+    return f"{low}{unit}" if low == high else f"{low}-{high}{unit}"
