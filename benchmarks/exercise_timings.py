@@ -46,8 +46,10 @@ def exercise_cells(name: str) -> list[tuple[str, str, str]]:
     return out
 
 
-def time_cell(source: str, profile: str) -> float:
-    """Seconds to run one exercise cell from an empty run store (its printed output discarded)."""
+def time_cell(source: str, profile: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) to run one exercise cell from an empty run store
+    (its printed output discarded). CPU seconds well below threads x wall mean the machine was
+    shared while it ran."""
     from IPython.display import display
 
     from arreg_core import chapter, paper, plots
@@ -55,10 +57,10 @@ def time_cell(source: str, profile: str) -> float:
     with tempfile.TemporaryDirectory() as store:
         os.environ["ARREG_RUNS"] = store
         namespace = {"profile": profile, "display": display, "chapter": chapter, "paper": paper, "plots": plots}
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         with contextlib.redirect_stdout(io.StringIO()):
             exec(compile(source, "<exercise>", "exec"), namespace)
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.process_time() - cpu_start
 
 
 def cpu_model() -> str:
@@ -80,30 +82,40 @@ def main(argv=None) -> dict:
     parser.add_argument("--notebooks", nargs="*", default=list(NOTEBOOKS))
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: as torch sets them)")
     parser.add_argument("--json", default=str(DEFAULT_JSON))
+    parser.add_argument("--resume", action="store_true", help="keep the exercises already measured in --json "
+                        "for the same class profile, machine and torch, and measure the rest")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     os.environ.pop("ARREG_BOOK_BUILD", None)
-    saved = os.environ.get("ARREG_RUNS")
-    timings = []
-    try:
-        for name in args.notebooks:
-            for label, title, source in exercise_cells(name):
-                seconds = time_cell(source, args.profile)
-                print(f"{name} {label}: {seconds:.0f} s", flush=True)
-                timings.append({"chapter": name, "exercise": title, "label": label, "seconds": round(seconds, 1)})
-    finally:
-        os.environ.pop("ARREG_RUNS", None) if saved is None else os.environ.update(ARREG_RUNS=saved)
-    from arreg_core.chapter import CLASS_PROFILE
-
     from arreg_core.book import class_fingerprint
+    from arreg_core.chapter import CLASS_PROFILE
 
     result = {"profile": "smoke" if args.profile == "smoke" else CLASS_PROFILE, "class_fingerprint": class_fingerprint(),
               "machine": f"{cpu_model()}, {os.cpu_count()} cores",
               "threads": torch.get_num_threads(), "torch": torch.__version__,
-              "date": datetime.date.today().isoformat(), "timings": timings}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+              "date": datetime.date.today().isoformat(), "complete": False, "timings": []}
+    out = Path(args.json)
+    if args.resume and out.exists():
+        earlier = json.loads(out.read_text())
+        if all(earlier.get(k) == result[k] for k in ("profile", "class_fingerprint", "machine", "threads", "torch")):
+            result["timings"] = earlier["timings"]
+    done = {t["label"] for t in result["timings"]}
+    cells = [(name, *cell) for name in args.notebooks for cell in exercise_cells(name)]
+    saved = os.environ.get("ARREG_RUNS")
+    try:
+        for name, label, title, source in cells:
+            if label in done:
+                continue
+            seconds, cpu_seconds = time_cell(source, args.profile)
+            print(f"{name} {label}: {seconds:.0f} s ({cpu_seconds / seconds:.2f} CPU s per s)", flush=True)
+            result["timings"].append({"chapter": name, "exercise": title, "label": label, "seconds": round(seconds, 1),
+                                      "cpu_seconds": round(cpu_seconds, 1), "load_1min": round(os.getloadavg()[0], 2)})
+            result["complete"] = len(result["timings"]) == len(cells)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(result, indent=2) + "\n")  # after every exercise: an interrupted run keeps its timings
+    finally:
+        os.environ.pop("ARREG_RUNS", None) if saved is None else os.environ.update(ARREG_RUNS=saved)
     return result
 
 
