@@ -20,7 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .experiments import store
+from .experiments import Experiments
+from .profiles import load_profile
 
 BOOK_FILES = ("_config.yml", "_toc.yml")
 # The MathJax files the book serves (node_modules/mathjax/es5 of the pinned npm package).
@@ -74,9 +75,9 @@ def class_fingerprint() -> str:
     import hashlib
 
     from .chapter import CLASS_PROFILE
-    from .profiles import load_profile
 
-    return hashlib.sha256(json.dumps(load_profile(CLASS_PROFILE), sort_keys=True, default=str).encode()).hexdigest()[:12]
+    entry = load_profile(CLASS_PROFILE).entry
+    return hashlib.sha256(json.dumps(entry, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def timings_table(root: Path) -> str:
@@ -182,19 +183,6 @@ def build_html(profile: str, src: Path, root: Path) -> Path:
     return html_dir(profile, root)
 
 
-def prepare_runs(profile: str, runs_dir: Path, parameters: dict | None = None, workers: int = 2,
-                 executor=None) -> list[str]:
-    """Train and analyse every run the notebooks will read, before executing them, with `executor`
-    (default: `workers` parallel processes; arreg_core.experiments.prepare_profile). `parameters`
-    are the notebooks' parameters (eps and overrides): the same overrides reach the same runs.
-    Device and data root come from ARREG_DEVICE and ARREG_DATA, as in the notebooks."""
-    from .experiments import prepare_profile
-
-    overrides = check_parameters(profile, parameters)
-    return prepare_profile(profile, workers=workers, runs_dir=runs_dir, device=os.environ.get("ARREG_DEVICE") or "auto",
-                           data_root=os.environ.get("ARREG_DATA") or None, executor=executor, **overrides)
-
-
 def _list_parameter(name: str, value) -> list:
     """A list parameter (eps, datasets), given as a list or as the YAML/JSON text of one, as
     `-p eps=[2,6]` or papermill pass it (`profiles.parse_list`); errors name the parameter."""
@@ -213,34 +201,28 @@ def _list_parameter(name: str, value) -> list:
     return value
 
 
-def check_parameters(profile: str, parameters: dict | None) -> dict:
-    """`arreg book`'s -p parameters, checked before anything runs or is deleted: no machine
-    settings, lists that parse, the device of ARREG_DEVICE present here, and every experiment's
-    configs valid. Returns them with eps and datasets as lists. Raises ValueError naming the parameter."""
-    from .profiles import EXPERIMENTS, execution_options, experiment_configs
+def book_experiments(name: str, parameters: dict | None) -> Experiments:
+    """What `arreg book` trains and its notebooks read: the profile `name` with the -p
+    `parameters` applied (the notebooks' own parameters, so the same runs), on the machine of
+    ARREG_DEVICE, ARREG_DATA and ARREG_RUNS. Everything is checked before anything runs or is
+    deleted: no machine settings among the parameters, lists that parse, the device present
+    here, every experiment's configs valid. Raises ValueError naming the parameter."""
     from .device import resolve_device
 
     params = {k: v for k, v in (parameters or {}).items() if v is not None}
-    if params.pop("profile", profile) != profile:
+    if params.pop("profile", name) != name:
         raise ValueError("choose the profile with --profile, not as a notebook parameter")
     machine = {"device", "data_root", "runs_dir"} & set(params)
     if machine:
         raise ValueError(f"{sorted(machine)} are the machine's settings: set ARREG_DEVICE, ARREG_DATA, ARREG_RUNS")
-    for name in ("eps", "datasets"):
-        if name in params:
-            params[name] = _list_parameter(name, params[name])
+    for key in ("eps", "datasets"):
+        if key in params:
+            params[key] = _list_parameter(key, params[key])
     resolve_device(os.environ.get("ARREG_DEVICE") or "auto")
     try:
-        execution_options(profile, **params)
+        return Experiments.from_environment(name, **params)
     except ValueError as err:
         raise ValueError(f"{' '.join(f'-p {k}={v}' for k, v in params.items())}: {err}") from None
-    for experiment in EXPERIMENTS:
-        try:
-            experiment_configs(profile, experiment, **params)
-        except ValueError as err:
-            given = " ".join(f"-p {k}={v}" for k, v in params.items())
-            raise ValueError(f"{given}: {err}") from None
-    return params
 
 
 def fresh_start(runs_dir: Path) -> None:
@@ -256,21 +238,21 @@ def fresh_start(runs_dir: Path) -> None:
     shutil.rmtree(runs_dir)
 
 
-def build_book(profile: str = "cpu", fresh: bool = False, parameters: dict | None = None,
+def build_book(name: str = "cpu", fresh: bool = False, parameters: dict | None = None,
                notebooks=NOTEBOOKS, workers: int = 2, executor=None) -> Path:
     """Train what is missing (`executor`, default `workers` processes), execute the notebooks
-    under `profile` and render the book; returns the HTML folder. Every parameter is checked
-    first; `fresh` then deletes the run store (only a run store), so everything is trained and
-    analysed again; else every sealed file of the store is checked against its manifest."""
+    under the profile called `name` and render the book; returns the HTML folder. Every
+    parameter is checked first (`book_experiments`); `fresh` then deletes the run store (only a
+    run store), so everything is trained and analysed again; else every sealed file of the store
+    is checked against its manifest."""
     from .runs import verify_store
 
     root = repo_root()
-    parameters = check_parameters(profile, parameters)
-    runs_dir = store(profile)
+    ex = book_experiments(name, parameters)
     if fresh:
-        fresh_start(runs_dir)
-    verify_store(runs_dir)  # an edited number or artifact stops the build before anything runs
-    prepare_runs(profile, runs_dir, parameters, workers, executor)
-    src = stage(profile, root)
-    execute(profile, src, root, notebooks, parameters)
-    return build_html(profile, src, root)
+        fresh_start(ex.runs_dir)
+    verify_store(ex.runs_dir)  # an edited number or artifact stops the build before anything runs
+    ex.prepare(workers, executor=executor)
+    src = stage(name, root)
+    execute(name, src, root, notebooks, ex.profile.parameters)
+    return build_html(name, src, root)

@@ -12,10 +12,11 @@ strengths, 0-255 scale) and `overrides` (any other grid entry, TrainConfig field
 
 Each chapter's verdict section opens with the scorecard's verdicts for its claims
 (`verdicts_section`: one rule, one verdict per claim, with its interval and regime); the trend
-words (`values`, `direction`, `follows`, `verdict`) then read a metric step by step over the AR
-strengths from the runs themselves, as supporting detail, so that a re-run with other parameters
-keeps every sentence true. With several seeds per strength they describe the means and say how
-many seeds (`verdict`: and in how many seeds on its own each step goes the claimed way). Like the scorecard (`scorecard.adversarial_only`),
+words (`values_at_eps`, `direction`, `every_step_goes`, `step_by_step`) then read a metric step by
+step over the AR strengths from the runs themselves, as supporting detail, so that a re-run with
+other parameters keeps every sentence true. With several seeds per strength they describe the
+means and say how many seeds (`step_by_step`: and in how many seeds on its own each step goes the
+claimed way). Like the scorecard (`scorecard.adversarial_only`),
 a trend is read over the AR strengths (eps > 0) where there are two or more; eps 0, standard
 training, is then given beside it as the reference, named so.
 Numbers set next to the paper's are taken at the same strength (`next_to_paper`,
@@ -101,7 +102,7 @@ def _join(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def number(value: float, fmt: str = "{:.2f}") -> str:
+def formatted(value: float, fmt: str = "{:.2f}") -> str:
     """`value` in `fmt`, or with two significant digits where `fmt` would round a nonzero value
     to zero (a training loss of 2.9e-05 is not "0.00")."""
     text = fmt.format(value)
@@ -110,9 +111,9 @@ def number(value: float, fmt: str = "{:.2f}") -> str:
     return text
 
 
-def values(series: pd.Series, fmt: str = "{:.2f}", unit: str = "") -> str:
+def values_at_eps(series: pd.Series, fmt: str = "{:.2f}", unit: str = "") -> str:
     """"5.69 at eps 4, 1.78 at eps 8 and 2.08 at eps 16" (eps 0: "at eps 0 (standard training)")."""
-    return _join([f"{number(v, fmt)}{unit} at eps {e:g}" + (" (standard training)" if e == 0 else "")
+    return _join([f"{formatted(v, fmt)}{unit} at eps {e:g}" + (" (standard training)" if e == 0 else "")
                   for e, v in series.items()])
 
 
@@ -146,7 +147,7 @@ def over_strengths(series: pd.Series) -> tuple[pd.Series, float | None]:
 
 
 def _reference(value: float | None, fmt: str, unit: str) -> str:
-    return "" if value is None else f"; standard training (eps 0): {number(value, fmt)}{unit}"
+    return "" if value is None else f"; standard training (eps 0): {formatted(value, fmt)}{unit}"
 
 
 def describe(table: pd.DataFrame, column: str, what: str, fmt: str = "{:.2f}", unit: str = "", x: str = "eps") -> str:
@@ -154,9 +155,9 @@ def describe(table: pd.DataFrame, column: str, what: str, fmt: str = "{:.2f}", u
     from the runs (means over seeds, and how many)."""
     s, reference = over_strengths(per_eps(table, column, x))
     if len(s) < 2:
-        return f"{what} is {values(s, fmt, unit)}{seeds_note(table, x)} (one AR strength only: no trend)"
+        return f"{what} is {values_at_eps(s, fmt, unit)}{seeds_note(table, x)} (one AR strength only: no trend)"
     over = " over the AR strengths" if reference is not None else ""
-    return f"{what} {direction(s)}{over}: {values(s, fmt, unit)}{seeds_note(table, x)}{_reference(reference, fmt, unit)}"
+    return f"{what} {direction(s)}{over}: {values_at_eps(s, fmt, unit)}{seeds_note(table, x)}{_reference(reference, fmt, unit)}"
 
 
 def trend_direction(table: pd.DataFrame, column: str, x: str = "eps") -> str:
@@ -190,13 +191,13 @@ def directions_per_clip(table: pd.DataFrame, column: str, order=("none", "5", "3
                      for clip in order if clip in set(table.spectral_norm))
 
 
-def follows(series: pd.Series, sign: int) -> bool:
+def every_step_goes(series: pd.Series, sign: int) -> bool:
     """Whether every step of the series goes the claimed way (+1 rises, -1 falls)."""
     steps = np.diff(np.asarray(series, float))
     return len(steps) > 0 and bool(np.all(sign * steps > 0))
 
 
-def verdict(what: str, table: pd.DataFrame, column: str, sign: int, fmt: str = "{:.2f}", unit: str = "",
+def step_by_step(what: str, table: pd.DataFrame, column: str, sign: int, fmt: str = "{:.2f}", unit: str = "",
             x: str = "eps") -> str:
     """The step-by-step reading of one claimed trend, supporting detail under the scorecard's
     verdict (`verdicts_section`), never a verdict of its own: what the runs show (means over
@@ -206,8 +207,8 @@ def verdict(what: str, table: pd.DataFrame, column: str, sign: int, fmt: str = "
     claimed = "rises" if sign > 0 else "falls"
     if len(s) < 2:
         return f"*Step by step* — {what} (the paper: it {claimed} with AR): only one AR strength, no steps."
-    agrees = follows(s, sign)
-    seeds = ([follows(over_strengths(per_eps(g, column, x))[0], sign) for _, g in table.groupby("seed")]
+    agrees = every_step_goes(s, sign)
+    seeds = ([every_step_goes(over_strengths(per_eps(g, column, x))[0], sign) for _, g in table.groupby("seed")]
              if "seed" in table else [agrees])
     note = (f"; every step goes that way in {sum(seeds)} of the {len(seeds)} seeds taken one at a time"
             if len(seeds) > 1 else " (one seed per strength: the steps cannot tell a trend from the variation "
@@ -215,7 +216,7 @@ def verdict(what: str, table: pd.DataFrame, column: str, sign: int, fmt: str = "
     steps = "between AR strengths " if reference is not None else ""
     over = " over the AR strengths" if reference is not None else ""
     return (f"*Step by step* — {what} (the paper: it {claimed} with AR): it {direction(s)}{over}, "
-            f"{values(s, fmt, unit)}{seeds_note(table, x)}{_reference(reference, fmt, unit)}. "
+            f"{values_at_eps(s, fmt, unit)}{seeds_note(table, x)}{_reference(reference, fmt, unit)}. "
             f"{'Every' if agrees else 'Not every'} step {steps}of the means goes the paper's way{note}."
             f"{_within_spread(table, column, s, sign, x)}")
 
@@ -234,7 +235,7 @@ def _within_spread(table: pd.DataFrame, column: str, s: pd.Series, sign: int, x:
             f"{'are' if len(against) > 1 else 'is'} smaller than the spread between seeds: noise, not a reversal.")
 
 
-def fits(table: pd.DataFrame) -> bool:
+def fits_every_strength(table: pd.DataFrame) -> bool:
     """Whether the networks fit their training sets at every AR strength (means over seeds), as
     the paper's do: `verdicts.fits`, the scorecard's regime check."""
     return bool(per_eps(table, "train_acc").map(verdicts.fits).all())
@@ -244,9 +245,9 @@ def _paper_reference(table: pd.DataFrame, arch: str, method: str, spectral_norm:
     """The paper's network a table stands in for (one row per eps, floats) and its table's name."""
     if "dataset" not in table or table.empty:
         return pd.DataFrame(), ""
-    dataset = paper_tables.paper_dataset(table.dataset.iloc[0])
+    dataset = paper_tables.dataset(table.dataset.iloc[0])
     try:
-        ref = paper_tables.paper_metrics(dataset, arch, method, spectral_norm)
+        ref = paper_tables.metrics(dataset, arch, method, spectral_norm)
     except ValueError:
         return pd.DataFrame(), ""
     ref.index = ref.index.astype(float)
@@ -258,7 +259,7 @@ REGIME_WORDS = {"fit": ("clean training accuracy", "train_acc", None),
                 "robustness": ("PGD accuracy of the correctly classified test images", "pgd_acc", "paper_pgd_acc")}
 
 
-def regime(table: pd.DataFrame, arch: str = "resnet56", method: str | None = None, spectral_norm: str = "none") -> str:
+def regime_line(table: pd.DataFrame, arch: str = "resnet56", method: str | None = None, spectral_norm: str = "none") -> str:
     """The networks' regime in the scorecard's three parts (`verdicts.NetworkRegime`): fit (clean
     training accuracy), generalisation (test accuracy against the paper's `arch` at the same eps)
     and robustness (PGD accuracy of the correctly classified test images against the paper's), in
@@ -310,7 +311,7 @@ def verdicts_section(ex: Experiments, chapter: str, n_boot: int = 2000) -> pd.Da
     paper's own verdict by the same rule. The step-by-step reading that follows is supporting detail."""
     from . import scorecard as sc
 
-    inputs = ex.scorecard_inputs()
+    inputs = sc.inputs(ex)
     card = sc.scorecard(inputs, n_boot=n_boot, chapter=chapter)
     for _, r in card.iterrows():
         shown, rule = r["this build verdict"], r["this build rule verdict"]
@@ -340,13 +341,13 @@ def tier_cards(ex: Experiments, inputs: dict, card: pd.DataFrame, chapter: str |
     profile executed)."""
     from . import scorecard as sc
 
-    gpu = None if ex.profile == GPU_TIER else Experiments.tier(GPU_TIER)
+    gpu = None if ex.profile.name == GPU_TIER else Experiments.tier(GPU_TIER)
     if gpu is None:
         return None
-    gpu_inputs = gpu.scorecard_inputs()
-    cards = {f"{ex.profile} tier (this build)": card,
+    gpu_inputs = sc.inputs(gpu)
+    cards = {f"{ex.profile.name} tier (this build)": card,
              f"{GPU_TIER} tier": sc.scorecard(gpu_inputs, n_boot=n_boot, chapter=chapter)}
-    return cards, {f"{ex.profile} tier (this build)": inputs, f"{GPU_TIER} tier": gpu_inputs}
+    return cards, {f"{ex.profile.name} tier (this build)": inputs, f"{GPU_TIER} tier": gpu_inputs}
 
 
 def tier_section(ex: Experiments, inputs: dict, card: pd.DataFrame, chapter: str | None = None,
@@ -359,7 +360,7 @@ def tier_section(ex: Experiments, inputs: dict, card: pd.DataFrame, chapter: str
 
     tiers = tier_cards(ex, inputs, card, chapter, n_boot)
     if tiers is None:
-        if ex.profile != GPU_TIER:
+        if ex.profile.name != GPU_TIER:
             md(f"**The {GPU_TIER} tier** (the paper's CIFAR-10 setting on the full data set, trained on a GPU) "
                f"has no finished runs yet: {GPU_TIER_HOWTO}.")
         return
@@ -387,7 +388,7 @@ def paper_strengths(eps) -> tuple[float, float]:
 
 def next_to_paper(ours: pd.DataFrame, ref: pd.DataFrame, who: str) -> str:
     """The paper's training and test accuracy next to this build's (means over seeds) at the lowest
-    AR strength both have; `ref`: paper.paper_metrics (index eps_train)."""
+    AR strength both have; `ref`: paper.metrics (index eps_train)."""
     published = ref.set_axis(ref.index.astype(float))
     shared = sorted(set(ours.eps.astype(float)) & set(published.index))
     if not shared:
@@ -423,13 +424,13 @@ def spread_changes(spectrum: pd.DataFrame, low: float, high: float, kind: str = 
 
 def spread_table(changes: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
     """Appendix B.2's table: this build's `spread_changes` (the count of layers per seed, the sum
-    and mean of the changes as mean ± std over seeds) above the paper's rows (`paper.paper_table("singular_value_std_summary")` with a `layers` column)."""
+    and mean of the changes as mean ± std over seeds) above the paper's rows (`paper.table("singular_value_std_summary")` with a `layers` column)."""
     columns = ["layers", "sum", "mean"]
     ours = plots.mean_std(changes, ["dataset", "group"], columns[1:], "{:.4g}")
     ours["layers"] = changes.sort_values("seed").groupby(["dataset", "group"]).layers.agg(lambda n: ", ".join(map(str, n)))
     ours = ours.reset_index().assign(source="this build")
     paper = published.assign(source="paper", seeds=1, **{c: published[c].map("{:g}".format) for c in columns})
-    return table(ours, paper)[["dataset", "group", "source", "seeds"] + columns].rename(
+    return stacked(ours, paper)[["dataset", "group", "source", "seeds"] + columns].rename(
         columns={"layers": "layers (per seed)", "sum": "sum of changes", "mean": "mean change"})
 
 
@@ -455,8 +456,8 @@ def against_standard(table: pd.DataFrame, column: str, what: str, fmt: str = "{:
     weakest = float(s.index[s.index > 0].min())
     pairs = table[table.eps.isin([0, weakest])].pivot_table(index="seed", columns="eps", values=column).dropna()
     higher = pairs[weakest] > pairs[0]
-    return (f"{what} at the weakest AR (eps {weakest:g}) is {number(s[weakest], fmt)}{unit} against "
-            f"{number(s[0], fmt)}{unit} with standard training (eps 0){seeds_note(table[table.eps.isin([0, weakest])])}: "
+    return (f"{what} at the weakest AR (eps {weakest:g}) is {formatted(s[weakest], fmt)}{unit} against "
+            f"{formatted(s[0], fmt)}{unit} with standard training (eps 0){seeds_note(table[table.eps.isin([0, weakest])])}: "
             + in_seeds(higher, "higher", "not higher"))
 
 
@@ -537,7 +538,7 @@ def exercise(profile: str, experiment: str = "ar_sweep", **overrides) -> Experim
            f"`{scale}` scale (profiles.yaml) and prints its networks' regime line first.*")
         return None
     if scale == "smoke" and "seed" not in overrides:  # smoke stands in for the class scale: its seeds
-        overrides.setdefault("seeds", load_profile(CLASS_PROFILE)["seeds"])
+        overrides.setdefault("seeds", load_profile(CLASS_PROFILE).grid["seeds"])
     ex = Experiments.from_environment(scale, **overrides)
     ex.runs(experiment)
     table = ex.metrics(experiment)
@@ -547,11 +548,11 @@ def exercise(profile: str, experiment: str = "ar_sweep", **overrides) -> Experim
     groups = ([(f"{c:g}", g) for c, g in table.groupby(table.spectral_norm.astype(float))]
               if experiment == "spectral_norm" else [("none", table)])
     for clip, group in groups:
-        md(regime(group, arch=arch, spectral_norm=clip))
+        md(regime_line(group, arch=arch, spectral_norm=clip))
     return ex
 
 
-def table(*parts) -> pd.DataFrame:
+def stacked(*parts) -> pd.DataFrame:
     """One table from DataFrames and lists of row dicts, stacked in order."""
     return pd.concat([p if isinstance(p, pd.DataFrame) else pd.DataFrame(p) for p in parts], ignore_index=True)
 
@@ -570,10 +571,10 @@ def regime_summary(ex: Experiments) -> None:
 
     from . import scorecard as sc
 
-    inputs = ex.scorecard_inputs()
-    gpu = None if ex.profile == GPU_TIER else Experiments.tier(GPU_TIER)
+    inputs = sc.inputs(ex)
+    gpu = None if ex.profile.name == GPU_TIER else Experiments.tier(GPU_TIER)
     texts = {"regime": sc.regime_paragraph(inputs),
-             "gpu_regime": (sc.regime_paragraph(gpu.scorecard_inputs(), name=f"The {GPU_TIER} tier") if gpu else
+             "gpu_regime": (sc.regime_paragraph(sc.inputs(gpu), name=f"The {GPU_TIER} tier") if gpu else
                             f"**The {GPU_TIER} tier** has no finished runs yet: {GPU_TIER_HOWTO}.")}
     for key, text in texts.items():
         md(text)

@@ -1,7 +1,7 @@
 """What a notebook runs: a profile plus the notebook's papermill parameters, turned into trained
 runs (trained only when missing) and analysis artifacts (computed only when missing).
 
-    ex = Experiments.from_environment("cpu", eps=[2, 6])  # device, data, store: ARREG_* variables
+    ex = Experiments.from_environment("cpu", eps=[2, 6])  # a profile (or its name); device, data, store: ARREG_*
     ex.metrics("ar_sweep")                       # tidy: one row per run (dataset, eps, seed, metrics)
     ex.summary("ar_sweep", "margins")            # tidy: one row per run and split (margin statistics)
     ex.examples("ar_sweep", "margins", "test_margin") # tidy: one row per example of every run (eps, seed, value)
@@ -21,7 +21,7 @@ import pandas as pd
 
 from . import analysis
 from .executors import Job, LocalExecutor, Progress
-from .profiles import execution_options, experiment_configs, load_profile
+from .profiles import Profile, load_profile
 from .runs import PREPARE_LOG, get_or_train_all, load_run, resolve_store, run_path, runs_table
 from .train import TrainConfig
 
@@ -94,29 +94,35 @@ def scale_rows(configs: list[TrainConfig], auto_step: bool = False) -> dict[str,
     return rows
 
 
+# Every experiment and the analysis pieces its notebooks read. `Experiments.prepare` queues the jobs in
+# this order: longest first (the deeper network, then the runs with the Theorem 3.1 bound), so the
+# last jobs to finish in parallel workers are short ones.
+ANALYSED = {"deeper": ("margins",), "ar_sweep": ("margins", "spectrum", "loss_variation", "bound"),
+            "spectral_norm": ("margins",),
+            "fgsm": ("margins", "spectrum"), "tinyimagenet": ("margins", "spectrum", "loss_variation")}
+
+
 @dataclass
 class Experiments:
-    profile: str
+    profile: Profile
     runs_dir: Path
     device: str = "auto"
     data_root: str | None = None
-    overrides: dict = field(default_factory=dict)
     progress: bool = False
     read_only: bool = False  # read the store's finished runs and artifacts; train and analyse nothing
     _tables: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_parameters(cls, profile: str, runs_dir=None, device="auto", data_root=None, **overrides):
-        """`overrides` are the notebook's parameters (None = the profile's value): grid entries
-        (datasets, eps, spectral_norms, fgsm_eps, deeper_arch), TrainConfig fields or execution
-        options (channels_last, compile: how the runs train, not which runs they are). `runs_dir`
-        defaults to `store(profile)`."""
-        runs_dir = Path(runs_dir) if runs_dir else store(profile)
-        kept = {k: v for k, v in overrides.items() if v is not None}
-        return cls(profile, runs_dir, device, data_root, kept)
+    def from_parameters(cls, profile: Profile | str, runs_dir=None, device="auto", data_root=None, **overrides):
+        """`overrides` are the notebook's parameters (None = the profile's value), applied to the
+        profile (`profiles.load_profile`): grid entries (datasets, eps, spectral_norms, fgsm_eps,
+        deeper_arch), TrainConfig fields or execution options (channels_last, compile: how the
+        runs train, not which runs they are). `runs_dir` defaults to `store(profile)`."""
+        profile = load_profile(profile, **overrides)
+        return cls(profile, Path(runs_dir) if runs_dir else store(profile), device, data_root)
 
     @classmethod
-    def from_environment(cls, profile: str, **overrides) -> "Experiments":
+    def from_environment(cls, profile: Profile | str, **overrides) -> "Experiments":
         """The machine's settings from the environment, not from every notebook: ARREG_DEVICE
         (auto | cpu | cuda; default auto), ARREG_DATA (data root), ARREG_RUNS (run store; default
         the profile's `runs_dir`). `overrides` as in `from_parameters`."""
@@ -124,15 +130,47 @@ class Experiments:
                                    data_root=os.environ.get("ARREG_DATA") or None, **overrides)
 
     def configs(self, experiment: str) -> list[TrainConfig]:
-        return experiment_configs(self.profile, experiment, **self.overrides)
+        if experiment not in self.profile.configs:
+            raise ValueError(f"unknown experiment {experiment!r}; choose one of {', '.join(self.profile.configs)}")
+        return self.profile.configs[experiment]
 
     @classmethod
-    def tier(cls, profile: str) -> "Experiments | None":
+    def tier(cls, name: str) -> "Experiments | None":
         """A tier of the book read beside the executed profile (the `gpu` tier, trained on lent GPUs):
-        `profile` over its committed store (its `runs_dir`, never $ARREG_RUNS), read only; None
-        where that store holds no finished run of the profile."""
-        ex = cls(profile, resolve_store(load_profile(profile)["runs_dir"]), read_only=True)
+        the profile `name` over its committed store (its `runs_dir`, never $ARREG_RUNS), read only;
+        None where that store holds no finished run of the profile."""
+        profile = load_profile(name)
+        ex = cls(profile, resolve_store(profile.runs_dir), read_only=True)
         return ex if not ex.runs("ar_sweep").empty else None
+
+    def prepare(self, workers: int = 2, experiments=tuple(ANALYSED), executor=None) -> list[str]:
+        """Train every run of the profile and compute the artifacts its notebooks read, with
+        `executor` (arreg_core.executors; default: LocalExecutor(workers), `workers` processes of
+        one torch thread each: on 2 cores, two 1-thread runs train more images per second than one
+        2-thread run for small networks). Locks in the run store make this safe beside a notebook
+        or another `prepare`. Each start, finished run and end is appended to the store's build
+        log (runs.PREPARE_LOG; `executors.store_wall_time` adds up its wall time) when there is
+        anything to train or analyse. Returns the run names in completion order."""
+        unknown = set(experiments) - set(ANALYSED)
+        if unknown:
+            raise ValueError(f"unknown experiments {sorted(unknown)}; choose from {', '.join(ANALYSED)}")
+        params, seeds_of = self.profile.analysis, self.profile.analysis_seeds
+        pieces_of: dict[TrainConfig, tuple] = {}  # a config in several experiments gets all their pieces
+        for experiment in experiments:
+            for config in self.configs(experiment):
+                known = pieces_of.get(config, ())
+                pieces_of[config] = known + tuple(p for p in ANALYSED[experiment] if p not in known
+                                                  and config.seed in seeds_of.get(p, [config.seed]))
+        jobs = [Job(config, str(self.runs_dir), self.device, self.data_root, pieces,
+                    {p: params[p] for p in pieces if p in params} or None, execution=self.profile.execution)
+                for config, pieces in pieces_of.items()]
+        executor = executor or LocalExecutor(workers)
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        progress = Progress(len(jobs), log=self.runs_dir / PREPARE_LOG if any(map(_has_work, jobs)) else None,
+                            about={"profile": self.profile.name, "experiments": list(experiments),
+                                   "executor": type(executor).__name__, "workers": getattr(executor, "workers", None),
+                                   "overrides": self.profile.parameters})
+        return [result["run"] for result in executor.map(jobs, progress)]
 
     def runs(self, experiment: str) -> pd.DataFrame:
         """Every run of `experiment` (trained if missing; read only: the finished ones) as a table,
@@ -142,14 +180,14 @@ class Experiments:
                 runs = [run for c in self.configs(experiment) if (run := load_run(run_path(c, self.runs_dir)))]
             else:
                 runs = get_or_train_all(self.configs(experiment), self.runs_dir, device=self.device,
-                                        **execution_options(self.profile, **self.overrides),
+                                        **self.profile.execution,
                                         data_root=self.data_root, progress=self.progress)
             self._tables[experiment] = runs_table(runs)
         return self._tables[experiment].copy()
 
     def artifacts(self, table: pd.DataFrame, piece: str, params: dict | None = None) -> dict[str, dict]:
         """The `piece` artifact of every run in `table` (computed if missing), by run name."""
-        params = {**load_profile(self.profile).get("analysis", {}).get(piece, {}), **(params or {})}
+        params = {**self.profile.analysis.get(piece, {}), **(params or {})}
         out = {}
         for path in table["path"]:
             if not self.read_only:
@@ -157,34 +195,6 @@ class Experiments:
                                  device=self.device, data_root=self.data_root)
             out[Path(path).name] = analysis.load_artifact(path, piece, params)
         return out
-
-    def scorecard_inputs(self) -> dict:
-        """What `scorecard.scorecard` reads, for the first data set of the sweep (CIFAR-10, whose
-        published numbers the scorecard compares with): the runs tables of the AR sweep, FGSM,
-        spectral-norm and deeper-network experiments (every seed); `examples`, per run, the
-        per-example columns the bootstrap resamples (margins of both splits for every experiment,
-        loss variation for the sweep); and `spectra`, per sweep run and layer, the singular-value
-        std (Fig. 5c/d, B.2)."""
-        from .scorecard import RUN_TABLES, example_columns
-
-        dataset = self.configs("ar_sweep")[0].dataset
-        runs = {exp: self.runs(exp) for exp in RUN_TABLES}
-        runs = {exp: t[t.dataset == dataset].sort_values(["eps", "seed"]) if not t.empty else t
-                for exp, t in runs.items()}
-        examples: dict[str, dict] = {}
-        for experiment in RUN_TABLES:
-            if runs[experiment].empty:
-                continue
-            for piece in ("margins", "loss_variation") if experiment == "ar_sweep" else ("margins",):
-                for name, artifact in self.artifacts(runs[experiment], piece).items():
-                    examples.setdefault(name, {}).update(example_columns(piece, artifact))
-        sweep = runs["ar_sweep"]
-        spectra = self.artifacts(sweep, "spectrum") if not sweep.empty else {}
-        layers = pd.DataFrame([{"run": r.run, "eps": r.eps, "seed": r.seed, "layer": name, "kind": kind, "std": std}
-                               for r in sweep.itertuples()
-                               for name, kind, std in zip(spectra[r.run]["name"], spectra[r.run]["kind"],
-                                                          spectra[r.run]["std"])])
-        return {**runs, "examples": examples, "spectra": layers}
 
     # ------------------------------------------------------------------ tidy tables for the chapters
 
@@ -210,7 +220,7 @@ class Experiments:
     def analysed_seeds(self, piece: str) -> list[int] | None:
         """The seeds whose runs get `piece` (the profile's `analysis_seeds`, e.g. the Theorem 3.1
         bound on one seed where the budget allows no more); None: every seed."""
-        return analysis_seeds(self.profile).get(piece)
+        return self.profile.analysis_seeds.get(piece)
 
     def _analysed(self, runs: pd.DataFrame, piece: str) -> pd.DataFrame:
         seeds = self.analysed_seeds(piece)
@@ -279,10 +289,11 @@ class Experiments:
         """This build's settings next to the paper's for `experiment` (every page states its scale):
         one row per setting (`scale_rows`), columns "this build" and "paper"."""
         columns = {}
+        paper = load_profile("paper")
         for name, profile, configs in (("this build", self.profile, self.configs(experiment)),
-                                       ("paper", "paper", experiment_configs("paper", experiment))):
+                                       ("paper", paper, paper.configs[experiment])):
             if configs:
-                auto = load_profile(profile)["defaults"].get("attack_step") == "auto"
+                auto = profile.defaults.get("attack_step") == "auto"
                 columns[name] = scale_rows(configs, auto_step=auto)
         if "this build" not in columns:
             return pd.DataFrame()
@@ -298,60 +309,14 @@ def _has_work(job: Job) -> bool:
         not analysis.artifact_path(path, piece, params.get(piece)).exists() for piece in job.pieces)
 
 
-def analysis_seeds(profile: str) -> dict[str, list[int]]:
-    """The profile's `analysis_seeds`: {piece: the seeds whose runs get it}; pieces not listed
-    are computed on every seed."""
-    seeds = load_profile(profile).get("analysis_seeds") or {}
-    unknown = set(seeds) - set(analysis.PIECES)
-    if unknown:
-        raise ValueError(f"profile {profile}: analysis_seeds names unknown pieces {sorted(unknown)}; "
-                         f"choose from {', '.join(analysis.PIECES)}")
-    return {piece: [int(s) for s in v] for piece, v in seeds.items()}
-
-
-def store(profile: str) -> Path:
+def store(profile: Profile) -> Path:
     """The run store of `profile`: $ARREG_RUNS where set, else the profile's `runs_dir`; a relative
     one is relative to the checkout (`runs.resolve_store`), for the CLI, the book and the notebooks alike."""
-    return resolve_store(os.environ.get("ARREG_RUNS") or load_profile(profile)["runs_dir"])
+    return resolve_store(os.environ.get("ARREG_RUNS") or profile.runs_dir)
 
 
-# Every experiment and the analysis pieces its notebooks read. prepare_profile queues the jobs in
-# this order: longest first (the deeper network, then the runs with the Theorem 3.1 bound), so the
-# last jobs to finish in parallel workers are short ones.
-ANALYSED = {"deeper": ("margins",), "ar_sweep": ("margins", "spectrum", "loss_variation", "bound"),
-            "spectral_norm": ("margins",),
-            "fgsm": ("margins", "spectrum"), "tinyimagenet": ("margins", "spectrum", "loss_variation")}
-
-
-def prepare_profile(profile: str, workers: int = 2, runs_dir=None, device="auto", data_root=None,
+def prepare_profile(profile: Profile | str, workers: int = 2, runs_dir=None, device="auto", data_root=None,
                     experiments=tuple(ANALYSED), executor=None, **overrides) -> list[str]:
-    """Train every run of a profile and compute the artifacts its notebooks read, with `executor`
-    (arreg_core.executors; default: LocalExecutor(workers), `workers` processes of one torch thread
-    each: on 2 cores, two 1-thread runs train more images per second than one 2-thread run for
-    small networks). Locks in the run store make this safe beside a notebook or another
-    `prepare_profile`. Each start, finished run and end is appended to the store's build log
-    (runs.PREPARE_LOG; `executors.store_wall_time` adds up its wall time) when there is anything to
-    train or analyse. Returns the run names in
-    completion order."""
-    unknown = set(experiments) - set(ANALYSED)
-    if unknown:
-        raise ValueError(f"unknown experiments {sorted(unknown)}; choose from {', '.join(ANALYSED)}")
+    """`Experiments.prepare` of the profile `profile` with `overrides` (`arreg prepare`)."""
     ex = Experiments.from_parameters(profile, runs_dir=runs_dir, device=device, data_root=data_root, **overrides)
-    profile_params = load_profile(profile).get("analysis", {})
-    seeds_of = analysis_seeds(profile)
-    pieces_of: dict[TrainConfig, tuple] = {}  # a config in several experiments gets all their pieces
-    for experiment in experiments:
-        for config in ex.configs(experiment):
-            known = pieces_of.get(config, ())
-            pieces_of[config] = known + tuple(p for p in ANALYSED[experiment] if p not in known
-                                              and config.seed in seeds_of.get(p, [config.seed]))
-    execution = execution_options(profile, **overrides)
-    jobs = [Job(config, str(ex.runs_dir), device, data_root, pieces,
-                {p: profile_params[p] for p in pieces if p in profile_params} or None, execution=execution)
-            for config, pieces in pieces_of.items()]
-    executor = executor or LocalExecutor(workers)
-    ex.runs_dir.mkdir(parents=True, exist_ok=True)
-    progress = Progress(len(jobs), log=ex.runs_dir / PREPARE_LOG if any(map(_has_work, jobs)) else None,
-                        about={"profile": profile, "experiments": list(experiments), "executor": type(executor).__name__,
-                               "workers": getattr(executor, "workers", None), "overrides": overrides})
-    return [result["run"] for result in executor.map(jobs, progress)]
+    return ex.prepare(workers, experiments, executor)

@@ -13,7 +13,7 @@ import pandas as pd
 TABLES = ("paper_results", "loss_variation", "singular_value_std_summary")
 
 
-def paper_table(name: str = "paper_results") -> pd.DataFrame:
+def table(name: str = "paper_results") -> pd.DataFrame:
     """One of TABLES as a DataFrame, with a `source` column saying "paper"."""
     if name not in TABLES:
         raise ValueError(f"unknown paper table {name!r}; choose one of {', '.join(TABLES)}")
@@ -21,9 +21,9 @@ def paper_table(name: str = "paper_results") -> pd.DataFrame:
         return pd.read_csv(f).assign(source="paper")
 
 
-def paper_metrics(dataset: str, arch: str, method: str = "pgd", spectral_norm: str = "none") -> pd.DataFrame:
+def metrics(dataset: str, arch: str, method: str = "pgd", spectral_norm: str = "none") -> pd.DataFrame:
     """The network's table (`results_table`) as one row per AR strength (index eps_train) and one column per metric."""
-    t = paper_table("paper_results")
+    t = table("paper_results")
     rows = t[(t.dataset == dataset) & (t.arch == arch) & (t.method == method) & (t.spectral_norm == spectral_norm)]
     rows = rows[rows.table == results_table(dataset, method, spectral_norm)] if not rows.empty else rows
     if rows.empty:
@@ -42,7 +42,7 @@ def results_table(dataset: str, method: str = "pgd", spectral_norm: str = "none"
     return {"cifar10": 3, "cifar100": 4, "tinyimagenet": 5}[dataset]
 
 
-def paper_dataset(dataset: str) -> str:
-    """The paper's data set a build's data set stands in for: cifar10-jpeg (and the smoke
+def dataset(name: str) -> str:
+    """The paper's data set a build's data set `name` stands in for: cifar10-jpeg (and the smoke
     profile's synthetic data) are compared with the paper's CIFAR-10."""
-    return {"cifar10-jpeg": "cifar10", "synthetic": "cifar10"}.get(dataset, dataset)
+    return {"cifar10-jpeg": "cifar10", "synthetic": "cifar10"}.get(name, name)

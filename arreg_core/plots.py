@@ -5,7 +5,7 @@ paper's 0.4-point change and this build's 58 points must not look alike); titles
 paper's panel letters.
 
 Inputs are tidy pandas tables: a metrics table (`Experiments.metrics`: eps, seed, train/test acc
-and loss, gaps, pgd_acc, ...) and the paper's (`paper.paper_metrics`, index eps_train). Where a
+and loss, gaps, pgd_acc, ...) and the paper's (`paper.metrics`, index eps_train). Where a
 table has several seeds per eps, the line joins the means and every seed is drawn as a point;
 histograms of per-example values average the seeds' counts; tables (`mean_std`,
 `comparison_table`) show mean +- std over seeds and how many seeds. eps 0 is standard training

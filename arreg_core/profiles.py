@@ -23,15 +23,65 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+from dataclasses import dataclass, field
 from importlib.resources import files
 
 import yaml
 
-from .device import resolve_precision
-from .train import TrainConfig, compile_mode, milestones_reached
+from .analysis import PIECES
+from .train import TrainConfig, compile_mode
 
 PROFILES = ("paper", "cpu", "gpu", "cpu-v1", "smoke", "class")
 EXPERIMENTS = ("ar_sweep", "tinyimagenet", "deeper", "spectral_norm", "fgsm")
+EXECUTION_KEYS = ("channels_last", "compile", "cuda_graphs")  # how runs are executed, not what they are
+GRID_KEYS = ("datasets", "eps", "seeds", "spectral_norms", "spectral_norm_datasets", "fgsm_eps", "deeper_arch")
+ENTRY_KEYS = ("description", "runs_dir", "defaults", *GRID_KEYS, "experiment_seeds", "experiment_eps",
+              "tinyimagenet", "execution", "analysis", "analysis_seeds")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One profile of profiles.yaml with a notebook's parameters applied, checked once when it is
+    loaded (`load_profile`) and handed around in place of its name: the TrainConfigs of every
+    experiment (`configs`), how they execute (`execution`), where they are kept (`runs_dir`) and
+    what analysis they get (`analysis`, `analysis_seeds`). Read only."""
+
+    name: str
+    description: str
+    runs_dir: str
+    defaults: dict            # the TrainConfig fields the runs share, as written
+    grid: dict                # GRID_KEYS as written (lists; deeper_arch: one name)
+    configs: dict             # {experiment: its TrainConfigs}, the parameters applied (`experiment_configs`)
+    execution: dict           # channels_last, compile, cuda_graphs, the parameters applied (`execution_options`)
+    analysis: dict            # {piece: parameters of arreg_core.analysis}
+    analysis_seeds: dict      # {piece: the seeds whose runs get it}; unlisted pieces: every seed
+    parameters: dict          # the notebook's parameters applied to the entry (None: the profile's value)
+    entry: dict = field(repr=False, compare=False)  # the entry as written (book.class_fingerprint hashes it)
+
+    @classmethod
+    def from_entry(cls, name: str, entry: dict, **parameters) -> "Profile":
+        """A Profile from its profiles.yaml entry and a notebook's `parameters` (grid entries,
+        TrainConfig fields or execution options; `experiment_configs`), checked: unknown keys,
+        experiments, parameters, execution options or analysis pieces raise ValueError naming the
+        profile or the parameter and what is valid."""
+        unknown = set(entry) - set(ENTRY_KEYS)
+        if unknown:
+            raise ValueError(f"profile {name}: unknown entries {sorted(unknown)}; valid: {', '.join(ENTRY_KEYS)}")
+        for key in ("experiment_seeds", "experiment_eps"):
+            _per_experiment(name, entry, key)
+        seeds = entry.get("analysis_seeds") or {}
+        if set(seeds) - set(PIECES):
+            raise ValueError(f"profile {name}: analysis_seeds names unknown pieces {sorted(set(seeds) - set(PIECES))}; "
+                             f"choose from {', '.join(PIECES)}")
+        entry = copy.deepcopy(entry)
+        parameters = {k: v for k, v in parameters.items() if v is not None}
+        return cls(name=name, description=entry.get("description", ""), runs_dir=entry["runs_dir"],
+                   defaults=entry["defaults"], grid={k: entry[k] for k in GRID_KEYS if k in entry},
+                   configs={e: experiment_configs(entry, e, **parameters) for e in EXPERIMENTS},
+                   execution=execution_options(name, entry.get("execution") or {}, **parameters),
+                   analysis=entry.get("analysis") or {},
+                   analysis_seeds={piece: [int(s) for s in v] for piece, v in seeds.items()},
+                   parameters=parameters, entry=entry)
 
 
 @functools.cache
@@ -41,28 +91,36 @@ def _profiles_file() -> dict:
         return yaml.safe_load(f)
 
 
-def load_profile(name: str) -> dict:
-    """The profile called `name` from profiles.yaml: a copy, the caller's to change."""
-    if name not in PROFILES:
-        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
-    return copy.deepcopy(_profiles_file()[name])
+@functools.cache
+def _as_written(name: str) -> Profile:
+    return Profile.from_entry(name, _profiles_file()[name])
 
 
-EXECUTION_KEYS = ("channels_last", "compile", "cuda_graphs")  # how runs are executed, not what they are
+def load_profile(profile: str | Profile, **parameters) -> Profile:
+    """The profile `profile` (a name in profiles.yaml, or a Profile) with a notebook's
+    `parameters` applied (None: the profile's value): the one place a name becomes a profile.
+    Each profile as written is loaded and checked once per process."""
+    if isinstance(profile, Profile):
+        given = {k: v for k, v in parameters.items() if v is not None}
+        return Profile.from_entry(profile.name, profile.entry, **{**profile.parameters, **given}) if given else profile
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    if any(v is not None for v in parameters.values()):
+        return Profile.from_entry(profile, _profiles_file()[profile], **parameters)
+    return _as_written(profile)
 
 
-def execution_options(name: str, **overrides) -> dict:
+def execution_options(name: str, options: dict, **parameters) -> dict:
     """How a profile's runs are executed, beside what they are (not part of the run key):
     `channels_last`, `compile` (torch.compile: true, false or a mode, `train.compile_mode`) and
     `cuda_graphs` (the whole training step as one CUDA graph; CUDA only) from the profile's
-    `execution` entry, default off; `overrides` with those names (a notebook's or
+    `execution` entry `options`, default off; `parameters` with those names (a notebook's or
     `arreg book -p` parameters, e.g. compile="reduce-overhead" on a GPU) replace them; other
-    overrides are ignored."""
-    options = load_profile(name).get("execution") or {}
+    parameters are ignored."""
+    options = {**options, **{k: v for k, v in parameters.items() if k in EXECUTION_KEYS and v is not None}}
     unknown = set(options) - set(EXECUTION_KEYS)
     if unknown:
         raise ValueError(f"profile {name}: unknown execution options {sorted(unknown)}; valid: {', '.join(EXECUTION_KEYS)}")
-    options = {**options, **{k: v for k, v in overrides.items() if k in EXECUTION_KEYS and v is not None}}
     channels_last, compile = options.get("channels_last", False), options.get("compile", False)
     cuda_graphs = options.get("cuda_graphs", False)
     for key, value in (("channels_last", channels_last), ("cuda_graphs", cuda_graphs)):
@@ -77,24 +135,55 @@ def execution_options(name: str, **overrides) -> dict:
     return {"channels_last": channels_last, "compile": compile, "cuda_graphs": cuda_graphs}
 
 
-def make_config(fields: dict) -> TrainConfig:
-    """A TrainConfig from profile fields; `attack_step: auto` becomes 2.5 * eps / attack_steps,
-    `precision: auto` bf16 where this machine computes it natively, else fp32, and milestones at
-    or after the last epoch (an `epochs` override below them) are dropped: they never change the
-    learning rate of a trained epoch; an eps warm-up longer than the run is cut to the run."""
-    fields = dict(fields)
-    if "precision" in fields:
-        fields["precision"] = resolve_precision(fields["precision"])
-    if fields.get("attack_step") == "auto":
-        steps = fields.get("attack_steps", TrainConfig.attack_steps)
-        eps = fields.get("eps", TrainConfig.eps)
-        fields["attack_step"] = round(2.5 * eps / steps, 4) if eps else TrainConfig.attack_step
-    epochs = fields.get("epochs", TrainConfig.epochs)
-    if isinstance(epochs, int) and "milestones" in fields:  # `-p epochs=1`: drop the milestones never reached
-        fields["milestones"] = milestones_reached(fields["milestones"], epochs)
-    if isinstance(epochs, int) and isinstance(fields.get("eps_warmup_epochs"), int):  # and warm up for at most all
-        fields["eps_warmup_epochs"] = min(fields["eps_warmup_epochs"], epochs)
-    return TrainConfig.from_dict(fields)
+def experiment_configs(entry: dict, experiment: str, **parameters) -> list[TrainConfig]:
+    """The TrainConfigs of one experiment of a profile entry, one per grid point and seed (seed
+    outermost, so that a store fills one complete seed first). `parameters` replace the grid
+    entries (GRID_KEYS, e.g. seeds=[0, 1, 2]) or any TrainConfig field (e.g. epochs=10): the
+    notebooks' papermill parameters end up here. A single `seed` stands for seeds=[seed].
+    Execution options (EXECUTION_KEYS) are accepted and left to `execution_options`."""
+    if experiment not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {experiment!r}; choose one of {', '.join(EXPERIMENTS)}")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(parameters) - fields - set(GRID_KEYS) - set(EXECUTION_KEYS)
+    if unknown:
+        raise ValueError(f"unknown parameters {sorted(unknown)}; use TrainConfig fields, {', '.join(GRID_KEYS)} "
+                         f"or {', '.join(EXECUTION_KEYS)}")
+    overrides = {k: v for k, v in parameters.items() if v is not None and k not in EXECUTION_KEYS}
+    if "seed" in overrides:
+        if "seeds" in overrides:
+            raise ValueError("give either seed or seeds, not both")
+        overrides["seeds"] = [overrides.pop("seed")]
+    grid = {**{k: entry[k] for k in GRID_KEYS if k in entry},
+            **{k: _grid_value(k, v) for k, v in overrides.items() if k in GRID_KEYS}}
+    for key in ("seeds", "eps"):
+        own = entry.get(f"experiment_{key}") or {}
+        if key not in overrides and experiment in own:  # the profile gives this experiment its own list
+            grid[key] = _grid_value(key, own[experiment])
+    defaults = entry["defaults"]
+    seeds = [int(s) for s in grid.get("seeds") or [defaults.get("seed", TrainConfig.seed)]]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be a non-empty list of distinct integers, got {grid.get('seeds')!r}")
+    base = {**defaults, **{k: v for k, v in overrides.items() if k in fields}}
+
+    def configs(datasets, eps_list, **extra):
+        return [TrainConfig.from_fields({**base, "dataset": d, "eps": e, **extra, "seed": s})
+                for s in seeds for d in datasets for e in eps_list]
+
+    if experiment == "ar_sweep":
+        return configs(grid["datasets"], grid["eps"], method="pgd")
+    if experiment == "deeper":
+        return configs(grid["datasets"], grid["eps"], method="pgd", arch=grid["deeper_arch"])
+    if experiment == "fgsm":
+        return configs(grid["datasets"], grid["fgsm_eps"], method="fgsm")
+    if experiment == "spectral_norm":
+        return [c for s in grid["spectral_norms"]
+                for c in configs(grid["spectral_norm_datasets"], grid["eps"], method="pgd", spectral_norm=float(s))]
+    if not entry.get("tinyimagenet"):
+        return []
+    tiny = {**entry["tinyimagenet"], **{k: v for k, v in overrides.items() if k in fields}}
+    eps_list = tiny.pop("eps")
+    return [TrainConfig.from_fields({**base, **tiny, "eps": e, "method": "pgd" if e else "none", "seed": s})
+            for s in seeds for e in eps_list]
 
 
 def parse_list(value) -> list:
@@ -119,63 +208,11 @@ def _grid_value(name: str, value):
         raise ValueError(f"{name}={value!r} is not a list; write it as [4, 8, 16]") from err
 
 
-def _per_experiment(profile: dict, key: str) -> dict:
-    """A profile's {experiment: list} entry (`experiment_seeds`, `experiment_eps`), checked."""
-    own = profile.get(key) or {}
+def _per_experiment(name: str, entry: dict, key: str) -> dict:
+    """A profile entry's {experiment: list} (`experiment_seeds`, `experiment_eps`), checked."""
+    own = entry.get(key) or {}
     unknown = set(own) - set(EXPERIMENTS)
     if unknown:
-        raise ValueError(f"{key} names unknown experiments {sorted(unknown)}; choose from {', '.join(EXPERIMENTS)}")
+        raise ValueError(f"profile {name}: {key} names unknown experiments {sorted(unknown)}; "
+                         f"choose from {', '.join(EXPERIMENTS)}")
     return own
-
-
-GRID_KEYS = ("datasets", "eps", "seeds", "spectral_norms", "spectral_norm_datasets", "fgsm_eps", "deeper_arch")
-
-
-def experiment_configs(profile: str | dict, experiment: str, **overrides) -> list[TrainConfig]:
-    """The TrainConfigs of one experiment under a profile, one per grid point and seed (seed
-    outermost, so that a store fills one complete seed first). `overrides` replace the profile's
-    grid entries (GRID_KEYS, e.g. seeds=[0, 1, 2]) or any TrainConfig field (e.g. epochs=10): the
-    notebooks' papermill parameters end up here. A single `seed` stands for seeds=[seed].
-    Execution options (EXECUTION_KEYS) are accepted and left to `execution_options`."""
-    if experiment not in EXPERIMENTS:
-        raise ValueError(f"unknown experiment {experiment!r}; choose one of {', '.join(EXPERIMENTS)}")
-    p = load_profile(profile) if isinstance(profile, str) else dict(profile)
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = set(overrides) - fields - set(GRID_KEYS) - set(EXECUTION_KEYS)
-    if unknown:
-        raise ValueError(f"unknown parameters {sorted(unknown)}; use TrainConfig fields, {', '.join(GRID_KEYS)} "
-                         f"or {', '.join(EXECUTION_KEYS)}")
-    overrides = {k: v for k, v in overrides.items() if v is not None and k not in EXECUTION_KEYS}
-    if "seed" in overrides:
-        if "seeds" in overrides:
-            raise ValueError("give either seed or seeds, not both")
-        overrides["seeds"] = [overrides.pop("seed")]
-    p.update({k: _grid_value(k, v) for k, v in overrides.items() if k in GRID_KEYS})
-    for grid, own in (("seeds", _per_experiment(p, "experiment_seeds")), ("eps", _per_experiment(p, "experiment_eps"))):
-        if grid not in overrides and experiment in own:  # the profile gives this experiment its own list
-            p[grid] = _grid_value(grid, own[experiment])
-    seeds = [int(s) for s in p.get("seeds") or [p["defaults"].get("seed", TrainConfig.seed)]]
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be a non-empty list of distinct integers, got {p.get('seeds')!r}")
-    base = {**p["defaults"], **{k: v for k, v in overrides.items() if k in fields}}
-
-    def configs(datasets, eps_list, **extra):
-        return [make_config({**base, "dataset": d, "eps": e, **extra, "seed": s})
-                for s in seeds for d in datasets for e in eps_list]
-
-    if experiment == "ar_sweep":
-        return configs(p["datasets"], p["eps"], method="pgd")
-    if experiment == "deeper":
-        return configs(p["datasets"], p["eps"], method="pgd", arch=p["deeper_arch"])
-    if experiment == "fgsm":
-        return configs(p["datasets"], p["fgsm_eps"], method="fgsm")
-    if experiment == "spectral_norm":
-        return [c for s in p["spectral_norms"]
-                for c in configs(p["spectral_norm_datasets"], p["eps"], method="pgd", spectral_norm=float(s))]
-    tiny = p.get("tinyimagenet")
-    if not tiny:
-        return []
-    tiny = {**tiny, **{k: v for k, v in overrides.items() if k in fields}}
-    eps_list = tiny.pop("eps")
-    return [make_config({**base, **tiny, "eps": e, "method": "pgd" if e else "none", "seed": s})
-            for s in seeds for e in eps_list]

@@ -3,7 +3,7 @@ a 95% confidence interval and a verdict (arreg_core.verdicts; the rule in `verdi
 on the paper's own published numbers and once on this build's networks, with the regime check of
 the networks each rests on.
 
-`scorecard(inputs)` reads the tables `Experiments.scorecard_inputs()` returns:
+`scorecard(inputs)` reads the tables `inputs(ex)` returns:
     ar_sweep, fgsm, spectral_norm,  runs tables (config fields + metrics, one row per network)
     deeper
     examples                        {run name: {"split:quantity": per-example array}} (`example_columns`)
@@ -26,8 +26,8 @@ import html
 import numpy as np
 import pandas as pd
 
-from .paper import paper_dataset, paper_metrics, paper_table
-from .profiles import experiment_configs
+from .paper import dataset as paper_dataset, metrics as paper_metrics, table as paper_table
+from .profiles import load_profile
 from .verdicts import (ASSUMED_LOSS_SPREADS, CHAPTER_RULE, CONTRADICTED, INCONCLUSIVE, MISSING, NON_MONOTONE, NOT_RUN,
                        NOT_TESTABLE, OUTSIDE, REGIME_PARTS, REPRODUCED, RULE, Estimate, Network, NetworkRegime,
                        failing, gate, majority_estimate, regime_line, regime_marks, summary_network, trend_estimate,
@@ -66,6 +66,33 @@ def example_columns(piece: str, artifact: dict) -> dict[str, np.ndarray]:
     if piece == "loss_variation":
         return {"test:loss_variation": artifact["values"][int(np.argmax(artifact["eps"]))].astype(np.float64)}
     raise ValueError(f"no per-example columns for piece {piece!r}")
+
+
+def inputs(ex) -> dict:
+    """What `scorecard` reads, from the runs of `ex` (an `experiments.Experiments`), for the first
+    data set of its sweep (CIFAR-10, whose published numbers the scorecard compares with): the
+    runs tables of the AR sweep, FGSM, spectral-norm and deeper-network experiments (every seed);
+    `examples`, per run, the per-example columns the bootstrap resamples (margins of both splits
+    for every experiment, loss variation for the sweep); and `spectra`, per sweep run and layer,
+    the singular-value std (Fig. 5c/d, B.2)."""
+    dataset = ex.configs("ar_sweep")[0].dataset
+    runs = {exp: ex.runs(exp) for exp in RUN_TABLES}
+    runs = {exp: t[t.dataset == dataset].sort_values(["eps", "seed"]) if not t.empty else t
+            for exp, t in runs.items()}
+    examples: dict[str, dict] = {}
+    for experiment in RUN_TABLES:
+        if runs[experiment].empty:
+            continue
+        for piece in ("margins", "loss_variation") if experiment == "ar_sweep" else ("margins",):
+            for name, artifact in ex.artifacts(runs[experiment], piece).items():
+                examples.setdefault(name, {}).update(example_columns(piece, artifact))
+    sweep = runs["ar_sweep"]
+    spectra = ex.artifacts(sweep, "spectrum") if not sweep.empty else {}
+    layers = pd.DataFrame([{"run": r.run, "eps": r.eps, "seed": r.seed, "layer": name, "kind": kind, "std": std}
+                           for r in sweep.itertuples()
+                           for name, kind, std in zip(spectra[r.run]["name"], spectra[r.run]["kind"],
+                                                      spectra[r.run]["std"])])
+    return {**runs, "examples": examples, "spectra": layers}
 
 
 def _splits(row) -> tuple[int | None, int | None]:
@@ -732,7 +759,7 @@ def tier_regimes(inputs_by_tier: dict[str, dict]) -> pd.DataFrame:
                          "training / test images": f"{train:,} / {test:,}", "epochs": f"{first.epochs}",
                          "seeds per strength": f"{int(sweep.groupby('eps').seed.nunique().min())}",
                          **{part: ours for part, (ours, _) in numbers.items()}}
-        published = experiment_configs("paper", "ar_sweep")[0]  # the paper's settings (appendix B.1)
+        published = load_profile("paper").configs["ar_sweep"][0]  # the paper's settings (appendix B.1)
         paper = {"network": published.arch, "training / test images": "50,000 / 10,000 (all of CIFAR-10)",
                  "epochs": f"{published.epochs}", "seeds per strength": "1 (one run per network)",
                  **{part: theirs for part, (_, theirs) in numbers.items()}}

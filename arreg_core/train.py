@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from . import attacks, data as data_module, models
 from .cuda_graphs import GraphedStep
-from .device import autocast, epoch_generator, prepare_device
+from .device import autocast, epoch_generator, prepare_device, resolve_precision
 
 METHODS = ("none", "pgd", "fgsm")
 DEFAULT_MILESTONES = (100, 150)  # appendix B.1: the learning rate falls tenfold at epochs 100 and 150 of 200
@@ -129,6 +129,28 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["milestones"] = list(self.milestones)
         return d
+
+    @classmethod
+    def from_fields(cls, fields: dict) -> "TrainConfig":
+        """A TrainConfig from a profile's fields (profiles.yaml: its `defaults`, a grid point and a
+        notebook's parameters): `attack_step: auto` becomes 2.5 * eps / attack_steps (Madry et al.,
+        2018), `precision: auto` bf16 where this machine computes it natively, else fp32; milestones
+        at or after the last epoch (an `epochs` parameter below them) are dropped, as they never
+        change the learning rate of a trained epoch, and an eps warm-up longer than the run is cut
+        to the run."""
+        fields = dict(fields)
+        if "precision" in fields:
+            fields["precision"] = resolve_precision(fields["precision"])
+        if fields.get("attack_step") == "auto":
+            steps = fields.get("attack_steps", cls.attack_steps)
+            eps = fields.get("eps", cls.eps)
+            fields["attack_step"] = round(2.5 * eps / steps, 4) if eps else cls.attack_step
+        epochs = fields.get("epochs", cls.epochs)
+        if isinstance(epochs, int) and "milestones" in fields:  # `-p epochs=1`: drop the milestones never reached
+            fields["milestones"] = milestones_reached(fields["milestones"], epochs)
+        if isinstance(epochs, int) and isinstance(fields.get("eps_warmup_epochs"), int):  # and warm up for at most all
+            fields["eps_warmup_epochs"] = min(fields["eps_warmup_epochs"], epochs)
+        return cls.from_dict(fields)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":

@@ -28,7 +28,7 @@ import torch
 
 from arreg_core.data import ImageData, load_data
 from arreg_core.device import prepare_device
-from arreg_core.profiles import EXPERIMENTS, experiment_configs
+from arreg_core.profiles import EXPERIMENTS, load_profile
 from arreg_core.spectral_clip import clip_model_spectral_norm
 from arreg_core.train import TrainConfig, build_model_for, build_optimizer, fit, train_epoch
 
@@ -99,8 +99,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     device = prepare_device(args.device)
 
-    runs = [(exp, c) for exp in args.experiments for c in experiment_configs("paper", exp)]
-    reference = next(c for c in experiment_configs("paper", "ar_sweep") if c.dataset == "cifar10" and c.eps == 8)
+    runs = [(exp, c) for exp in args.experiments for c in load_profile("paper").configs[exp]]
+    reference = next(c for c in load_profile("paper").configs["ar_sweep"] if c.dataset == "cifar10" and c.eps == 8)
     reference = dataclasses.replace(reference, dataset="cifar10-jpeg",
                                     batch_size=args.batch_size or reference.batch_size)
     data = load_data("cifar10-jpeg", root=args.data_root, n_train=args.n_train, n_test=10)

@@ -124,9 +124,9 @@ def initial_model(arch: str, num_classes: int, dataset: str, width: int = 1) -> 
 def profile_setting(name: str) -> tuple[dict, dict]:
     """(setting, sizes) of a profile's runs: network width, attack at eps 8 (its steps and step
     length), augmentation; and its arch, batch size and training images."""
-    from arreg_core.profiles import load_profile, make_config
+    from arreg_core.profiles import load_profile
 
-    config = make_config({**load_profile(name)["defaults"], "method": "pgd", "eps": EPS})
+    config = TrainConfig.from_fields({**load_profile(name).defaults, "method": "pgd", "eps": EPS})
     setting = {"width": config.width, "eps": config.eps, "alpha": config.attack_step, "steps": config.attack_steps,
                "augment": config.augment}
     return setting, {"arch": config.arch, "batch_size": config.batch_size, "images": config.n_train}

@@ -105,15 +105,18 @@ def test_smoke_book_executes_every_notebook_and_builds(tmp_path):
     assert (html / "book" / "teaching.html").exists()
 
 
-def test_book_prepares_the_runs_the_notebooks_read(tmp_path):
+def test_book_prepares_the_runs_the_notebooks_read(tmp_path, monkeypatch):
     """`arreg book` trains missing runs before the notebooks execute; with the notebooks' own
-    parameters it must reach exactly the runs the notebooks resolve."""
-    from arreg_core.book import prepare_runs
+    parameters it must reach exactly the runs the notebooks resolve. Bad parameters are one
+    ValueError naming them, before anything runs."""
+    from arreg_core.book import book_experiments
     from arreg_core.experiments import ANALYSED, Experiments
     from arreg_core.runs import run_name
 
-    params = {"eps": [4], "epochs": 1, "n_train": 60, "n_test": 40}
-    done = prepare_runs("smoke", tmp_path, params, workers=1)
+    monkeypatch.setenv("ARREG_RUNS", str(tmp_path))
+    monkeypatch.setenv("ARREG_DEVICE", "cpu")
+    params = {"eps": "[4]", "epochs": 1, "n_train": 60, "n_test": 40}
+    done = book_experiments("smoke", params).prepare(1)
     ex = Experiments.from_parameters("smoke", runs_dir=tmp_path, device="cpu", eps=[4], epochs=1, n_train=60, n_test=40)
     expected = {run_name(c) for exp in ANALYSED for c in ex.configs(exp)}
     assert set(done) == expected and len(done) == len(expected)
@@ -121,14 +124,14 @@ def test_book_prepares_the_runs_the_notebooks_read(tmp_path):
     assert all((tmp_path / name / "metrics.json").exists() for name in done)
     sweep = ex.runs("ar_sweep")
     assert (tmp_path / sweep.run.iloc[0] / "analysis").is_dir()  # its artifacts too
-    with pytest.raises(ValueError, match="unknown parameters"):
-        prepare_runs("smoke", tmp_path, {"eps_lst": [4]}, workers=1)
+    with pytest.raises(ValueError, match="-p eps_lst=.*unknown parameters"):
+        book_experiments("smoke", {"eps_lst": [4]})
     with pytest.raises(ValueError, match="--profile"):
-        prepare_runs("smoke", tmp_path, {"profile": "cpu"}, workers=1)
+        book_experiments("smoke", {"profile": "cpu"})
     with pytest.raises(ValueError, match="ARREG_DEVICE"):
-        prepare_runs("smoke", tmp_path, {"device": "cpu"}, workers=1)
+        book_experiments("smoke", {"device": "cpu"})
     with pytest.raises(ValueError, match="-p compile=graphs: .*valid: true, false, default"):
-        prepare_runs("smoke", tmp_path, {"compile": "graphs"}, workers=1)
+        book_experiments("smoke", {"compile": "graphs"})
 
 
 def test_a_failing_notebook_is_one_line_naming_it(tmp_path):

@@ -18,32 +18,32 @@ def test_direction(values, words):
 
 def test_verdict_and_regime_from_a_table():
     t = pd.DataFrame({"eps": [4, 8, 16], "seed": 0, "gap_loss": [5.7, 0.7, 0.07], "train_acc": [100, 70.8, 28.6]})
-    text = chapter.verdict("Loss gap", t, "gap_loss", -1)
+    text = chapter.step_by_step("Loss gap", t, "gap_loss", -1)
     assert "it falls, 5.70 at eps 4, 0.70 at eps 8 and 0.07 at eps 16 (one seed)." in text
     assert text.startswith("*Step by step*") and "Every step of the means goes the paper's way" in text
     # supporting detail, never a competing verdict: no "holds" / "does not hold" in bold
-    against = chapter.verdict("Loss gap", t, "gap_loss", +1)
+    against = chapter.step_by_step("Loss gap", t, "gap_loss", +1)
     assert "Not every step" in against and "**" not in against
-    assert "**fit** (clean training accuracy) 28.6-100.0%: **outside** at eps 8, eps 16" in chapter.regime(t)
-    assert "**fit** (clean training accuracy) 99.0%: inside" in chapter.regime(t.assign(train_acc=99))
+    assert "**fit** (clean training accuracy) 28.6-100.0%: **outside** at eps 8, eps 16" in chapter.regime_line(t)
+    assert "**fit** (clean training accuracy) 99.0%: inside" in chapter.regime_line(t.assign(train_acc=99))
     # the paper's side of the three parts is read from its tables, for the network the runs stand in for
     cifar = t.assign(dataset="cifar10-jpeg", train_acc=100.0, test_acc=[38.0, 35.0, 33.0], pgd_acc=[6.0, 12.0, 24.0])
-    line = chapter.regime(cifar)
+    line = chapter.regime_line(cifar)
     assert "(Table 3)" not in line and "Table 3)" in line and "the paper's resnet56: 96.0-99.5%): inside" in line
     assert "**generalisation** (test accuracy) 33.0-38.0% against 84.9-88.9% for the paper's resnet56 at the same eps: **outside**" in line
     assert "**robustness** (PGD accuracy of the correctly classified test images) 6.0-24.0% against 65.2-72.2%" in line
     assert "memorise their training images but generalise far worse" in line
-    assert "for the paper's resnet110 at the same eps" in chapter.regime(cifar, arch="resnet110")
-    assert "the paper's resnet56 with its spectral norm clipped to 1: 90.6-96.9%" in chapter.regime(cifar, spectral_norm="1")
-    assert "Table 6)" in chapter.regime(cifar, spectral_norm="1")
-    fgsm = chapter.regime(cifar, method="fgsm")  # Table 2 publishes test accuracy only
+    assert "for the paper's resnet110 at the same eps" in chapter.regime_line(cifar, arch="resnet110")
+    assert "the paper's resnet56 with its spectral norm clipped to 1: 90.6-96.9%" in chapter.regime_line(cifar, spectral_norm="1")
+    assert "Table 6)" in chapter.regime_line(cifar, spectral_norm="1")
+    fgsm = chapter.regime_line(cifar, method="fgsm")  # Table 2 publishes test accuracy only
     assert "Table 2)" in fgsm and "robustness" not in fgsm and "**fit** (clean training accuracy) 100.0%: inside" in fgsm
     close = cifar.assign(test_acc=[85.0, 80.0, 76.0])  # within 10 points of the paper's: generalises
-    assert "**generalisation** (test accuracy) 76.0-85.0% against 84.9-88.9% for the paper's resnet56 at the same eps: inside" in chapter.regime(close)
-    assert not chapter.fits(t) and chapter.fits(t.assign(train_acc=99))
+    assert "**generalisation** (test accuracy) 76.0-85.0% against 84.9-88.9% for the paper's resnet56 at the same eps: inside" in chapter.regime_line(close)
+    assert not chapter.fits_every_strength(t) and chapter.fits_every_strength(t.assign(train_acc=99))
     # one threshold across the book: a chapter's regime line agrees with the scorecard's regime check
     for acc in (79.9, 80.0, 90.0):
-        assert chapter.fits(t.assign(train_acc=acc)) == verdicts.fits(acc) == \
+        assert chapter.fits_every_strength(t.assign(train_acc=acc)) == verdicts.fits(acc) == \
             verdicts.NetworkRegime("x", acc).part("fit")
     # seeds are averaged per eps
     two = pd.concat([t, t.assign(seed=1, gap_loss=[5.5, 0.9, 0.09])])
@@ -65,12 +65,12 @@ def two_seeds():
 
 def test_words_name_standard_training_and_the_seeds():
     t = two_seeds()
-    assert chapter.values(chapter.per_eps(t, "gap_loss"), "{:.1f}") == \
+    assert chapter.values_at_eps(chapter.per_eps(t, "gap_loss"), "{:.1f}") == \
         "6.1 at eps 0 (standard training), 4.9 at eps 4, 2.0 at eps 8 and 1.2 at eps 16"
     assert chapter.describe(t, "gap_loss", "the loss gap", "{:.1f}") == (
         "the loss gap falls over the AR strengths: 4.9 at eps 4, 2.0 at eps 8 and 1.2 at eps 16 "
         "(means over 2 seeds); standard training (eps 0): 6.1")
-    text = chapter.verdict("Loss gap", t, "gap_loss", -1, "{:.1f}")
+    text = chapter.step_by_step("Loss gap", t, "gap_loss", -1, "{:.1f}")
     assert "it falls over the AR strengths, 4.9 at eps 4" in text
     assert "Every step between AR strengths of the means goes the paper's way" in text
     assert "1.2 at eps 16 (means over 2 seeds); standard training (eps 0): 6.1. Every step" in text
@@ -82,9 +82,9 @@ def test_words_name_standard_training_and_the_seeds():
 def test_tiny_values_keep_two_significant_digits_instead_of_printing_zero():
     """A memorised training loss (2.9e-05) must not read "0.00" (secB4's resnet14 sentence did)."""
     losses = pd.Series([2.9e-5, 1.6e-5, 1.0e-4], index=[4.0, 8.0, 16.0])
-    assert chapter.values(losses) == "2.9e-05 at eps 4, 1.6e-05 at eps 8 and 0.0001 at eps 16"
-    assert chapter.number(0.0) == "0.00" and chapter.number(0.004) == "0.004" and chapter.number(5.691) == "5.69"
-    assert chapter.number(float("nan")) == "nan" and chapter.number(12.34, "{:.1f}") == "12.3"
+    assert chapter.values_at_eps(losses) == "2.9e-05 at eps 4, 1.6e-05 at eps 8 and 0.0001 at eps 16"
+    assert chapter.formatted(0.0) == "0.00" and chapter.formatted(0.004) == "0.004" and chapter.formatted(5.691) == "5.69"
+    assert chapter.formatted(float("nan")) == "nan" and chapter.formatted(12.34, "{:.1f}") == "12.3"
 
 
 def test_trends_are_read_over_the_ar_strengths_like_the_scorecards():
@@ -94,7 +94,7 @@ def test_trends_are_read_over_the_ar_strengths_like_the_scorecards():
     assert chapter.trend_direction(t, "gap_loss") == "falls"
     assert chapter.direction(chapter.per_eps(t, "gap_loss")) == "rises, then falls"
     assert "Every step between AR strengths of the means goes the paper's way; every step goes that way in 2 of the 2 " \
-        "seeds taken one at a time" in chapter.verdict("Loss gap", t, "gap_loss", -1)
+        "seeds taken one at a time" in chapter.step_by_step("Loss gap", t, "gap_loss", -1)
     # one AR strength: standard training is the only comparison, and stays in the series
     one = t[t.eps.isin([0, 8])]
     assert chapter.trend_direction(one, "gap_loss") == "rises"
@@ -170,7 +170,7 @@ def test_smoke_exercises_run_at_the_class_scales_seeds(monkeypatch):
 
     monkeypatch.setattr(Experiments, "runs", lambda self, experiment: pd.DataFrame())
     ex = chapter.exercise("smoke", eps=[2, 16])
-    assert {c.seed for c in ex.configs("ar_sweep")} == set(load_profile("class")["seeds"])
+    assert {c.seed for c in ex.configs("ar_sweep")} == set(load_profile("class").grid["seeds"])
     assert {c.seed for c in chapter.exercise("smoke", eps=[2], seed=3).configs("ar_sweep")} == {3}
 
 
@@ -205,10 +205,10 @@ def test_verdict_calls_a_step_against_the_claim_inside_the_seed_spread_noise():
     eps 4 to 8 is smaller than the spread between seeds."""
     t = pd.DataFrame({"eps": [4, 4, 4, 8, 8, 8, 16, 16, 16], "seed": [0, 1, 2] * 3,
                       "train_loss": [5e-5, 8e-5, 11e-5, 3e-5, 6e-5, 10e-5, 0.07, 0.08, 0.09]})
-    text = chapter.verdict("Training loss", t, "train_loss", +1)
+    text = chapter.step_by_step("Training loss", t, "train_loss", +1)
     assert "Not every step" in text and "(eps 4 to 8) is smaller than the spread between seeds" in text
     clear = t.assign(train_loss=[0.5, 0.5, 0.5, 0.1, 0.1, 0.1, 0.9, 0.9, 0.9])
-    assert "spread between seeds" not in chapter.verdict("Training loss", clear, "train_loss", +1)
+    assert "spread between seeds" not in chapter.step_by_step("Training loss", clear, "train_loss", +1)
 
 
 def test_layer_words_and_the_bound_gap():
@@ -248,7 +248,7 @@ def test_the_gpu_tier_is_read_from_its_committed_store_and_never_trained(monkeyp
     monkeypatch.setattr(experiments.analysis, "analyze", lambda *a, **k: pytest.fail("a tier analysed"))
     gpu = experiments.Experiments.tier("gpu")
     assert gpu is not None and gpu.read_only and list(gpu.metrics("ar_sweep").eps) == [0, 4, 8, 16]
-    inputs = gpu.scorecard_inputs()
+    inputs = sc.inputs(gpu)
     card = sc.scorecard(inputs, n_boot=200, chapter="sec4_1")
     shown = []
     monkeypatch.setattr(chapter, "md", shown.append)

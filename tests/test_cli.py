@@ -333,12 +333,11 @@ def test_a_relative_arreg_runs_is_one_store_for_book_prepare_and_experiments(tmp
 
     seen = {}
 
-    def prepare_profile(profile, runs_dir=None, **kw):  # the store the real one would fill (it builds this)
-        seen.setdefault("prepare" if "prepare" not in seen else "book",
-                        experiments.Experiments.from_parameters(profile, runs_dir=runs_dir).runs_dir)
+    def prepare(ex, *args, **kwargs):  # the store the real one would fill
+        seen.setdefault("prepare" if "prepare" not in seen else "book", ex.runs_dir)
         return []
 
-    monkeypatch.setattr(experiments, "prepare_profile", prepare_profile)
+    monkeypatch.setattr(experiments.Experiments, "prepare", prepare)
     monkeypatch.setattr(book, "stage", lambda *a, **k: (_ for _ in ()).throw(Stop()))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ARREG_RUNS", "scratch/runs")

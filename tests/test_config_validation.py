@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from arreg_core.profiles import EXPERIMENTS, PROFILES, experiment_configs
+from arreg_core.profiles import EXPERIMENTS, PROFILES, load_profile
 from arreg_core.train import TrainConfig
 
 BASE = dict(dataset="synthetic", arch="resnet8", epochs=4, milestones=(2,), method="pgd", eps=8,
@@ -57,7 +57,7 @@ def test_valid_edge_values_and_integral_floats():
 @pytest.mark.parametrize("profile", PROFILES)
 def test_every_profile_and_epochs_override_still_builds(profile):
     for experiment in EXPERIMENTS:
-        experiment_configs(profile, experiment)
+        load_profile(profile).configs[experiment]
         # `-p epochs=1` (the book's CI call): milestones past the last epoch are dropped, not refused
-        for config in experiment_configs(profile, experiment, epochs=1):
+        for config in load_profile(profile, epochs=1).configs[experiment]:
             assert config.milestones == ()

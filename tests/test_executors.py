@@ -20,12 +20,12 @@ from arreg_core import executors
 from arreg_core.analysis import result_differences
 from arreg_core.executors import ExecutorError, Job, LocalExecutor, RayExecutor, StoreNotSharedError
 from arreg_core.experiments import prepare_profile
-from arreg_core.profiles import experiment_configs
+from arreg_core.profiles import load_profile
 from arreg_core.runs import load_run, read_json, run_path
 
 
 def tiny_job(runs_dir, epochs=6, eps=4, pieces=()):
-    config = experiment_configs("smoke", "ar_sweep", eps=[eps], epochs=epochs, n_train=100, n_test=50)[0]
+    config = load_profile("smoke", eps=[eps], epochs=epochs, n_train=100, n_test=50).configs["ar_sweep"][0]
     return Job(config, str(runs_dir), device="cpu", pieces=pieces)
 
 

@@ -6,19 +6,19 @@ import numpy as np
 import pytest
 
 from arreg_core.analysis import artifact_path
-from arreg_core.experiments import ANALYSED, Experiments, analysis_seeds
-from arreg_core.profiles import load_profile
+from arreg_core.experiments import ANALYSED, Experiments
+from arreg_core.profiles import Profile, load_profile
 from arreg_core.runs import run_path
 
 ROOT = Path(__file__).resolve().parents[1]
-CPU_RUNS = ROOT / load_profile("cpu")["runs_dir"]
+CPU_RUNS = ROOT / load_profile("cpu").runs_dir
 
 
 @pytest.mark.parametrize("experiment", [e for e in ANALYSED if e != "tinyimagenet"])
 def test_the_committed_cpu_store_has_every_run_and_artifact(experiment):
     ex = Experiments.from_parameters("cpu", runs_dir=CPU_RUNS)
-    analysis = load_profile("cpu").get("analysis", {})
-    seeds_of = analysis_seeds("cpu")  # e.g. the Theorem 3.1 bound on seed 0 only
+    analysis = load_profile("cpu").analysis
+    seeds_of = load_profile("cpu").analysis_seeds  # e.g. the Theorem 3.1 bound on seed 0 only
     configs = ex.configs(experiment)
     assert configs
     for config in configs:
@@ -35,11 +35,11 @@ def test_a_run_in_two_experiments_gets_the_pieces_of_both(tmp_path):
     artifacts); they must still get the sweep's artifacts, whichever experiment is queued first."""
     from arreg_core.experiments import prepare_profile
 
-    deeper = load_profile("smoke")["deeper_arch"]
+    deeper = load_profile("smoke").grid["deeper_arch"]
     done = prepare_profile("smoke", workers=1, runs_dir=tmp_path, device="cpu", experiments=("deeper", "ar_sweep"),
                            arch=deeper, eps=[4], seeds=[0], epochs=1, n_train=60, n_test=40)
     assert len(done) == 1
-    analysis = load_profile("smoke")["analysis"]
+    analysis = load_profile("smoke").analysis
     for piece in ANALYSED["ar_sweep"]:
         assert artifact_path(tmp_path / done[0], piece, analysis.get(piece)).exists(), piece
 
@@ -83,28 +83,24 @@ def test_machine_settings_come_from_the_environment(monkeypatch, tmp_path):
     assert [c.eps for c in ex.configs("ar_sweep")] == [2]
 
 
-def test_analysis_seeds_limit_a_piece_to_some_seeds(tmp_path, monkeypatch):
+def test_analysis_seeds_limit_a_piece_to_some_seeds(tmp_path):
     """A profile's `analysis_seeds: {bound: [0]}` (cpu: the Theorem 3.1 bound on one seed):
     `prepare_profile` computes the bound only on seed 0's runs and `summary` reads only those,
     so a chapter never computes it for the other seeds."""
-    from arreg_core import experiments, profiles
     from arreg_core.experiments import prepare_profile
 
-    smoke = profiles.load_profile("smoke")
-    patched = {**smoke, "analysis_seeds": {"bound": [0]}}
-    for module in (experiments, profiles):
-        monkeypatch.setattr(module, "load_profile", lambda name: patched if name == "smoke" else load_profile(name))
+    entry = load_profile("smoke").entry
+    smoke = Profile.from_entry("smoke", {**entry, "analysis_seeds": {"bound": [0]}})
     grid = dict(eps=[4], seeds=[0, 1], epochs=1, n_train=60, n_test=40)
-    done = prepare_profile("smoke", workers=1, runs_dir=tmp_path, device="cpu", experiments=("ar_sweep",), **grid)
-    ex = Experiments.from_parameters("smoke", runs_dir=tmp_path, device="cpu", **grid)
+    done = prepare_profile(smoke, workers=1, runs_dir=tmp_path, device="cpu", experiments=("ar_sweep",), **grid)
+    ex = Experiments.from_parameters(smoke, runs_dir=tmp_path, device="cpu", **grid)
     seed_of = {r.run: r.seed for r in ex.metrics("ar_sweep").itertuples()}
-    bound_params = smoke["analysis"].get("bound")
+    bound_params = smoke.analysis.get("bound")
     assert sorted(seed_of[name] for name in done) == [0, 1]
     for name in done:
         assert artifact_path(tmp_path / name, "bound", bound_params).exists() == (seed_of[name] == 0), name
-        assert artifact_path(tmp_path / name, "margins", smoke["analysis"].get("margins")).exists()
+        assert artifact_path(tmp_path / name, "margins", smoke.analysis.get("margins")).exists()
     assert list(ex.summary("ar_sweep", "bound").seed) == [0]
     assert list(ex.arrays("ar_sweep", "bound", "sigma_min").seed) == [0]  # what by_eps and the figures read
-    patched["analysis_seeds"] = {"bounds": [0]}
-    with pytest.raises(ValueError, match="analysis_seeds names unknown pieces"):
-        experiments.analysis_seeds("smoke")
+    with pytest.raises(ValueError, match="profile smoke: analysis_seeds names unknown pieces"):
+        Profile.from_entry("smoke", {**entry, "analysis_seeds": {"bounds": [0]}})

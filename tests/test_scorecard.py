@@ -11,12 +11,12 @@ from arreg_core.experiments import Experiments
 from arreg_core.profiles import load_profile
 from arreg_core.scorecard import (CLAIMS, adversarial_only, SN_DIRECTION, display_regime_table, display_table, paper_layer_counts, regime_table, scorecard,
                                   overlapping_claims_line, paper_change_per_clip, seeds_line, summary_line)
-from arreg_core.scorecard import html_table, regime_paragraph
+from arreg_core.scorecard import html_table, inputs as scorecard_inputs, regime_paragraph
 from arreg_core.verdicts import (CONTRADICTED, INCONCLUSIVE, NON_MONOTONE, NOT_RUN, NOT_TESTABLE, OUTSIDE, REPRODUCED,
                                  VERDICTS)
 
 ROOT = Path(__file__).resolve().parents[1]
-CPU_RUNS = ROOT / load_profile("cpu")["runs_dir"]
+CPU_RUNS = ROOT / load_profile("cpu").runs_dir
 N_BOOT = 400
 
 
@@ -173,7 +173,7 @@ def test_a_falling_unclipped_gap_leaves_the_spectral_norm_claim_untestable():
 
 @pytest.fixture(scope="module")
 def cpu_inputs():
-    return Experiments.from_parameters("cpu", runs_dir=CPU_RUNS).scorecard_inputs()
+    return scorecard_inputs(Experiments.from_parameters("cpu", runs_dir=CPU_RUNS))
 
 
 def test_scorecard_inputs_from_the_cpu_store(cpu_inputs):
