@@ -80,6 +80,9 @@ def class_fingerprint() -> str:
     return hashlib.sha256(json.dumps(entry, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+EXERCISE_MINUTES_LIMIT = 10  # an exercise must fit a class session on 2 cores
+
+
 def timings_table(root: Path) -> str:
     """The teaching page's table of exercise timings, from benchmarks/results/exercise_timings.json
     (benchmarks/exercise_timings.py); only timings measured for the current `class` profile (its
@@ -94,12 +97,26 @@ def timings_table(root: Path) -> str:
     if data.get("profile") != "smoke" and data.get("class_fingerprint") != class_fingerprint():
         return (f"*To be measured: the timings on record ({data.get('date', 'undated')}) were taken for an earlier "
                 f"`class` profile than the current one, so they are not shown. To measure them, {how}*\n")
+    timings = data["timings"]
+    over = [t for t in timings if t["seconds"] > EXERCISE_MINUTES_LIMIT * 60]
+    so_far = "" if data.get("complete", True) else (
+        f" **Incomplete: the run stopped after {len(timings)} exercises; the others are not measured yet.**")
     lines = [f"Measured at the `{data['profile']}` scale on {data['machine']} ({data['threads']} torch threads, "
-             f"{data['date']}), each exercise from an empty run store:\n",
-             "| chapter | exercise | seconds | minutes |", "|---|---|---:|---:|"]
-    lines += [f"| {t['chapter']} | {t['exercise']} | {t['seconds']:.0f} | {t['seconds'] / 60:.1f} |"
-              for t in data["timings"]]
-    return "\n".join(lines) + "\n"
+             f"{data['date']}), each exercise from an empty run store.{so_far} The CPU column is the process's "
+             f"CPU seconds per wall-clock second (about {data['threads']} when nothing else ran beside it):\n",
+             "| chapter | exercise | seconds | minutes | CPU |", "|---|---|---:|---:|---:|"]
+    lines += [_timing_row(t) for t in timings]
+    total = sum(t["seconds"] for t in timings) / 60
+    verdict = (f"{len(over)} of them {'takes' if len(over) == 1 else 'take'} more than {EXERCISE_MINUTES_LIMIT} minutes, the limit set for a class session"
+               if over else f"each within {EXERCISE_MINUTES_LIMIT} minutes")
+    return "\n".join(lines) + f"\n\nIn all {total:.0f} minutes for {len(timings)} exercises; {verdict}.\n"
+
+
+def _timing_row(t: dict) -> str:
+    """One exercise's row of the timings table; over EXERCISE_MINUTES_LIMIT is said in the row."""
+    minutes = f"{t['seconds'] / 60:.1f}" + (" (over the limit)" if t["seconds"] > EXERCISE_MINUTES_LIMIT * 60 else "")
+    cpu = f"{t['cpu_seconds'] / t['seconds']:.2f}" if "cpu_seconds" in t else ""
+    return f"| {t['chapter']} | {t['exercise']} | {t['seconds']:.0f} | {minutes} | {cpu} |"
 
 
 def stage(profile: str, root: Path) -> Path:

@@ -20,7 +20,8 @@ claimed way). Like the scorecard (`scorecard.adversarial_only`),
 a trend is read over the AR strengths (eps > 0) where there are two or more; eps 0, standard
 training, is then given beside it as the reference, named so.
 Numbers set next to the paper's are taken at the same strength (`next_to_paper`,
-`paper_strengths`): CIFAR's published tables have no eps 0.
+`paper_strengths`): CIFAR's published tables have no eps 0. The paragraphs themselves, one
+function per claim a chapter reads, are in `findings`.
 """
 
 from __future__ import annotations
@@ -34,13 +35,10 @@ import pandas as pd
 from IPython.display import HTML, Markdown, display
 
 from . import plots
-from . import evaluate
 from .experiments import Experiments
 from .profiles import load_profile
 from . import paper as paper_tables
 from . import verdicts
-
-PAPER_PGD = evaluate.PAPER_PGD  # the evaluation attack, which the chapters' prose quotes
 
 CLASS_PROFILE = "class"      # the exercises' scale (profiles.yaml): minutes on a laptop CPU
 BOOK_BUILD_ENV = "ARREG_BOOK_BUILD"  # set by `arreg book` while it executes the notebooks
@@ -60,9 +58,12 @@ def setup(experiments: str | tuple[str, ...], profile: str, eps=None, **override
     return ex
 
 
-def md(text: str) -> None:
-    """Show `text` as Markdown (the computed paragraphs of a chapter)."""
-    display(Markdown(text))
+def md(*paragraphs: str) -> None:
+    """Show each paragraph as Markdown (the computed paragraphs of a chapter, `findings`); an empty one
+    shows nothing."""
+    for text in paragraphs:
+        if text:
+            display(Markdown(text))
 
 
 def dropdown(title: str, *parts) -> None:

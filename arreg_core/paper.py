@@ -46,3 +46,18 @@ def dataset(name: str) -> str:
     """The paper's data set a build's data set `name` stands in for: cifar10-jpeg (and the smoke
     profile's synthetic data) are compared with the paper's CIFAR-10."""
     return {"cifar10-jpeg": "cifar10", "synthetic": "cifar10"}.get(name, name)
+
+
+def spread_summary() -> pd.DataFrame:
+    """Table B.2 (the sums and means of the changes of each layer's singular-value std from AR 4 to 16,
+    per group of layers whose std decreased or increased) with the number of layers in each group
+    (`layers`: the sum divided by the mean)."""
+    t = table("singular_value_std_summary")
+    return t.assign(layers=(t["sum"] / t["mean"]).round().astype(int))
+
+
+def spectral_norm_results() -> pd.DataFrame:
+    """Table 6 (ResNet-56 on CIFAR-10 under each spectral-norm clip): one row per clip and AR strength
+    (columns spectral_norm, eps_train) and one column per metric."""
+    t = table("paper_results")
+    return t[t.table == 6].pivot_table(index=["spectral_norm", "eps_train"], columns="metric", values="value").reset_index()

@@ -311,6 +311,128 @@ def paper_cost_line(table: pd.DataFrame) -> str:
             f"at its eager estimate, the other {total - cifar:.1f}.")
 
 
+def source_line(name: str, results: Path | None = None) -> str:
+    """"`name`: where and when it was measured" (`machine`), the line above each table of the page."""
+    return f"`{name}`: {machine(load(name, results))}"
+
+
+def cpu_step_line(table: pd.DataFrame) -> str:
+    """The fastest CPU training step against the plain loop, and what torch.compile did (`pgd_at_throughput`)."""
+    fast = table[table.step == "bf16 + channels_last"].set_index("network")["x plain loop"]
+    compiled = table[table.step.str.endswith("compile")].set_index("network")["x plain loop"]
+    return (f"bf16 autocast with channels_last is the fastest step here ({span(fast)} the plain loop); adding "
+            f"torch.compile made it slower ({span(compiled)}), so no profile uses it.")
+
+
+def emulated_bf16_line(name: str = "pgd_at_throughput_cpu_no_native_bf16.json", results: Path | None = None) -> str:
+    """bf16 on a CPU without native bf16 instructions, against fp32: why `precision: auto` picks bf16 only with them."""
+    rate = pgd_at_throughput(name, results).set_index("step")["images/s"]
+    bf16, fp32 = rate["bf16 + channels_last"], rate["fp32 + channels_last"]
+    return (f"`{name}`: resnet20's bf16 + channels_last step ran {bf16:.1f} images/s against {fp32:.1f} in fp32 + "
+            f"channels_last ({bf16 / fp32:.2f}x). "
+            "This is why `precision: auto` picks bf16 only where the CPU has AMX or AVX512-BF16 (`arreg_core.device.native_bf16`).")
+
+
+def rebuild_line(builds: pd.DataFrame, results: Path | None = None) -> str:
+    """Where the book builds were timed, and how many runs of the `cpu` rebuild (cpu_rebuild.json) match the committed ones."""
+    rebuild = load("cpu_rebuild.json", results)
+    return (f"Measured on {builds['measured on'].iloc[0]}. The `cpu` rebuild: {rebuild['identical']} of its "
+            f"{rebuild['runs']} runs have the committed runs' metrics (all but their training seconds) and bit-identical "
+            f"analysis arrays ({rebuild['arrays_compared']} arrays compared): training on the CPU is deterministic.")
+
+
+def fast_path_line(builds: pd.DataFrame, runs: pd.DataFrame) -> str:
+    """The `cpu-v1` book and its training, fp32 against the fast path (`book_builds`, `fast_path_runs`)."""
+    v1 = builds[builds.profile == "cpu-v1"].set_index("training step")["whole book (s)"]
+    return (f"The whole book: {v1['fp32'] / v1['bf16 + channels_last']:.2f}x faster with the fast path; the training of its "
+            f"{len(runs)} runs {runs['fp32 (s)'].sum() / runs['fast path (s)'].sum():.2f}x "
+            f"({span(runs['speed-up'])} per run). The book gains less than its training "
+            "because the analysis (margins, spectra, loss variation, the Theorem 3.1 bound) runs in fp32 on the trained "
+            "weights whatever the training precision.")
+
+
+def frontier_line(frontier: pd.DataFrame) -> str:
+    """The setting of `regime_frontier` that fits best at eps 16, which the `cpu` profile takes."""
+    best = frontier.loc[frontier["train acc"].idxmax()]
+    return (f"The lever is the number of SGD steps in the first learning-rate phase, with a warm-up of eps to get "
+            f"it started: {best.epochs} epochs with a warm-up of {best['eps warm-up']} reach {best['train acc']:.1f}% "
+            "clean training accuracy at eps 16, the setting the `cpu` profile takes for every run.")
+
+
+def precision_line(effect: pd.DataFrame) -> str:
+    """The test accuracy in fp32 against bf16 over seeds (`precision_effect`), and what it cannot exclude."""
+    test = effect.set_index("metric").loc["test_acc"]
+    return (f"Test accuracy {test['fp32']:.1f}% in fp32 against {test['bf16 mean']:.1f} ± {test['bf16 std']:.1f}% in bf16 "
+            f"({test['difference / std']:.1f} bf16 standard deviations apart, over {test['bf16 seeds']:.0f} seeds). "
+            "With 1,000 test images the binomial standard error of such a difference is about 2 points, and one fp32 "
+            "seed cannot exclude a shift of that size; whether a shift would differ between strengths, and so move a "
+            "trend, is not measured.")
+
+
+def spectral_clip_line(name: str = "spectral_clip_cpu.json", results: Path | None = None) -> str:
+    """What benchmarks/spectral_clip.py clipped, and how closely the two methods agree."""
+    clip = load(name, results)
+    return (f"`{name}`: {machine(clip)}; the {clip['layers']} convolutions of a {clip['weights']} "
+            f"(kernels x{clip['scale']}) clipped to {clip['clip']:g}, median of {clip['rounds']} interleaved rounds; "
+            f"the clipped kernels agree within {clip['max_kernel_difference']:.1e}.")
+
+
+def spectrum_line(name: str = "spectrum_cpu.json", results: Path | None = None) -> str:
+    """The time of all singular values of ResNet-56 by the Fourier method, and its speed-up over the dense SVD."""
+    spectrum = load(name, results)
+    return (f"`{name}`: {machine(spectrum)}. All {spectrum['n_singular_values']:,} singular values of "
+            f"ResNet-56's layers at their true input sizes take {spectrum['fourier_true_sizes_s']:.1f} s by the Fourier "
+            f"method; at the side-by-side size the whole network is {spectrum['net_ratio']:.0f}x faster than the dense SVD.")
+
+
+def sharing_line(matrix: pd.DataFrame) -> str:
+    """Several runs on one GPU, in processes or on streams, against one graphed bf16 run (`gpu_step_matrix`)."""
+    graphed = matrix[(matrix.step == "CUDA graph") & (matrix.precision == "bf16")]
+    one = graphed[graphed["runs per GPU"] == 1].set_index("network")["images/s per GPU"]
+    shared = graphed[graphed["runs per GPU"] > 1].groupby(["network", "sharing"])["images/s per GPU"].max().unstack()
+    gain = shared.div(one, axis=0)
+    return (f"Sharing the GPU, against one graphed bf16 run: runs in separate processes "
+            f"{span(gain.processes)} (they time-slice the GPU), runs on streams of one process "
+            f"{span(gain.streams)} (their kernels overlap).")
+
+
+def gpu_plan_line(folder: str = GPU_SESSION, results: Path | None = None) -> str:
+    """The GPU session's machine and seconds, and the `gpu` tier's plan it sized (gpu_tier_plan.json)."""
+    plan, total = load(f"{folder}/gpu_tier_plan.json", results), session_total(folder, results)
+    return (f"`{folder}/`: {total['gpu']} (driver {total['driver']}, {total['memory_gib']:.0f} GiB), "
+            f"{total['seconds']} s in all. The plan: {plan['arch']} with the {plan['precision']} {plan['step']} step "
+            f"(bf16 {plan['single_run_rates']['bf16'] / plan['single_run_rates']['fp32']:.2f}x faster than fp32 for one run), "
+            f"{plan['rate_images_per_s_per_gpu']:,.0f} images/s per GPU with four runs, an epoch of the sweep "
+            f"{plan['sweep_epoch_seconds']:.1f} s: {plan['epochs']} epochs (milestones {plan['milestones']}) in "
+            f"{plan['seconds_available']:.0f} s with {plan['reserve_seconds']:.0f} s kept for evaluation and analysis.")
+
+
+def store_log_line(path: Path | str, summary: dict) -> str:
+    """A run store's build log in one line: its date, GPU, runs side by side, runs trained and seconds (`build_summary`)."""
+    return (f"The store's build log (`{path}`, {summary['date']}, {summary['gpu']}, "
+            f"{summary['workers']} runs side by side): {summary['trained']} runs in {summary['wall_s']:.0f} s.")
+
+
+def store_built_line(path: Path) -> str:
+    """How the run store the page reads was built: invocations, runs, hours and CPU models of its build log."""
+    if not path.exists():
+        return f"`{path}` does not exist: this store was not built by `arreg prepare` or `arreg book`."
+    built = build_summary(path)
+    return (f"`{path}`: {len(built['sessions'])} invocations, {built['trained']} runs trained, "
+            f"{built['wall_s'] / 3600:.2f} h of wall time in all, on {', '.join(built['cpu_models'])}.")
+
+
+def paper_cost_intro(matrix: pd.DataFrame, name: str = "paper_profile_cost_h200.json", results: Path | None = None) -> str:
+    """The measured parts of the `paper` profile's cost: an epoch of ResNet-56, a spectral clipping,
+    and the graphed step's speed-up over the eager step (`graph_speedup`)."""
+    cost, speed = load(name, results), graph_speedup(matrix)
+    return (f"`{name}`: {machine(cost)}; ResNet-56 at eps 8 in fp32 "
+            f"{cost['meta']['seconds_per_50k_epoch_fp32']:.1f} s per epoch of 50,000 images, one spectral clipping of its "
+            f"{cost['meta']['spectral_clip_layers']} layers {cost['meta']['spectral_clip_seconds']:.1f} s. The graphed step's "
+            f"speed-up over the eager step, ResNet-56 per GPU: fp32 {speed['fp32']['speedup']:.2f}x (one run), bf16 "
+            f"{speed['bf16']['speedup']:.2f}x ({speed['bf16']['runs per GPU']} runs on {speed['bf16']['sharing']}).")
+
+
 def styled(table: pd.DataFrame, precision: int = 2):
     """`table` for the page: numbers with `precision` decimals and thousands separators, no index."""
     return table.style.format(precision=precision, thousands=",").hide(axis="index")

@@ -166,7 +166,14 @@ def test_the_teaching_page_shows_only_timings_measured_for_the_current_class_pro
     path.write_text(json.dumps(record))
     stale = timings_table(tmp_path)
     assert stale.startswith("*To be measured") and "81" not in stale and "benchmarks/exercise_timings.py" in stale
-    path.write_text(json.dumps({**record, "class_fingerprint": class_fingerprint()}))
-    assert "| sec4_1 | A weaker attack | 81 | 1.4 |" in timings_table(tmp_path)
-    # the committed record predates the current class profile: the page does not show it
-    assert not timings_table(ROOT).startswith("Measured")
+    current = {**record, "class_fingerprint": class_fingerprint()}
+    path.write_text(json.dumps(current))
+    assert "| sec4_1 | A weaker attack | 81 | 1.4 |  |" in timings_table(tmp_path)
+    assert "Incomplete" not in timings_table(tmp_path) and "each within 10 minutes" in timings_table(tmp_path)
+    # a run stopped part-way is shown as such; an exercise over 10 minutes is flagged in its row and the summary
+    slow = {"chapter": "secB4", "exercise": "The strongest clip", "label": "y", "seconds": 727.0, "cpu_seconds": 1000.0}
+    path.write_text(json.dumps({**current, "complete": False, "timings": record["timings"] + [slow]}))
+    partial = timings_table(tmp_path)
+    assert "Incomplete: the run stopped after 2 exercises" in partial
+    assert "| secB4 | The strongest clip | 727 | 12.1 (over the limit) | 1.38 |" in partial
+    assert "1 of them takes more than 10 minutes" in partial
