@@ -98,7 +98,7 @@ def timings_table(root: Path) -> str:
         return (f"*To be measured: the timings on record ({data.get('date', 'undated')}) were taken for an earlier "
                 f"`class` profile than the current one, so they are not shown. To measure them, {how}*\n")
     timings = data["timings"]
-    over = [t for t in timings if t["seconds"] > EXERCISE_MINUTES_LIMIT * 60]
+    over = [t for t in timings if _over_limit(t)]
     so_far = "" if data.get("complete", True) else (
         f" **Incomplete: the run stopped after {len(timings)} exercises; the others are not measured yet.**")
     lines = [f"Measured at the `{data['profile']}` scale on {data['machine']} ({data['threads']} torch threads, "
@@ -112,9 +112,14 @@ def timings_table(root: Path) -> str:
     return "\n".join(lines) + f"\n\nIn all {total:.0f} minutes for {len(timings)} exercises; {verdict}.\n"
 
 
+def _over_limit(timing: dict) -> bool:
+    """Whether one exercise took longer than EXERCISE_MINUTES_LIMIT."""
+    return timing["seconds"] > EXERCISE_MINUTES_LIMIT * 60
+
+
 def _timing_row(t: dict) -> str:
     """One exercise's row of the timings table; over EXERCISE_MINUTES_LIMIT is said in the row."""
-    minutes = f"{t['seconds'] / 60:.1f}" + (" (over the limit)" if t["seconds"] > EXERCISE_MINUTES_LIMIT * 60 else "")
+    minutes = f"{t['seconds'] / 60:.1f}" + (" (over the limit)" if _over_limit(t) else "")
     cpu = f"{t['cpu_seconds'] / t['seconds']:.2f}" if "cpu_seconds" in t else ""
     return f"| {t['chapter']} | {t['exercise']} | {t['seconds']:.0f} | {minutes} | {cpu} |"
 

@@ -199,7 +199,7 @@ def every_step_goes(series: pd.Series, sign: int) -> bool:
 
 
 def step_by_step(what: str, table: pd.DataFrame, column: str, sign: int, fmt: str = "{:.2f}", unit: str = "",
-            x: str = "eps") -> str:
+                 x: str = "eps") -> str:
     """The step-by-step reading of one claimed trend, supporting detail under the scorecard's
     verdict (`verdicts_section`), never a verdict of its own: what the runs show (means over
     seeds), whether every step goes the claimed way, and with several seeds in how many of them
@@ -425,7 +425,7 @@ def spread_changes(spectrum: pd.DataFrame, low: float, high: float, kind: str = 
 
 def spread_table(changes: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
     """Appendix B.2's table: this build's `spread_changes` (the count of layers per seed, the sum
-    and mean of the changes as mean ± std over seeds) above the paper's rows (`paper.table("singular_value_std_summary")` with a `layers` column)."""
+    and mean of the changes as mean ± std over seeds) above the paper's rows (`paper.spread_summary()`)."""
     columns = ["layers", "sum", "mean"]
     ours = plots.mean_std(changes, ["dataset", "group"], columns[1:], "{:.4g}")
     ours["layers"] = changes.sort_values("seed").groupby(["dataset", "group"]).layers.agg(lambda n: ", ".join(map(str, n)))

@@ -26,7 +26,7 @@ import html
 import numpy as np
 import pandas as pd
 
-from .paper import dataset as paper_dataset, metrics as paper_metrics, table as paper_table
+from .paper import dataset as paper_dataset, metrics as paper_metrics, spread_summary, table as paper_table
 from .profiles import load_profile
 from .verdicts import (ASSUMED_LOSS_SPREADS, CHAPTER_RULE, CONTRADICTED, INCONCLUSIVE, MISSING, NON_MONOTONE, NOT_RUN,
                        NOT_TESTABLE, OUTSIDE, REGIME_PARTS, REPRODUCED, RULE, Estimate, Network, NetworkRegime,
@@ -198,12 +198,11 @@ def _paper_regimes(dataset="cifar10", method="pgd", spectral_norm="none", prefix
 
 def paper_layer_counts(dataset="cifar10") -> tuple[int, int]:
     """Appendix B.2: (layers whose singular-value std fell from eps 4 to 16, all layers), each
-    group's count being its printed sum / mean (CIFAR-10: 4.7465 / 0.1158 = 41 and
-    0.4372 / 0.0312 = 14, the 55 convolutions of ResNet-56)."""
-    t = paper_table("singular_value_std_summary")
-    t = t[t.dataset == dataset].set_index("group")
-    fell, rose = (round(t.loc[g, "sum"] / t.loc[g, "mean"]) for g in ("decreased", "increased"))
-    return int(fell), int(fell + rose)
+    group's count being its printed sum / mean (`paper.spread_summary`; CIFAR-10: 4.7465 / 0.1158 = 41
+    and 0.4372 / 0.0312 = 14, the 55 convolutions of ResNet-56)."""
+    t = spread_summary()
+    layers = t[t.dataset == dataset].set_index("group").layers
+    return int(layers["decreased"]), int(layers["decreased"] + layers["increased"])
 
 
 # ----------------------------------------------------------------------------- claims
