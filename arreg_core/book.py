@@ -12,6 +12,7 @@ itself (npm package pinned in package.json, installed on first build), so math t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -72,8 +73,6 @@ def mathjax_dir(root: Path) -> Path:
 def class_fingerprint() -> str:
     """A short hash of the `class` profile (profiles.yaml), which exercise timings are measured for:
     timings of another class profile are not this one's."""
-    import hashlib
-
     from .chapter import CLASS_PROFILE
 
     entry = load_profile(CLASS_PROFILE).entry
@@ -83,13 +82,48 @@ def class_fingerprint() -> str:
 EXERCISE_MINUTES_LIMIT = 10  # an exercise must fit a class session on 2 cores
 
 
+def exercise_cells(root: Path, name: str) -> list[tuple[str, str, str]]:
+    """[(label, title, source)] of the exercise cells (tagged `exercise`) of notebooks/NAME.ipynb,
+    in order; the label and title come from the `{exercise}` directive in the markdown cell before each."""
+    cells = json.loads((root / "notebooks" / f"{name}.ipynb").read_text())["cells"]
+    out, label, title = [], None, None
+    for cell in cells:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "markdown":
+            found = re.search(r"```\{exercise\}\s*(.*)\n:label: (\S+)", source)
+            if found:
+                title, label = found.group(1).strip(), found.group(2)
+        elif "exercise" in cell.get("metadata", {}).get("tags", []):
+            out.append((label, title, source))
+    return out
+
+
+def source_fingerprint(source: str) -> str:
+    """A short hash of an exercise cell's source: a timing holds for the cell it was measured on."""
+    return hashlib.sha256(source.encode()).hexdigest()[:12]
+
+
+def current_timings(root: Path, timings: list[dict]) -> tuple[list[dict], list[str]]:
+    """(the timings measured on the exercise cells as they now stand, in the notebooks' order; the
+    labels of the cells without one: never measured, or edited since their timing)."""
+    by_label = {t["label"]: t for t in timings}
+    measured, missing = [], []
+    for name in NOTEBOOKS:
+        for label, _, source in exercise_cells(root, name):
+            t = by_label.get(label)
+            fits = t is not None and t.get("source_sha") == source_fingerprint(source)
+            measured.append(t) if fits else missing.append(label)
+    return measured, missing
+
+
 def timings_table(root: Path) -> str:
     """The teaching page's table of exercise timings, from benchmarks/results/exercise_timings.json
-    (benchmarks/exercise_timings.py); only timings measured for the current `class` profile (its
-    fingerprint recorded beside them) are shown, else the page says they are to be measured, and how."""
-    how = (f"run `python benchmarks/exercise_timings.py` on a quiet machine (nothing else running; it records "
-           f"the CPU model, the core count and the torch threads beside each exercise's seconds) and commit "
-           f"`{EXERCISE_TIMINGS}`, which this table shows.")
+    (benchmarks/exercise_timings.py): only timings measured for the current `class` profile (its
+    fingerprint recorded beside them) and for the exercise cells as they now stand (each cell's source
+    hash) are shown; the page names the cells still to be measured, and says how."""
+    how = (f"run `python benchmarks/exercise_timings.py --resume` on a quiet machine (nothing else running; it "
+           f"records the CPU model, the core count and the torch threads beside each exercise's seconds) and "
+           f"commit `{EXERCISE_TIMINGS}`, which this table shows.")
     path = root / EXERCISE_TIMINGS
     if not path.exists():
         return f"*Not measured yet: {how}*\n"
@@ -97,10 +131,13 @@ def timings_table(root: Path) -> str:
     if data.get("profile") != "smoke" and data.get("class_fingerprint") != class_fingerprint():
         return (f"*To be measured: the timings on record ({data.get('date', 'undated')}) were taken for an earlier "
                 f"`class` profile than the current one, so they are not shown. To measure them, {how}*\n")
-    timings = data["timings"]
+    timings, missing = current_timings(root, data["timings"])
+    if not timings:
+        return f"*To be measured: no timing on record was taken on the exercise cells as they now stand. {how}*\n"
     over = [t for t in timings if _over_limit(t)]
-    so_far = "" if data.get("complete", True) else (
-        f" **Incomplete: the run stopped after {len(timings)} exercises; the others are not measured yet.**")
+    so_far = "" if not missing else (
+        f" **Not measured for their current cells ({len(missing)} of {len(timings) + len(missing)}, never "
+        f"timed or edited since): {', '.join(missing)}. To measure them, {how}**")
     lines = [f"Measured at the `{data['profile']}` scale on {data['machine']} ({data['threads']} torch threads, "
              f"{data['date']}), each exercise from an empty run store.{so_far} The CPU column is the process's "
              f"CPU seconds per wall-clock second (about {data['threads']} when nothing else ran beside it):\n",

@@ -527,19 +527,24 @@ def bound_gap(bound: pd.DataFrame) -> str:
 
 # ----------------------------------------------------------------------------- exercises
 
+SCHEDULE_FIELDS = ("epochs", "milestones", "eps_warmup_epochs")  # an exercise may shorten the class schedule
+
+
 def exercise(profile: str, experiment: str = "ar_sweep", **overrides) -> Experiments | None:
     """The runs of one exercise cell: `experiment` at the `class` scale (`smoke` when the book is
-    the smoke one, as in CI, with the class scale's seeds), with `overrides` (e.g. eps=[2, 16]);
-    trained now if missing. While `arreg book` builds a book of another profile it trains nothing
-    and returns None, saying how to run the cell (the book renders from its committed run store
-    alone)."""
+    the smoke one, as in CI, with the class scale's seeds and smoke's own schedule: the overrides
+    in SCHEDULE_FIELDS are the class scale's), with `overrides` (e.g. eps=[2, 16]); trained now if
+    missing. While `arreg book` builds a book of another profile it trains nothing and returns
+    None, saying how to run the cell (the book renders from its committed run store alone)."""
     scale = "smoke" if profile == "smoke" else CLASS_PROFILE
     if os.environ.get(BOOK_BUILD_ENV) and scale != "smoke":
         md(f"*Not run while the book was built. In Jupyter, this cell trains what it needs at the "
            f"`{scale}` scale (profiles.yaml) and prints its networks' regime line first.*")
         return None
-    if scale == "smoke" and "seed" not in overrides:  # smoke stands in for the class scale: its seeds
-        overrides.setdefault("seeds", load_profile(CLASS_PROFILE).grid["seeds"])
+    if scale == "smoke":  # smoke stands in for the class scale: its seeds, smoke's own (short) schedule
+        overrides = {k: v for k, v in overrides.items() if k not in SCHEDULE_FIELDS}
+        if "seed" not in overrides:
+            overrides.setdefault("seeds", load_profile(CLASS_PROFILE).grid["seeds"])
     ex = Experiments.from_environment(scale, **overrides)
     ex.runs(experiment)
     table = ex.metrics(experiment)

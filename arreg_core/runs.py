@@ -47,7 +47,7 @@ from . import data as data_module
 from . import manifest
 from .device import device_name, prepare_device, resolve_device
 from .evaluate import evaluate
-from .io import _umask, atomic_write_bytes, atomic_write_json, read_json  # noqa: F401 (part of runs' API)
+from .io import atomic_write_bytes, atomic_write_json, read_json  # noqa: F401 (part of runs' API)
 from .train import TrainConfig, build_model_for, build_optimizer, fit
 
 # Config fields left out of the run key while they hold their default, so that adding a field

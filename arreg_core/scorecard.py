@@ -28,7 +28,7 @@ import pandas as pd
 
 from .paper import dataset as paper_dataset, metrics as paper_metrics, spread_summary, table as paper_table
 from .profiles import load_profile
-from .verdicts import (ASSUMED_LOSS_SPREADS, CHAPTER_RULE, CONTRADICTED, INCONCLUSIVE, MISSING, NON_MONOTONE, NOT_RUN,
+from .verdicts import (ASSUMED_LOSS_SPREADS, CHAPTER_RULE, CONTRADICTED, INCONCLUSIVE, MISSING,
                        NOT_TESTABLE, OUTSIDE, REGIME_PARTS, REPRODUCED, RULE, Estimate, Network, NetworkRegime,
                        failing, gate, majority_estimate, regime_line, regime_marks, summary_network, trend_estimate,
                        value_range)

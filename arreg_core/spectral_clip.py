@@ -86,13 +86,13 @@ def _clip_conv(weight: torch.Tensor, input_hw, c: float, stride: int = 1, tol: f
     rows, cols = _support(weight, hw)
     kept = _one_of_each_pair((hw[0] // stride, hw[1] // stride), weight.device)
     inverse_weights = _real_inverse_weights(kept, hw)
-    w = weight.detach()
+    w, before = weight.detach(), None
     for repeats in range(max_repeats + 1):
         blocks = conv_blocks(transfer_matrices(w, hw), stride)
         half = blocks[kept]
         squares, vectors = _gram_eigh(half)
         norm = squares.max().clamp(min=0).sqrt().item()
-        before = norm if repeats == 0 else before
+        before = norm if before is None else before
         if norm <= c * (1 + tol):
             return (weight if repeats == 0 else w), repeats, before, norm
         if repeats == max_repeats:

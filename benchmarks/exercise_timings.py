@@ -3,11 +3,15 @@ from an empty run store, as a student running it for the first time would wait. 
 page (book/teaching.md) shows the table this writes.
 
     python benchmarks/exercise_timings.py                      # class scale, on a quiet machine
+    python benchmarks/exercise_timings.py --resume             # only the cells edited since, or never timed
     python benchmarks/exercise_timings.py --profile smoke --json /tmp/smoke.json   # a quick check
 
 Each cell runs in a fresh namespace holding what a chapter's header defines (`profile` and the
 modules `chapter`, `paper`, `plots`) (the cell then trains at the `class`
-scale, or `smoke` for --profile smoke) and ARREG_RUNS pointing at a new temporary run store.
+scale, or `smoke` for --profile smoke) and ARREG_RUNS pointing at a new temporary run store (or at
+STORES/LABEL with --stores, kept to check the exercise's solution against what it trained). Each
+timing records its cell's source hash: the teaching page shows a timing only for the cell as it now
+stands, and --resume measures again exactly the cells edited since.
 """
 
 from __future__ import annotations
@@ -30,31 +34,19 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "exercise_timings.json"
 
 
-def exercise_cells(name: str) -> list[tuple[str, str, str]]:
-    """[(label, title, source)] of the exercise cells of notebooks/NAME.ipynb, in order; the label
-    and title come from the `{exercise}` directive in the markdown cell before each."""
-    cells = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())["cells"]
-    out, label, title = [], None, None
-    for cell in cells:
-        source = "".join(cell["source"])
-        if cell["cell_type"] == "markdown":
-            found = re.search(r"```\{exercise\}\s*(.*)\n:label: (\S+)", source)
-            if found:
-                title, label = found.group(1).strip(), found.group(2)
-        elif "exercise" in cell.get("metadata", {}).get("tags", []):
-            out.append((label, title, source))
-    return out
-
-
-def time_cell(source: str, profile: str) -> tuple[float, float]:
+def time_cell(source: str, profile: str, store: Path | None = None) -> tuple[float, float]:
     """(wall seconds, CPU seconds of this process) to run one exercise cell from an empty run store
-    (its printed output discarded). CPU seconds well below threads x wall mean the machine was
-    shared while it ran."""
+    (a temporary one, or `store`, which must not hold runs yet; its printed output discarded). CPU
+    seconds well below threads x wall mean the machine was shared while it ran."""
     from IPython.display import display
 
     from arreg_core import chapter, paper, plots
 
-    with tempfile.TemporaryDirectory() as store:
+    if store is not None and store.exists() and any(store.iterdir()):
+        raise SystemExit(f"{store} is not empty: a timing starts from an empty run store; remove it or pick another --stores")
+    if store is not None:
+        store.mkdir(parents=True, exist_ok=True)
+    with (contextlib.nullcontext(str(store)) if store else tempfile.TemporaryDirectory()) as store:
         os.environ["ARREG_RUNS"] = store
         namespace = {"profile": profile, "display": display, "chapter": chapter, "paper": paper, "plots": plots}
         start, cpu_start = time.perf_counter(), time.process_time()
@@ -74,7 +66,7 @@ def cpu_model() -> str:
 
 
 def main(argv=None) -> dict:
-    from arreg_core.book import NOTEBOOKS
+    from arreg_core.book import NOTEBOOKS, exercise_cells, source_fingerprint
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu", help="the notebooks' profile: cpu runs the exercises at the "
@@ -83,8 +75,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: as torch sets them)")
     parser.add_argument("--json", default=str(DEFAULT_JSON))
     parser.add_argument("--resume", action="store_true", help="keep the exercises already measured in --json "
-                        "for the same class profile, machine and torch, and measure the rest")
+                        "for the same class profile, machine and torch on the cells as they now stand, and measure the rest")
+    parser.add_argument("--stores", default=None, help="keep each exercise's run store in STORES/LABEL (default: "
+                        "a temporary one, removed)")
     args = parser.parse_args(argv)
+    if set(args.notebooks) - set(NOTEBOOKS):
+        parser.error(f"unknown notebooks {sorted(set(args.notebooks) - set(NOTEBOOKS))}; choose from {', '.join(NOTEBOOKS)}")
     if args.threads:
         torch.set_num_threads(args.threads)
     os.environ.pop("ARREG_BOOK_BUILD", None)
@@ -100,18 +96,25 @@ def main(argv=None) -> dict:
         earlier = json.loads(out.read_text())
         if all(earlier.get(k) == result[k] for k in ("profile", "class_fingerprint", "machine", "threads", "torch")):
             result["timings"] = earlier["timings"]
+    every_cell = [(name, *cell) for name in NOTEBOOKS for cell in exercise_cells(ROOT, name)]
+    cells = [cell for cell in every_cell if cell[0] in args.notebooks]
+    order = {label: i for i, (_, label, _, _) in enumerate(every_cell)}
+    current = {label: source_fingerprint(source) for _, label, _, source in every_cell}
+    result["timings"] = [t for t in result["timings"] if current.get(t["label"]) == t.get("source_sha")]
     done = {t["label"] for t in result["timings"]}
-    cells = [(name, *cell) for name in args.notebooks for cell in exercise_cells(name)]
     saved = os.environ.get("ARREG_RUNS")
     try:
         for name, label, title, source in cells:
             if label in done:
                 continue
-            seconds, cpu_seconds = time_cell(source, args.profile)
+            store = Path(args.stores) / label if args.stores else None
+            seconds, cpu_seconds = time_cell(source, args.profile, store)
             print(f"{name} {label}: {seconds:.0f} s ({cpu_seconds / seconds:.2f} CPU s per s)", flush=True)
-            result["timings"].append({"chapter": name, "exercise": title, "label": label, "seconds": round(seconds, 1),
-                                      "cpu_seconds": round(cpu_seconds, 1), "load_1min": round(os.getloadavg()[0], 2)})
-            result["complete"] = len(result["timings"]) == len(cells)
+            result["timings"].append({"chapter": name, "exercise": title, "label": label, "source_sha": current[label],
+                                      "seconds": round(seconds, 1), "cpu_seconds": round(cpu_seconds, 1),
+                                      "load_1min": round(os.getloadavg()[0], 2)})
+            result["timings"].sort(key=lambda t: order[t["label"]])
+            result["complete"] = len(result["timings"]) == len(every_cell)
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(result, indent=2) + "\n")  # after every exercise: an interrupted run keeps its timings
     finally:

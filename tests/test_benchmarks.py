@@ -73,17 +73,27 @@ def test_pgd_at_throughput_rejects_a_bad_variant():
 
 
 def test_exercise_timings_runs_every_exercise_cell_of_a_chapter(tmp_path):
-    """Under smoke (tiny runs on generated data): one timing per exercise cell, from an empty store."""
+    """Under smoke (tiny runs on generated data): one timing per exercise cell, from an empty store,
+    with the cell's source hash; --resume keeps a timing of an unchanged cell and measures again the
+    cell edited since (here: its recorded hash changed)."""
+    from arreg_core.book import class_fingerprint, exercise_cells, source_fingerprint
+
     module = load("exercise_timings")
-    cells = module.exercise_cells("secB5")
+    cells = exercise_cells(BENCH.parent, "secB5")
     assert len(cells) == 2 and all(label and title and "chapter.exercise(profile" in src for label, title, src in cells)
     out = tmp_path / "timings.json"
     result = module.main(["--profile", "smoke", "--notebooks", "secB5", "--threads", "1", "--json", str(out)])
-    assert json.loads(out.read_text()) == result
+    assert json.loads(out.read_text()) == result and not result["complete"]  # the other chapters' cells are not timed
     assert result["profile"] == "smoke" and [t["label"] for t in result["timings"]] == [c[0] for c in cells]
+    assert [t["source_sha"] for t in result["timings"]] == [source_fingerprint(c[2]) for c in cells]
     assert all(t["seconds"] > 0 for t in result["timings"])
-    from arreg_core.book import class_fingerprint
     assert result["class_fingerprint"] == class_fingerprint()  # what the teaching page checks its timings against
+    first, second = result["timings"]
+    out.write_text(json.dumps({**result, "timings": [{**first, "seconds": 12345.0}, {**second, "source_sha": "0" * 12}]}))
+    resumed = module.main(["--profile", "smoke", "--notebooks", "secB5", "--threads", "1", "--json", str(out), "--resume"])
+    assert resumed["timings"][0]["seconds"] == 12345.0 and resumed["timings"][1]["source_sha"] == second["source_sha"]
+    with pytest.raises(SystemExit):
+        module.main(["--profile", "smoke", "--notebooks", "nonesuch", "--json", str(out)])
 
 
 def test_precision_effect_compares_fp32_with_the_bf16_seeds():

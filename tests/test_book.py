@@ -153,27 +153,46 @@ def test_a_failing_notebook_is_one_line_naming_it(tmp_path):
     assert "\n" not in str(err.value)
 
 
-def test_the_teaching_page_shows_only_timings_measured_for_the_current_class_profile(tmp_path):
+def test_the_teaching_page_shows_only_timings_measured_for_the_current_class_profile_and_cells(tmp_path):
     """Exercise timings taken for an earlier class profile (or none) are not printed as this one's:
-    the page says they are to be measured, and how; timings with the current fingerprint are shown."""
-    from arreg_core.book import EXERCISE_TIMINGS, class_fingerprint, timings_table
+    the page says they are to be measured, and how; timings with the current fingerprint are shown,
+    each only for the exercise cell as it now stands (its source hash), the others named as unmeasured."""
+    import shutil
+
+    from arreg_core.book import EXERCISE_TIMINGS, class_fingerprint, exercise_cells, source_fingerprint, timings_table
+
+    shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks")
+    cells = {label: (name, title, source_fingerprint(source))
+             for name in NOTEBOOKS for label, title, source in exercise_cells(tmp_path, name)}
+    assert len(cells) == 14 and cells["secB4-sn1"][:2] == ("secB4", "The strongest clip")
+
+    def timing(label, seconds, **more):
+        name, title, sha = cells[label]
+        return {"chapter": name, "exercise": title, "label": label, "source_sha": sha, "seconds": seconds, **more}
 
     path = tmp_path / EXERCISE_TIMINGS
     assert timings_table(tmp_path).startswith("*Not measured yet") and "quiet machine" in timings_table(tmp_path)
     path.parent.mkdir(parents=True)
-    record = {"profile": "class", "machine": "Some CPU, 2 cores", "threads": 2, "date": "2026-11-28",
-              "timings": [{"chapter": "sec4_1", "exercise": "A weaker attack", "label": "x", "seconds": 81.3}]}
+    every = [timing(label, 81.3) for label in cells]
+    record = {"profile": "class", "machine": "Some CPU, 2 cores", "threads": 2, "date": "2026-11-28", "timings": every}
     path.write_text(json.dumps(record))
     stale = timings_table(tmp_path)
     assert stale.startswith("*To be measured") and "81" not in stale and "benchmarks/exercise_timings.py" in stale
     current = {**record, "class_fingerprint": class_fingerprint()}
     path.write_text(json.dumps(current))
-    assert "| sec4_1 | A weaker attack | 81 | 1.4 |  |" in timings_table(tmp_path)
-    assert "Incomplete" not in timings_table(tmp_path) and "each within 10 minutes" in timings_table(tmp_path)
-    # a run stopped part-way is shown as such; an exercise over 10 minutes is flagged in its row and the summary
-    slow = {"chapter": "secB4", "exercise": "The strongest clip", "label": "y", "seconds": 727.0, "cpu_seconds": 1000.0}
-    path.write_text(json.dumps({**current, "complete": False, "timings": record["timings"] + [slow]}))
+    shown = timings_table(tmp_path)
+    assert "| sec4_1 | A weaker attack | 81 | 1.4 |  |" in shown and shown.count("| 81 | 1.4 |") == 14
+    assert "Not measured" not in shown and "each within 10 minutes" in shown
+    # a cell edited since its timing, and one never timed (a run stopped part-way), are named, not shown;
+    # an exercise over 10 minutes is flagged in its row and the summary
+    edited = {**timing("secB4-noop", 300.0), "source_sha": "0" * 12}
+    slow = timing("secB4-sn1", 727.0, cpu_seconds=1000.0)
+    kept = [t for t in every if t["label"] not in ("secB4-sn1", "secB4-noop", "secB6-random-start")]
+    path.write_text(json.dumps({**current, "complete": False, "timings": kept + [edited, slow]}))
     partial = timings_table(tmp_path)
-    assert "Incomplete: the run stopped after 2 exercises" in partial
-    assert "| secB4 | The strongest clip | 727 | 12.1 (over the limit) | 1.38 |" in partial
-    assert "1 of them takes more than 10 minutes" in partial
+    assert "Not measured for their current cells (2 of 14, never timed or edited since): secB4-noop, secB6-random-start" in partial
+    assert "| secB4 | The strongest clip | 727 | 12.1 (over the limit) | 1.38 |" in partial and "| 300 |" not in partial
+    assert "1 of them takes more than 10 minutes" in partial and "for 12 exercises" in partial
+    # no timing fits the cells as they stand: nothing to show
+    path.write_text(json.dumps({**current, "timings": [edited]}))
+    assert timings_table(tmp_path).startswith("*To be measured: no timing on record")

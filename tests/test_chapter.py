@@ -172,6 +172,11 @@ def test_smoke_exercises_run_at_the_class_scales_seeds(monkeypatch):
     ex = chapter.exercise("smoke", eps=[2, 16])
     assert {c.seed for c in ex.configs("ar_sweep")} == set(load_profile("class").grid["seeds"])
     assert {c.seed for c in chapter.exercise("smoke", eps=[2], seed=3).configs("ar_sweep")} == {3}
+    # a class-scale schedule (secB4's strongest clip: 60 epochs) leaves smoke's own
+    short = chapter.exercise("smoke", eps=[2], epochs=60, milestones=[35, 50], eps_warmup_epochs=10)
+    smoke = load_profile("smoke").configs["ar_sweep"][0]
+    assert {(c.epochs, c.milestones, c.eps_warmup_epochs) for c in short.configs("ar_sweep")} == \
+        {(smoke.epochs, smoke.milestones, smoke.eps_warmup_epochs)}
 
 
 def test_an_exercise_prints_its_networks_regime_line(monkeypatch):

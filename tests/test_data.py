@@ -1,7 +1,6 @@
 """Tests for arreg_core.data (CPU, fast; the real cifar10-jpeg archive is used when ARREG_DATA points at it)."""
 import io
 import os
-import pathlib
 import tarfile
 import time
 

@@ -70,8 +70,6 @@ def test_an_edited_number_stops_runs_and_the_book_until_the_store_is_sealed(stor
 
 
 def test_a_rewritten_artifact_stops_runs_and_the_book(store_copy, capsys, monkeypatch):
-    from arreg_core import book
-
     npz = sorted(store_copy.glob("*/analysis/margins-*.npz"))[0]
     with np.load(npz) as z:
         arrays = {k: z[k] for k in z.files}
