@@ -66,7 +66,7 @@ def cpu_model() -> str:
 
 
 def main(argv=None) -> dict:
-    from arreg_core.book import NOTEBOOKS, exercise_cells, source_fingerprint
+    from arreg_core.book import NOTEBOOKS, current_timings, exercise_cells, source_fingerprint
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu", help="the notebooks' profile: cpu runs the exercises at the "
@@ -96,25 +96,20 @@ def main(argv=None) -> dict:
         earlier = json.loads(out.read_text())
         if all(earlier.get(k) == result[k] for k in ("profile", "class_fingerprint", "machine", "threads", "torch")):
             result["timings"] = earlier["timings"]
-    every_cell = [(name, *cell) for name in NOTEBOOKS for cell in exercise_cells(ROOT, name)]
-    cells = [cell for cell in every_cell if cell[0] in args.notebooks]
-    order = {label: i for i, (_, label, _, _) in enumerate(every_cell)}
-    current = {label: source_fingerprint(source) for _, label, _, source in every_cell}
-    result["timings"] = [t for t in result["timings"] if current.get(t["label"]) == t.get("source_sha")]
-    done = {t["label"] for t in result["timings"]}
+    result["timings"], missing = current_timings(ROOT, result["timings"])  # only those of the cells as they stand
+    cells = [(name, *cell) for name in args.notebooks for cell in exercise_cells(ROOT, name) if cell[0] in missing]
+    result["complete"] = not missing
     saved = os.environ.get("ARREG_RUNS")
     try:
         for name, label, title, source in cells:
-            if label in done:
-                continue
             store = Path(args.stores) / label if args.stores else None
             seconds, cpu_seconds = time_cell(source, args.profile, store)
             print(f"{name} {label}: {seconds:.0f} s ({cpu_seconds / seconds:.2f} CPU s per s)", flush=True)
-            result["timings"].append({"chapter": name, "exercise": title, "label": label, "source_sha": current[label],
-                                      "seconds": round(seconds, 1), "cpu_seconds": round(cpu_seconds, 1),
+            result["timings"].append({"chapter": name, "exercise": title, "label": label,
+                                      "source_sha": source_fingerprint(source), "seconds": round(seconds, 1), "cpu_seconds": round(cpu_seconds, 1),
                                       "load_1min": round(os.getloadavg()[0], 2)})
-            result["timings"].sort(key=lambda t: order[t["label"]])
-            result["complete"] = len(result["timings"]) == len(every_cell)
+            result["timings"], missing = current_timings(ROOT, result["timings"])  # in the notebooks' order
+            result["complete"] = not missing
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(result, indent=2) + "\n")  # after every exercise: an interrupted run keeps its timings
     finally:
