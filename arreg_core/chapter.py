@@ -242,6 +242,13 @@ def fits_every_strength(table: pd.DataFrame) -> bool:
     return bool(per_eps(table, "train_acc").map(verdicts.fits).all())
 
 
+def not_fitting(table: pd.DataFrame) -> str:
+    """The AR strengths whose networks do not fit their training sets (means over seeds,
+    `verdicts.fits`), with their clean training accuracy: "eps 8 (70.8%) and eps 16 (28.6%)"."""
+    acc = per_eps(table, "train_acc")
+    return " and ".join(f"eps {e:g} ({a:.1f}%)" for e, a in acc.items() if not verdicts.fits(a))
+
+
 def _paper_reference(table: pd.DataFrame, arch: str, method: str, spectral_norm: str) -> tuple[pd.DataFrame, str]:
     """The paper's network a table stands in for (one row per eps, floats) and its table's name."""
     if "dataset" not in table or table.empty:
@@ -305,11 +312,16 @@ def regime_line(table: pd.DataFrame, arch: str = "resnet56", method: str | None 
     return text
 
 
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def verdicts_section(ex: Experiments, chapter: str, n_boot: int = 2000) -> pd.DataFrame:
     """The scorecard's verdicts for the claims of `chapter` (notebooks/NAME.ipynb; `Claim.chapter`),
     one paragraph each: the verdict (and the rule's alone where the regime gate changed it), the
-    change from the weakest to the strongest AR with its 95% interval, the regime it needs, and the
-    paper's own verdict by the same rule. The step-by-step reading that follows is supporting detail."""
+    change from the weakest to the strongest AR with its 95% interval, which steps carry a decided change
+    and where standard training goes against it, the regime it needs, and the paper's own verdict by the
+    same rule. The step-by-step reading that follows is supporting detail."""
     from . import scorecard as sc
 
     inputs = sc.inputs(ex)
@@ -322,8 +334,9 @@ def verdicts_section(ex: Experiments, chapter: str, n_boot: int = 2000) -> pd.Da
         regime_ = f" Regime it needs ({r['needs']}): {r['this build regime']}." if r["this build regime"] else ""
         first = r["this build note"].split("; ")[0]
         reversal = f" It {first}." if first.startswith("reverses") else ""
+        uneven = "".join(f" {_sentence(r[f'this build {k}'])}." for k in ("steps", "reference") if r[f"this build {k}"])
         md(f"**{r['claim']}** ({r['paper figure']}) — scorecard verdict: **{shown}**{alone}. Change from the weakest "
-           f"to the strongest AR: {r['this build [95% CI]'] or 'not run'}.{reversal}{regime_} {paper}")
+           f"to the strongest AR: {r['this build [95% CI]'] or 'not run'}.{reversal}{uneven}{regime_} {paper}")
     md(verdicts.CHAPTER_RULE)
     tier_section(ex, inputs, card, chapter, n_boot)
     return card
@@ -354,7 +367,7 @@ def tier_cards(ex: Experiments, inputs: dict, card: pd.DataFrame, chapter: str |
 def tier_section(ex: Experiments, inputs: dict, card: pd.DataFrame, chapter: str | None = None,
                  n_boot: int = 2000) -> None:
     """The chapter's claims in each tier of the book beside the paper's: this build's (the executed
-    profile) and the `gpu` tier's (the paper's CIFAR-10 setting on the full data set, cut in depth and
+    profile) and the `gpu` tier's (the paper's attack and optimiser on all of CIFAR-10, cut in depth and
     epochs, trained on a lent GPU), with each tier's regime in numbers; or, where the gpu tier has no
     finished run yet, how to run it."""
     from . import scorecard as sc
@@ -362,13 +375,13 @@ def tier_section(ex: Experiments, inputs: dict, card: pd.DataFrame, chapter: str
     tiers = tier_cards(ex, inputs, card, chapter, n_boot)
     if tiers is None:
         if ex.profile.name != GPU_TIER:
-            md(f"**The {GPU_TIER} tier** (the paper's CIFAR-10 setting on the full data set, trained on a GPU) "
+            md(f"**The {GPU_TIER} tier** (the paper's attack and optimiser on all of CIFAR-10, trained on a GPU) "
                f"has no finished runs yet: {GPU_TIER_HOWTO}.")
         return
     cards, inputs = tiers
     gpu_name = f"{GPU_TIER} tier"
     md(f"**Each tier of the book** beside the paper: this build's networks and the {gpu_name}'s (the paper's "
-       "CIFAR-10 setting on all 50,000 training images, a shallower network trained for fewer epochs on a lent "
+       "attack and optimiser on all 50,000 CIFAR-10 training images, a shallower network trained for fewer epochs on a "
        "GPU), each judged by the same rule, with the regime of each in numbers below.")
     show_html(sc.tier_table(cards))
     display(sc.tier_regimes(inputs))

@@ -21,6 +21,7 @@ import pandas as pd
 
 from . import analysis
 from .executors import Job, LocalExecutor, Progress
+from .paper import UNSTATED
 from .profiles import Profile, load_profile
 from .runs import PREPARE_LOG, get_or_train_all, load_run, resolve_store, run_path, runs_table
 from .train import TrainConfig
@@ -287,7 +288,8 @@ class Experiments:
 
     def scale_table(self, experiment: str) -> pd.DataFrame:
         """This build's settings next to the paper's for `experiment` (every page states its scale):
-        one row per setting (`scale_rows`), columns "this build" and "paper"."""
+        one row per setting (`scale_rows`), columns "this build" and "paper"; the paper's settings it
+        does not state are marked so, with the value the `paper` profile assumes (`paper.UNSTATED`)."""
         columns = {}
         paper = load_profile("paper")
         for name, profile, configs in (("this build", self.profile, self.configs(experiment)),
@@ -297,6 +299,9 @@ class Experiments:
                 columns[name] = scale_rows(configs, auto_step=auto)
         if "this build" not in columns:
             return pd.DataFrame()
+        for f, words in UNSTATED.items():
+            if SCALE_ROWS[f] in columns.get("paper", {}):
+                columns["paper"][SCALE_ROWS[f]] = words.format(columns["paper"][SCALE_ROWS[f]])
         labels = [label for label in SCALE_ROWS.values() if any(label in c for c in columns.values())]
         return pd.DataFrame(columns).reindex(labels).fillna("-")
 

@@ -15,9 +15,9 @@ import pandas as pd
 
 from . import paper, plots, scorecard
 from .chapter import (against_standard, bound_gap, describe, directions_per_clip, fits_every_strength, in_seeds,
-                      move_together, next_to_paper, paper_strengths, per_eps, per_seed, regime_line, seeds_note,
-                      share_between, skew_comparison, spread_changes, step_by_step, trend_direction, values_at_eps,
-                      zero_layers)
+                      move_together, next_to_paper, not_fitting, paper_strengths, per_eps, per_seed, regime_line,
+                      seeds_note, share_between, skew_comparison, spread_changes, step_by_step, trend_direction,
+                      values_at_eps, zero_layers)
 from .evaluate import PAPER_PGD
 
 # ----------------------------------------------------------------------------- shared
@@ -203,8 +203,9 @@ def bound_vacuity(sigma: pd.DataFrame, names, bound: pd.DataFrame, dataset: str)
         f"The smallest singular value is exactly 0 (the bound is computed for seed{'s' if len(seeds) > 1 else ''} "
         f"{', '.join(map(str, seeds))}) in " + "; in ".join(vacuous) + ". Such a convolution maps some input "
         "pattern to zero (a rank-deficient operator). The product of the smallest "
-        "singular values is then 0, its logarithm minus infinity (`-inf`), and the lower bound on the instance-space margin "
-        "(the table's 'bound on smallest margin') is 0: the bound is vacuous for these networks. The '(non-zero ...)' columns repeat the computation with "
+        "singular values is then 0, its logarithm minus infinity (`-inf`), and the lower bound on the output "
+        "margin u_min (eq. 5; the table's 'bound on smallest margin') is 0: the bound is vacuous for these "
+        "networks. The '(non-zero ...)' columns repeat the computation with "
         "each layer's smallest *non-zero* singular value, to show the size of the other terms.") + " " + bound_gap(bound)
 
 
@@ -322,9 +323,9 @@ def robustness_trends(ours: pd.DataFrame, ref: pd.DataFrame, dataset: str) -> st
     return (f"**{dataset}.** {describe(ours, 'pgd_acc', 'The PGD accuracy of the clean-correct test examples', '{:.1f}', '%')}; "
             f"these are {values_at_eps(correct, '{:.0f}', ' images')} "
             f"(of {ours.n_test.iloc[0]} test images). In the paper {describe(ref.reset_index(), 'pgd_acc', 'it', '{:.1f}', '%', x='eps_train')}."
-            + ("" if fits_every_strength(ours) else " A network that does not fit its training set (see the regime line) is nearly "
-               "uniform, and hard to move with a small perturbation whether or not it learnt anything: a high PGD accuracy "
-               "over few correctly classified images says little about robustness."))
+            + ("" if fits_every_strength(ours) else f" The networks at {not_fitting(ours)} do not fit their training "
+               "sets (mean clean training accuracy): their PGD accuracy is over the fewer, easier test images they "
+               "classify correctly, and is not comparable with that of a network that fits."))
 
 
 def against_madry_baseline(ours: pd.DataFrame) -> str:

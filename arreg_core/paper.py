@@ -11,6 +11,10 @@ from importlib.resources import files
 import pandas as pd
 
 TABLES = ("paper_results", "loss_variation", "singular_value_std_summary")
+# Settings of the `paper` profile that the paper does not state (appendix B.1, D): the profile
+# assumes a value for each, and a page that shows the paper's settings says which are assumed.
+UNSTATED = {"weight_decay": "not stated ({} assumed here)", "precision": "not stated ({} assumed here)",
+            "seed": "not stated (one network per strength published)"}
 
 
 def table(name: str = "paper_results") -> pd.DataFrame:

@@ -418,7 +418,9 @@ def store_built_line(path: Path) -> str:
     if not path.exists():
         return f"`{path}` does not exist: this store was not built by `arreg prepare` or `arreg book`."
     built = build_summary(path)
-    return (f"`{path}`: {len(built['sessions'])} invocations, {built['trained']} runs trained, "
+    root = Path(__file__).resolve().parents[1]
+    shown = path.resolve().relative_to(root) if path.resolve().is_relative_to(root) else path.name
+    return (f"`{shown}`: {len(built['sessions'])} invocations, {built['trained']} runs trained, "
             f"{built['wall_s'] / 3600:.2f} h of wall time in all, on {', '.join(built['cpu_models'])}.")
 
 

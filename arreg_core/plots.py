@@ -194,7 +194,10 @@ def adversarial_accuracy(ours: pd.DataFrame | None, paper: pd.DataFrame | None =
             ax.plot([8], [MADRY_PGD_ACC], "*", ms=12, color="gold", mec="black", label="Madry et al. (2018), ~50%")
         ax.set_ylabel("PGD accuracy, % of clean-correct")
         ax.set_title(f"Fig. 12 — {source}")
-        ax.legend(loc="lower right")
+        top = max([*t["pgd_acc"].dropna(), MADRY_PGD_ACC if madry else 0.0])
+        ax.set_ylim(-0.05 * (top + 8), min(100.0, top + 8))  # from 0 (a percentage); no point on the frame
+        # below the panel, where no point can sit under it
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), ncols=2, frameon=False)
         _eps_axis(ax, list(t[x]) + ([8] if madry else []))
         _unpublished_eps(ax, sources, j)
     fig.tight_layout()
@@ -277,7 +280,9 @@ def singular_value_std_by_layer(spectrum: pd.DataFrame, eps, title: str = "", ax
     ax.set_xticks(layers["layer"])
     if names:
         ax.set_xticklabels(layers["name"], rotation=30, ha="right")
-    ax.set_xlabel("layer")
+    elif "kind" in layers:  # numbered convolutions; the classifier (not a convolution, B.2) named
+        ax.set_xticklabels([str(n) if k == "conv" else "fc" for n, k in zip(layers["layer"], layers["kind"])])
+    ax.set_xlabel("layer" if names or "kind" not in layers else "convolution (fc: the classifier)")
     ax.set_ylabel("std of singular values")
     ax.legend()
     ax.set_title(title)

@@ -28,9 +28,9 @@ import pandas as pd
 
 from .paper import dataset as paper_dataset, metrics as paper_metrics, spread_summary, table as paper_table
 from .profiles import load_profile
-from .verdicts import (ASSUMED_LOSS_SPREADS, CHAPTER_RULE, CONTRADICTED, INCONCLUSIVE, MISSING,
-                       NOT_TESTABLE, OUTSIDE, REGIME_PARTS, REPRODUCED, RULE, Estimate, Network, NetworkRegime,
-                       failing, gate, majority_estimate, regime_line, regime_marks, summary_network, trend_estimate,
+from .verdicts import (ASSUMED_LOSS_SPREADS, CHAPTER_RULE, CONTRADICTED, INCONCLUSIVE, MISSING, NOT_RUN, NOT_TESTABLE,
+                       OUTSIDE, PART_VALUES, REGIME_PARTS, REPRODUCED, RULE, Estimate, Network, NetworkRegime, failing,
+                       gate, majority_estimate, metric_point, regime_line, regime_marks, summary_network, trend_estimate,
                        value_range)
 
 __all__ = ["RULE", "CHAPTER_RULE", "CLAIMS", "scorecard", "adversarial_only", "display_table", "regime_table", "display_regime_table",
@@ -216,6 +216,7 @@ class Side:
     note: str = ""
     verdict: str | None = None  # set when the rule is overridden (a claim that cannot be tested)
     assumed: str = ""  # the assumption its interval rests on, shown beside it ("assumed 2-nat spread")
+    reference: str = ""  # standard training (eps 0) where it goes against the claim, in words (`standard_reference`)
 
 
 @dataclass(frozen=True)
@@ -235,6 +236,9 @@ class Claim:
 
 
 READABLE = {"train:loss": "mean training loss", "test:loss": "mean test loss"}
+METRIC_NAMES = {"train_loss": "training loss", "test_loss": "test loss", "gap_loss": "loss gap", "gap_acc": "error gap",
+                "test_error": "test error", "margin_std": "spread of the test margins",
+                "loss_variation": "loss variation", "pgd_acc": "PGD accuracy"}  # verdicts.METRICS in words
 
 
 def _trend_side(networks: list[Network], metric: str, fit: tuple[NetworkRegime, ...], n_boot: int, seed: int,
@@ -268,8 +272,12 @@ def sweep_claim(metric: str, experiment: str = "ar_sweep", clip: float | None = 
         examples = inputs.get("examples") or {}
         if needs_examples and table is not None:
             table = table[table.run.isin([r for r, cols in examples.items() if _has(cols, metric)])]
-        side = _trend_side(networks_of(table, examples), metric, _regimes_of(table, experiment, prefix, clip),
-                           n_boot, seed)
+        networks = networks_of(table, examples)
+        side = _trend_side(networks, metric, _regimes_of(table, experiment, prefix, clip), n_boot, seed)
+        standard = _clip((inputs.get("standard") or {}).get(experiment), clip)
+        reference = standard_reference(networks_of(standard, inputs.get("standard_examples")), networks, metric,
+                                       claim.direction if claim is not None else 0)
+        side = dataclasses.replace(side, reference=reference)
         if clip is not None and table is not None and not table.empty:
             regime = regime_table(inputs)
             unbound = regime[(regime.experiment == experiment) & (regime["spectral norm"] == f"{clip:g}")
@@ -288,6 +296,30 @@ def sweep_claim(metric: str, experiment: str = "ar_sweep", clip: float | None = 
         return _assumed_spread(lambda spread: paper_networks("cifar10", method, sn, arch, loss_spread=spread),
                                metric, regimes, claim.direction if claim is not None else -1, n_boot, seed)
     return ours, paper
+
+
+def standard_reference(standard: list[Network], networks: list[Network], metric: str, direction: int) -> str:
+    """Standard training (eps 0), which the statistic leaves out (`adversarial_only`), where the step
+    from it to the weakest AR goes against the claimed `direction`: "standard training (eps 0) has
+    0.0015, 19x the 7.9e-05 at eps 4 (means over 3 seeds, no interval): from eps 0 to eps 4 the
+    quantity falls". "" where it goes the claimed way, or where there is no eps-0 network."""
+    try:
+        zero = [metric_point(n, metric) for n in standard]
+        weakest = min(float(n.eps) for n in networks)
+        at_weakest = [metric_point(n, metric) for n in networks if float(n.eps) == weakest]
+    except (KeyError, ValueError):  # no eps-0 network, or one without the metric's columns
+        return ""
+    if not zero or not at_weakest:
+        return ""
+    a, b = float(np.mean(zero)), float(np.mean(at_weakest))
+    if direction == 0 or (b - a) * direction >= 0:
+        return ""
+    ratio = max(a, b) / min(a, b) if min(a, b) > 0 else math.nan
+    times = (f", {ratio:.0f}x the" if ratio >= 3 else " against the") if not math.isnan(ratio) else " against the"
+    seeds = min(len(zero), len(at_weakest))
+    return (f"standard training (eps 0, not part of the statistic) has {a:.3g}{times} {b:.3g} at eps {weakest:g} "
+            f"(means over {seeds} seed{'s' if seeds > 1 else ''}, no interval): from eps 0 to eps {weakest:g} the "
+            f"{METRIC_NAMES.get(metric, 'quantity')} {'falls' if b < a else 'rises'}, against the claim")
 
 
 def _assumed_spread(networks_with: Callable[[float], list[Network]], metric: str, regimes, direction: int,
@@ -432,14 +464,18 @@ CLAIMS = _claims()
 def adversarial_only(inputs: dict) -> dict:
     """The scorecard's inputs without standard training (eps 0): the paper's claims are trends over
     the AR strengths of its CIFAR tables (4, 8, 16), so this build's statistic is taken over its
-    AR strengths too, like with like; the chapters show eps 0 as the reference."""
+    AR strengths too, like with like; the chapters show eps 0 as the reference. The eps-0 runs are kept
+    aside ("standard", "standard_examples") for `standard_reference`."""
     out = dict(inputs)
     for name in (*RUN_TABLES, "spectra"):
         table = inputs.get(name)
         if table is not None and not table.empty:
             out[name] = table[table.eps > 0]
     kept = {run for name in RUN_TABLES if out.get(name) is not None and not out[name].empty for run in out[name].run}
+    out["standard"] = {name: inputs[name][inputs[name].eps == 0] for name in RUN_TABLES
+                       if inputs.get(name) is not None and not inputs[name].empty}
     out["examples"] = {run: cols for run, cols in (inputs.get("examples") or {}).items() if run in kept}
+    out["standard_examples"] = {run: cols for run, cols in (inputs.get("examples") or {}).items() if run not in kept}
     return out
 
 
@@ -463,7 +499,7 @@ def scorecard(inputs: dict, n_boot: int = 2000, seed: int = 0, chapter: str | No
                 row.update({f"{side}": math.nan, f"{side} low": math.nan, f"{side} high": math.nan,
                             f"{side} [95% CI]": "figure only: no published numbers", f"{side} verdict": "",
                             f"{side} rule verdict": "", f"{side} regime": "", f"{side} note": "",
-                            f"{side} regime marks": "",
+                            f"{side} regime marks": "", f"{side} steps": "", f"{side} reference": "",
                             f"{side} exact": False})
                 continue
             e = s.estimate
@@ -471,12 +507,15 @@ def scorecard(inputs: dict, n_boot: int = 2000, seed: int = 0, chapter: str | No
             note = s.note
             if e.reversal:
                 note = _join(f"reverses between strengths beyond the noise: steps {e.reversal}", note)
+            steps = e.carried_by(c.direction if rule == REPRODUCED else -c.direction) \
+                if rule in (REPRODUCED, CONTRADICTED) else ""
+            note = _join(steps, s.reference, note)
             row.update({f"{side}": e.value, f"{side} low": e.low, f"{side} high": e.high,
                         f"{side} [95% CI]": _interval(e, side) + (f" ({s.assumed})" if s.assumed else ""),
                         f"{side} rule verdict": rule, f"{side} verdict": gate(rule, s.networks, c.needs),
                         f"{side} regime": regime_line(s.networks, c.needs), f"{side} note": note,
                         f"{side} regime marks": regime_marks(s.networks, c.needs),
-                        f"{side} exact": e.exact})
+                        f"{side} steps": steps, f"{side} reference": s.reference, f"{side} exact": e.exact})
         row["seeds"] = ours.estimate.n_seeds
         rows.append(row)
     return pd.DataFrame(rows)
@@ -702,10 +741,22 @@ def regime_numbers(inputs: dict) -> dict[str, tuple[str, str]] | None:
             "robustness": (value_range([n.pgd_acc for n in shared], 0), value_range(ref.get("pgd_acc", []), 0))}
 
 
+def _outside_at(nets, part: str) -> str:
+    """Where some but not all networks fail a regime `part`: " at eps 4 (40.1% vs the paper's 65.2%)",
+    each failing network with its value (and the paper's); "" where none or all fail."""
+    bad = [n for n in nets if n.part(part) is False]
+    if not bad or len(bad) == len([n for n in nets if n.part(part) is not None]):
+        return ""
+    ours, paper = PART_VALUES[part]
+    return " at " + ", ".join(f"{n.label} ({getattr(n, ours):.1f}%" + (f" vs the paper's {getattr(n, paper):.1f}%"
+                                                                       if paper else "") + ")" for n in bad)
+
+
 def regime_paragraph(inputs: dict, card: pd.DataFrame | None = None, name: str = "This build") -> str:
     """This build's regime in numbers beside the paper's (AR sweep against the paper's ResNet-56 at
-    the same strengths, Table 3), whether each part holds, and what follows for the verdicts: which
-    claims need which part (`Claim.needs`) and, given the scorecard `card`, how many are outside."""
+    the same strengths, Table 3; ranges over the networks, one per seed and strength), whether each
+    part holds and at which strengths it fails, and what follows for the verdicts: which claims need
+    which part (`Claim.needs`) and, given the scorecard `card`, how many are outside."""
     numbers = regime_numbers(inputs)
     if numbers is None:
         return "This build has no runs yet: no regime to state."
@@ -717,12 +768,12 @@ def regime_paragraph(inputs: dict, card: pd.DataFrame | None = None, name: str =
     words = {"fit": "clean training accuracy", "generalisation": "test accuracy",
              "robustness": "PGD accuracy of the correctly classified test images"}
     parts = [f"**{part}** ({words[part]}) {ours} against the paper's {paper} — "
-             + ("inside the regime" if holds[part] else "**outside**")
+             + ("inside the regime" if holds[part] else "**outside**" + _outside_at(nets, part))
              for part, (ours, paper) in numbers.items()]
     seeds = int(sweep.groupby("eps").seed.nunique().min())
     text = (f"**{name}'s regime.** The AR sweep's networks (eps {strengths}, {seeds} seed{'s' if seeds > 1 else ''}"
             f" each, {sizes[0]:,} training and {sizes[1]:,} test images) against the paper's ResNet-56 at the same "
-            f"strengths (Table 3): " + "; ".join(parts) + ".")
+            f"strengths (Table 3), as the lowest-highest value over the {len(nets)} networks: " + "; ".join(parts) + ".")
     if holds["fit"] and not holds["generalisation"]:
         text += (f" They fit — memorise — their {sizes[0]:,} training images, but generalise far worse than the paper's "
                  "networks" + (" and are far less robust on test images" if not holds["robustness"] else "") + ".")
@@ -731,13 +782,22 @@ def regime_paragraph(inputs: dict, card: pd.DataFrame | None = None, name: str =
         text += (" They do not fit their training images: trained for fewer epochs than the paper's networks, they "
                  f"underfit, their clean training and test accuracies within {spread:.1f} points of each other.")
     need = {part: [c for c in CLAIMS if part in c.needs] for part in REGIME_PARTS}
-    text += (f" What follows for the verdicts: {len(need['generalisation'])} of the {len(CLAIMS)} claims (those about gaps "
-             f"and test quantities) need generalisation, {len(need['robustness'])} robustness as well, "
-             f"{len(CLAIMS) - len(need['generalisation'])} only fit; a claim resting on a network outside a part it "
-             "needs is marked *outside the regime* instead of reproduced or contradicted.")
+    only_fit = [c for c in CLAIMS if set(c.needs) == {"fit"}]
+    text += (f" What follows for the verdicts: of the {len(CLAIMS)} claims, {len(need['generalisation'])} (those about "
+             f"gaps and test quantities) need generalisation, {len(need['robustness'])} of them robustness as well, "
+             f"and {len(only_fit)} need fit alone; a claim resting on a network outside a part it needs is marked "
+             "*outside the regime* instead of reproduced or contradicted.")
     if card is not None and len(card):
         outside = int((card["this build verdict"] == OUTSIDE).sum())
-        text += f" Here {outside} of the {len(card)} claims are outside the regime."
+        run = int((card["this build verdict"] != NOT_RUN).sum())
+        if len(card) == 1:
+            text += " Here the claim " + ("is not run." if not run else "is outside the regime." if outside
+                                          else "is inside the regime.")
+        elif run == len(card):
+            text += f" Here {outside} of the {len(card)} claims are outside the regime."
+        else:
+            text += (f" Here {run} of the {len(card)} claims are run" + (f", {outside} of them outside the regime"
+                                                                        if run else "") + ".")
     return text
 
 
@@ -745,8 +805,11 @@ def regime_paragraph(inputs: dict, card: pd.DataFrame | None = None, name: str =
 
 def tier_regimes(inputs_by_tier: dict[str, dict]) -> pd.DataFrame:
     """Each tier's AR sweep (AR strengths only) beside the paper's ResNet-56 at the same strengths
-    (Table 3): network, data, epochs, seeds, and the regime's three parts as ranges."""
+    (Table 3): network, data, epochs, seeds, and the regime's three parts as ranges (the lowest and
+    highest value over the networks, one per seed and strength, as in `regime_paragraph`)."""
     columns = {}
+    row = {part: f"{part}, {what} (lowest-highest over the networks)" for part, what in
+           (("fit", "clean training accuracy"), ("generalisation", "test accuracy"), ("robustness", "PGD accuracy"))}
     for tier, inputs in inputs_by_tier.items():
         sweep = adversarial_only(inputs).get("ar_sweep")
         numbers = regime_numbers(inputs)
@@ -757,11 +820,11 @@ def tier_regimes(inputs_by_tier: dict[str, dict]) -> pd.DataFrame:
         columns[tier] = {"network": f"{first.arch} (x{first.width})" if first.width > 1 else first.arch,
                          "training / test images": f"{train:,} / {test:,}", "epochs": f"{first.epochs}",
                          "seeds per strength": f"{int(sweep.groupby('eps').seed.nunique().min())}",
-                         **{part: ours for part, (ours, _) in numbers.items()}}
+                         **{row[part]: ours for part, (ours, _) in numbers.items()}}
         published = load_profile("paper").configs["ar_sweep"][0]  # the paper's settings (appendix B.1)
         paper = {"network": published.arch, "training / test images": "50,000 / 10,000 (all of CIFAR-10)",
-                 "epochs": f"{published.epochs}", "seeds per strength": "1 (one run per network)",
-                 **{part: theirs for part, (_, theirs) in numbers.items()}}
+                 "epochs": f"{published.epochs}", "seeds per strength": "not stated (one published network each)",
+                 **{row[part]: theirs for part, (_, theirs) in numbers.items()}}
     if not columns:
         return pd.DataFrame()
     return pd.DataFrame({"paper (Table 3)": paper, **columns})

@@ -125,6 +125,25 @@ class Estimate:
     fraction: bool = False  # a fraction of layers (shown as a percentage), not a change
     steps: tuple[tuple[float, float], ...] = ()  # the interval of each step between neighbouring strengths
     step_values: tuple[float, ...] = ()  # each step's value (means over seeds)
+    strengths: tuple[float, ...] = ()  # the AR strengths the steps are between
+
+    def carried_by(self, direction: int) -> str:
+        """Where a change that goes `direction` (+1 rises, -1 falls) beyond the noise comes from some
+        steps only: "it comes from eps 8 to 16 alone; the step from eps 4 to 8 is inside the noise
+        (-1.5e-05 [-4e-05, +1e-05])". "" where every step goes that way beyond the noise, or where the
+        steps are unknown (fewer than two)."""
+        if len(self.steps) < 2 or len(self.strengths) != len(self.steps) + 1:
+            return ""
+        name = [f"eps {a:g} to {b:g}" for a, b in zip(self.strengths, self.strengths[1:])]
+        along = [(lo > 0) if direction > 0 else (hi < 0) for lo, hi in self.steps]
+        if all(along):
+            return ""
+        other = [f"{n} is {'inside the noise' if lo <= 0 <= hi else 'against it'} ({v:+.3g} [{lo:+.3g}, {hi:+.3g}])"
+                 for n, ok, v, (lo, hi) in zip(name, along, self.step_values, self.steps) if not ok]
+        carried = [n for n, ok in zip(name, along) if ok]
+        return ((f"it comes from {' and '.join(carried)}" + (" alone" if len(carried) == 1 else "") + "; "
+                 if carried else "no single step goes that way beyond the noise; ")
+                + "the step from " + " and from ".join(other))
 
     def verdict(self, direction: int) -> str:
         return verdict(self.low, self.high, direction, self.null, self.steps)
@@ -248,6 +267,11 @@ class _Replicates:
         return m
 
 
+def metric_point(net: Network, metric: str) -> float:
+    """`metric` (METRICS) of one network, from its point values (no resampling)."""
+    return float(METRICS[metric](lambda column: np.float64(net.point(column))))
+
+
 def endpoint_change(eps, values) -> np.ndarray:
     """The change of values (..., n_eps) from the weakest to the strongest AR: the value at the
     largest eps minus the value at the smallest."""
@@ -266,8 +290,7 @@ def trend_estimate(networks: list[Network], metric: str, n_boot: int = N_BOOT, s
         return MISSING
     groups = [[n for n in networks if float(n.eps) == e] for e in strengths]
     compute = METRICS[metric]
-    def point(net: Network) -> float:
-        return float(compute(lambda column: np.float64(net.point(column))))
+    point = lambda net: metric_point(net, metric)  # noqa: E731
 
     value = endpoint_change(strengths, [np.mean([point(n) for n in g]) for g in groups])
     rng = np.random.default_rng(seed)
@@ -287,7 +310,7 @@ def trend_estimate(networks: list[Network], metric: str, n_boot: int = N_BOOT, s
     step_reps = np.diff(reps, axis=1)
     steps = tuple((float(lo), float(hi)) for lo, hi in np.percentile(step_reps, q, axis=0).T)
     return Estimate(float(value), float(low), float(high), min(len(g) for g in groups), tuple(sorted(point_only)),
-                    steps=steps, step_values=tuple(float(d) for d in np.diff(means)))
+                    steps=steps, step_values=tuple(float(d) for d in np.diff(means)), strengths=tuple(strengths))
 
 
 def majority_estimate(k: int, n: int, level: float = LEVEL) -> Estimate:

@@ -104,3 +104,15 @@ def test_analysis_seeds_limit_a_piece_to_some_seeds(tmp_path):
     assert list(ex.arrays("ar_sweep", "bound", "sigma_min").seed) == [0]  # what by_eps and the figures read
     with pytest.raises(ValueError, match="profile smoke: analysis_seeds names unknown pieces"):
         Profile.from_entry("smoke", {**entry, "analysis_seeds": {"bounds": [0]}})
+
+
+def test_the_scale_table_marks_what_the_paper_does_not_state(monkeypatch):
+    """The paper states neither weight decay, nor precision, nor seeds (appendix B.1): its column says
+    so beside the value the `paper` profile assumes; what it states is shown as it is."""
+    monkeypatch.setenv("ARREG_RUNS", str(CPU_RUNS))
+    table = Experiments.from_environment("cpu").scale_table("ar_sweep")
+    paper = table["paper"]
+    assert paper["weight decay"] == "not stated (0.0005 assumed here)"
+    assert paper["training precision"] == "not stated (fp32 assumed here)"
+    assert paper["training seeds"] == "not stated (one network per strength published)"
+    assert paper["momentum"] == "0.9" and table["this build"]["weight decay"] == "0.0005"

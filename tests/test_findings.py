@@ -91,7 +91,10 @@ def test_robustness_over_few_images_is_qualified_when_a_network_does_not_fit():
     fits = runs(pgd_acc=[10.0, 15.0, 20.0], test_acc=[40.0, 35.0, 30.0], n_test=1000, train_acc=100.0)
     assert "these are 400 images at eps 4, 350 images at eps 8 and 300 images at eps 16 (of 1000 test images)" in \
         findings.robustness_trends(fits, ref, "d")
-    assert "says little about robustness" in findings.robustness_trends(fits.assign(train_acc=30.0), ref, "d")
+    assert "do not fit" not in findings.robustness_trends(fits, ref, "d")
+    underfit = fits.assign(train_acc=[100.0, 70.8, 28.6])
+    assert ("The networks at eps 8 (70.8%) and eps 16 (28.6%) do not fit their training sets"
+            in findings.robustness_trends(underfit, ref, "d"))
 
 
 @pytest.fixture(scope="module")

@@ -97,3 +97,11 @@ def test_build_log_skips_a_cut_line(tmp_path):
         {"run": "a", "seconds": 10.0, "found": False, "resumed from epoch": 3, "elapsed (s)": 11.0}]
     summary = perf.build_summary(log)
     assert (summary["profile"], summary["workers"], summary["date"], summary["trained"]) == ("gpu", 4, "2026-12-04", 1)
+
+
+def test_the_store_line_names_the_log_inside_the_repository():
+    """No absolute checkout path on the page: a log inside the repository is named from its root."""
+    from pathlib import Path
+    log = Path(perf.__file__).resolve().parents[1] / "results" / "cpu" / "runs" / "prepare_log.jsonl"
+    line = perf.store_built_line(log)
+    assert line.startswith("`results/cpu/runs/prepare_log.jsonl`: ") and str(log.parents[3]) not in line

@@ -137,3 +137,24 @@ def test_histogram_legends_sit_below_the_panel_and_insets_avoid_the_spikes():
     assert all(t.get_size() >= 8 for t in inset.get_xticklabels())
     assert plots.emptiest_third([(4, np.full(10, 0.9), np.ones(10), 1)], (0, 1), 9) == "upper left"
     matplotlib.pyplot.close(ax.figure)
+
+
+def test_fig_12_keeps_its_legend_and_the_madry_star_off_the_data():
+    """The legend sits below the panel, and the y axis runs from 0 to above both the curve and the
+    ~50% reference, so neither the star nor a point touches the frame or hides under the legend."""
+    fig = plots.adversarial_accuracy(runs(), PAPER)
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        assert legend.get_bbox_to_anchor().y0 < ax.get_window_extent().y0  # below the axes
+        low, high = ax.get_ylim()
+        assert -5 < low < 0 and high > max(plots.MADRY_PGD_ACC, *[max(line.get_ydata()) for line in ax.get_lines()]) + 5
+    matplotlib.pyplot.close(fig)
+
+
+def test_numbered_layers_name_the_classifier():
+    spectrum = pd.DataFrame([{"eps": e, "seed": 0, "layer": i, "name": n, "kind": k, "std": e + i}
+                             for e in (4.0, 16.0) for i, n, k in ((1, "conv1", "conv"), (2, "conv2", "conv"), (3, "fc", "linear"))])
+    ax = plots.singular_value_std_by_layer(spectrum, (4.0, 16.0), names=False)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "fc"]
+    assert ax.get_xlabel() == "convolution (fc: the classifier)"
+    matplotlib.pyplot.close(ax.figure)

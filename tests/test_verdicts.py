@@ -185,3 +185,20 @@ def test_an_assumed_loss_spread_gives_the_papers_losses_an_interval():
         assert not est.exact and est.low < est.value < est.high
         assert (est.high - est.low) / 2 == pytest.approx(1.96 * spread * math.sqrt(2 / 10_000), rel=0.15)
         assert est.verdict(-1) == expected, spread
+
+
+def test_a_decided_change_says_which_steps_carry_it():
+    """The cpu store's training loss: a rise from eps 4 to 16 beyond the noise that comes from the
+    step 8 -> 16 alone, the step 4 -> 8 inside the noise; a change every step carries says nothing."""
+    from arreg_core.verdicts import Estimate
+    flat_then_up = Estimate(0.081, 0.057, 0.11, steps=((-9e-05, 4e-05), (0.057, 0.11)), step_values=(-1.5e-05, 0.081),
+                            strengths=(4.0, 8.0, 16.0))
+    assert flat_then_up.verdict(+1) == REPRODUCED
+    assert flat_then_up.carried_by(+1) == ("it comes from eps 8 to 16 alone; the step from eps 4 to 8 is inside the "
+                                           "noise (-1.5e-05 [-9e-05, +4e-05])")
+    assert "is against it" in Estimate(1.0, 0.5, 1.5, steps=((-0.6, -0.1), (1.1, 1.6)), step_values=(-0.3, 1.3),
+                                       strengths=(4.0, 8.0, 16.0)).carried_by(+1)
+    every_step = trend_estimate(series([0.9, 0.6, 0.3], n=2000), "test_acc", n_boot=300)
+    assert every_step.verdict(-1) == REPRODUCED and every_step.strengths == (4.0, 8.0, 16.0)
+    assert every_step.carried_by(-1) == ""
+    assert trend_estimate(series([0.9, 0.3], n=2000)[:2], "test_acc", n_boot=100).carried_by(-1) == ""  # one step
