@@ -391,8 +391,8 @@ def sharing_line(matrix: pd.DataFrame) -> str:
     one = graphed[graphed["runs per GPU"] == 1].set_index("network")["images/s per GPU"]
     shared = graphed[graphed["runs per GPU"] > 1].groupby(["network", "sharing"])["images/s per GPU"].max().unstack()
     gain = shared.div(one, axis=0)
-    return (f"Sharing the GPU, against one graphed bf16 run: runs in separate processes "
-            f"{span(gain.processes)} (they time-slice the GPU), runs on streams of one process "
+    return (f"Sharing the GPU, against one graphed bf16 run, at the best number of runs of each network: runs in "
+            f"separate processes {span(gain.processes)} (they time-slice the GPU), runs on streams of one process "
             f"{span(gain.streams)} (their kernels overlap).")
 
 
