@@ -141,7 +141,7 @@ def skewness_steps(ours: pd.DataFrame, margins: pd.DataFrame, dataset: str) -> l
     towards zero; and whether the training margins are more skewed than the test margins."""
     return [step_by_step(f"Error gap ({dataset}; the paper's CIFAR-10 trend)", ours, "gap_acc", +1, "{:.1f}", " points"),
             step_by_step(f"Loss gap ({dataset})", ours, "gap_loss", -1),
-            step_by_step(f"Skewness of the training margins ({dataset}; skews towards zero as AR grows)",
+            step_by_step(f"Skewness of the training margins ({dataset}; B.3's 'skews towards zero', read as growing with AR)",
                          margins[margins.split == "train"], "skewness", +1),
             f"**Training margins more skewed than test margins** — the paper: yes, on CIFAR-10. This build "
             f"(|skewness|, whichever the tail): {skew_comparison(margins)}."]
