@@ -32,6 +32,7 @@ import re
 
 import numpy as np
 import pandas as pd
+from IPython import get_ipython
 from IPython.display import HTML, Markdown, display
 
 from . import plots
@@ -319,7 +320,7 @@ def _sentence(text: str) -> str:
 def verdicts_section(ex: Experiments, chapter: str, n_boot: int = 2000) -> pd.DataFrame:
     """The scorecard's verdicts for the claims of `chapter` (notebooks/NAME.ipynb; `Claim.chapter`),
     one paragraph each: the verdict (and the rule's alone where the regime gate changed it), the
-    change from the weakest to the strongest AR with its 95% interval, which steps carry a decided change
+    claim's statistic (mostly the change from the weakest to the strongest AR) with its 95% interval, which steps carry a decided change
     and where standard training goes against it, the regime it needs, and the paper's own verdict by the
     same rule. The step-by-step reading that follows is supporting detail."""
     from . import scorecard as sc
@@ -331,12 +332,14 @@ def verdicts_section(ex: Experiments, chapter: str, n_boot: int = 2000) -> pd.Da
         alone = f" (the rule alone: {rule})" if rule != shown else ""
         paper = (f"The paper's numbers: **{r['paper verdict']}**, {r['paper [95% CI]']}." if r["paper verdict"]
                  else "The paper publishes no numbers for it (figure only).")
-        regime_ = f" Regime it needs ({r['needs']}): {r['this build regime']}." if r["this build regime"] else ""
+        regime_ = (f" Regime it needs ({r['needs']}; ranges lowest-highest over the networks): {r['this build regime']}."
+                   if r["this build regime"] else "")
         first = r["this build note"].split("; ")[0]
         reversal = f" It {first}." if first.startswith("reverses") else ""
         uneven = "".join(f" {_sentence(r[f'this build {k}'])}." for k in ("steps", "reference") if r[f"this build {k}"])
-        md(f"**{r['claim']}** ({r['paper figure']}) — scorecard verdict: **{shown}**{alone}. Change from the weakest "
-           f"to the strongest AR: {r['this build [95% CI]'] or 'not run'}.{reversal}{uneven}{regime_} {paper}")
+        statistic = r["statistic"][0].upper() + r["statistic"][1:]
+        md(f"**{r['claim']}** ({r['paper figure']}) — scorecard verdict: **{shown}**{alone}. {statistic}: "
+           f"{r['this build [95% CI]'] or 'not run'}.{reversal}{uneven}{regime_} {paper}")
     md(verdicts.CHAPTER_RULE)
     tier_section(ex, inputs, card, chapter, n_boot)
     return card
@@ -385,7 +388,10 @@ def tier_section(ex: Experiments, inputs: dict, card: pd.DataFrame, chapter: str
        "GPU), each judged by the same rule, with the regime of each in numbers below.")
     show_html(sc.tier_table(cards))
     display(sc.tier_regimes(inputs))
-    md(sc.regime_paragraph(inputs[gpu_name], cards[gpu_name], name=f"The {gpu_name}"))
+    if (cards[gpu_name]["this build verdict"] != verdicts.NOT_RUN).any():
+        md(sc.regime_paragraph(inputs[gpu_name], cards[gpu_name], name=f"The {gpu_name}"))
+    else:
+        md(f"The {gpu_name} runs none of this chapter's claims: its regime above does not bear on them.")
 
 
 def paper_strengths(eps) -> tuple[float, float]:
@@ -543,6 +549,19 @@ def bound_gap(bound: pd.DataFrame) -> str:
 SCHEDULE_FIELDS = ("epochs", "milestones", "eps_warmup_epochs")  # an exercise may shorten the class schedule
 
 
+_noted_cell = None  # the execution count of the last cell `exercise` spoke in
+
+
+def _first_call_in_cell() -> bool:
+    """Whether this is the first call from the IPython cell now running (always True outside IPython)."""
+    global _noted_cell
+    shell = get_ipython()
+    if shell is None:
+        return True
+    first, _noted_cell = _noted_cell != shell.execution_count, shell.execution_count
+    return first
+
+
 def exercise(profile: str, experiment: str = "ar_sweep", **overrides) -> Experiments | None:
     """The runs of one exercise cell: `experiment` at the `class` scale (`smoke` when the book is
     the smoke one, as in CI, with the class scale's seeds and smoke's own schedule: the overrides
@@ -551,8 +570,9 @@ def exercise(profile: str, experiment: str = "ar_sweep", **overrides) -> Experim
     None, saying how to run the cell (the book renders from its committed run store alone)."""
     scale = "smoke" if profile == "smoke" else CLASS_PROFILE
     if os.environ.get(BOOK_BUILD_ENV) and scale != "smoke":
-        md(f"*Not run while the book was built. In Jupyter, this cell trains what it needs at the "
-           f"`{scale}` scale (profiles.yaml) and prints its networks' regime line first.*")
+        if _first_call_in_cell():  # a cell may call this more than once: say it once
+            md(f"*Not run while the book was built. In Jupyter, this cell trains what it needs at the "
+               f"`{scale}` scale (profiles.yaml) and prints its networks' regime line first.*")
         return None
     if scale == "smoke":  # smoke stands in for the class scale: its seeds, smoke's own (short) schedule
         overrides = {k: v for k, v in overrides.items() if k not in SCHEDULE_FIELDS}

@@ -22,6 +22,9 @@ from .evaluate import PAPER_PGD
 
 # ----------------------------------------------------------------------------- shared
 
+MEANS_ONLY = (" These directions are read from the means alone; the verdict section below says which steps lie "
+              "outside the noise.")  # closes each paragraph of trends of this build's runs
+
 
 def paper_only(ref: pd.DataFrame, heading: str, source: str, column: str = "gap_loss", what: str = "the loss gap",
                fmt: str = "{:.2f}", unit: str = "") -> str:
@@ -70,7 +73,7 @@ def ar_sweep_trends(ours: pd.DataFrame, ref: pd.DataFrame, dataset: str) -> str:
             f"{describe(ours, 'train_loss', 'the training loss')}; "
             f"{describe(ours, 'test_error', 'the test error', '{:.1f}', '%')}; and "
             f"{describe(ours, 'test_loss', 'the test loss')}. "
-            + next_to_paper(ours, ref, "The paper's ResNet-56"))
+            + next_to_paper(ours, ref, "The paper's ResNet-56") + MEANS_ONLY)
 
 
 def standard_training_reference(ours: pd.DataFrame) -> str:
@@ -106,7 +109,8 @@ def margin_trends(test: pd.DataFrame, train: pd.DataFrame, probs: pd.DataFrame, 
             f"{describe(train, 'std', 'that of the training margins')}; "
             f"{describe(train, 'mean', 'the mean training margin')}; "
             f"{describe(test.assign(f=100 * test.frac_near_zero), 'f', 'the share of test margins within 1 of zero', '{:.1f}', '%')}; and "
-            f"{describe(middle, 'share', 'the share of test examples with a middle-valued probability (0.2-0.8)', '{:.1f}', '%')}.")
+            f"{describe(middle, 'share', 'the share of test examples with a middle-valued probability (0.2-0.8)', '{:.1f}', '%')}."
+            + MEANS_ONLY)
 
 
 def margins_and_loss_gap(test: pd.DataFrame, train: pd.DataFrame, ours: pd.DataFrame, dataset: str) -> list[str]:
@@ -133,7 +137,7 @@ def skewness_and_gaps(margins: pd.DataFrame, ours: pd.DataFrame, dataset: str) -
                     for e, a, b in zip(skew_train.index, skew_train, skew_test))
     return (f"**{dataset}.** Skewness of the margins per AR strength{seeds_note(train)} — {per}. "
             f"{describe(ours, 'gap_acc', 'The error gap', '{:.1f}', ' points')}, and "
-            f"{describe(ours, 'gap_loss', 'the loss gap')}.")
+            f"{describe(ours, 'gap_loss', 'the loss gap')}." + MEANS_ONLY)
 
 
 def skewness_steps(ours: pd.DataFrame, margins: pd.DataFrame, dataset: str) -> list[str]:
@@ -217,7 +221,8 @@ def deeper_trends(ours: pd.DataFrame, ref: pd.DataFrame, dataset: str) -> str:
     return (f"**{dataset}, {ours.arch.iloc[0]}.** {describe(ours, 'gap_loss', 'The loss gap')}; "
             f"{describe(ours, 'train_loss', 'the training loss')}; "
             f"{describe(ours, 'test_error', 'the test error', '{:.1f}', '%')}. "
-            f"In the paper (ResNet-110) {describe(ref.reset_index(), 'gap_loss', 'the loss gap', x='eps_train')}.")
+            f"In the paper (ResNet-110) {describe(ref.reset_index(), 'gap_loss', 'the loss gap', x='eps_train')}."
+            + MEANS_ONLY)
 
 
 CLIP_ORDER = ["none", "5", "3", "1"]
@@ -282,7 +287,7 @@ def loss_variation_trends(ours: pd.DataFrame, ref: pd.DataFrame, dataset: str) -
         f"at attack {a:g}/255 {describe(g, 'mean', 'the mean loss variation', '{:.3f}')} "
         f"(paper: {trend_direction(ref[ref.eps_attack == a], 'mean')}, "
         f"{per_eps(ref[ref.eps_attack == a], 'mean').iloc[0]:.4f} at eps 4)"
-        for a, g in ours.groupby("eps_attack")) + "."
+        for a, g in ours.groupby("eps_attack")) + "." + MEANS_ONLY
 
 
 def paper_loss_variation(ref: pd.DataFrame) -> str:
@@ -303,7 +308,8 @@ def fgsm_trends(ours: pd.DataFrame, ref: pd.DataFrame, test_margins: pd.DataFram
             f"{describe(ours, 'train_loss', 'the training loss')}; "
             f"{describe(test_margins, 'std', 'the spread of the test margins')}; the singular-value std falls from eps "
             f"{low:g} to {high:g} in {spread_falls_in(spectrum, low, high)}. "
-            f"In the paper (Table 2) {describe(ref.reset_index(), 'gap_loss', 'the loss gap', x='eps_train')}.")
+            f"In the paper (Table 2) {describe(ref.reset_index(), 'gap_loss', 'the loss gap', x='eps_train')}."
+            + MEANS_ONLY)
 
 
 def fgsm_under_pgd(ours: pd.DataFrame, pgd_trained: pd.DataFrame) -> str:
@@ -325,7 +331,7 @@ def robustness_trends(ours: pd.DataFrame, ref: pd.DataFrame, dataset: str) -> st
             f"(of {ours.n_test.iloc[0]} test images). In the paper {describe(ref.reset_index(), 'pgd_acc', 'it', '{:.1f}', '%', x='eps_train')}."
             + ("" if fits_every_strength(ours) else f" The networks at {not_fitting(ours)} do not fit their training "
                "sets (mean clean training accuracy): their PGD accuracy is over the fewer, easier test images they "
-               "classify correctly, and is not comparable with that of a network that fits."))
+               "classify correctly, and is not comparable with that of a network that fits.") + MEANS_ONLY)
 
 
 def against_madry_baseline(ours: pd.DataFrame) -> str:

@@ -104,14 +104,30 @@ def book_builds(results: Path | None = None) -> pd.DataFrame:
                          for p, step, log, render, m in builds])
 
 
-def fast_path_runs(results: Path | None = None) -> pd.DataFrame:
+def fast_path_runs(results: Path | None = None, store: Path | None = None) -> pd.DataFrame:
     """cpu_v1_fast_path_book_time.json: each run's training seconds in fp32 and with the fast path
-    (bf16 + channels_last), the speed-up, and its test and PGD accuracy in both."""
-    rows = load("cpu_v1_fast_path_book_time.json", results)["runs"]
-    return pd.DataFrame([{"run": re.sub(r"-[0-9a-f]{12}$", "", r["after"]), "fp32 (s)": r["train_s"][0],
-                          "fast path (s)": r["train_s"][1], "speed-up": r["train_s"][0] / r["train_s"][1],
-                          "test acc fp32": r["test_acc"][0], "test acc fast": r["test_acc"][1],
-                          "PGD acc fp32": r["pgd_acc"][0], "PGD acc fast": r["pgd_acc"][1]} for r in rows])
+    (bf16 + channels_last), the speed-up, and its clean training, test and PGD accuracy in both; its
+    name without the data set, its seed and spectral-norm clip are read from the fp32 build's run, whose store is committed
+    (`store`, results/cpu-v1/runs; "?" where it is absent)."""
+    store = Path(store or ROOT / "results" / "cpu-v1" / "runs")
+    rows, test_images = [], []
+    for r in load("cpu_v1_fast_path_book_time.json", results)["runs"]:
+        config = store / r["before"] / "config.json"
+        config = json.loads(config.read_text()) if config.exists() else {}
+        clip = config.get("spectral_norm", "?")
+        name = re.sub(r"-[0-9a-f]{12}$", "", r["after"])
+        name = name.replace(f"-{config['dataset']}", "") if config.get("dataset") else name  # the section names it
+        rows.append({"run": name, "seed": config.get("seed", "?"),
+                     "SN clip": "-" if clip is None else f"{clip:g}" if isinstance(clip, float) else clip,
+                     "fp32 (s)": r["train_s"][0], "fast path (s)": r["train_s"][1],
+                     "speed-up": r["train_s"][0] / r["train_s"][1],
+                     "train acc fp32": r["train_acc"][0], "train acc fast": r["train_acc"][1],
+                     "test acc fp32": r["test_acc"][0], "test acc fast": r["test_acc"][1],
+                     "PGD acc fp32": r["pgd_acc"][0], "PGD acc fast": r["pgd_acc"][1]})
+        test_images.append(config.get("n_test"))
+    table = pd.DataFrame(rows)
+    table.attrs["test images"] = test_images  # per row, from the run's config (None where absent)
+    return table
 
 
 def regime_frontier(name: str = "cpu_regime_frontier.jsonl", results: Path | None = None) -> pd.DataFrame:
@@ -159,6 +175,23 @@ def padding_gap(name: str = "spectrum_cpu.json", results: Path | None = None) ->
     gap = pd.DataFrame(load(name, results)["padding_gap"])
     return pd.DataFrame({"layer": gap.layer, "shape": gap["shape"], "input": gap["size"],
                          "top singular value": gap.top_rel_diff, "std of singular values": gap.std_rel_diff})
+
+
+def padding_line(random: str = "spectrum_cpu.json", trained: str = "spectrum_trained_resnet8x2_cpu.json",
+                 results: Path | None = None) -> str:
+    """How far the circular-padding spectrum the book computes is from the real zero-padded layers'
+    (`padding_gap`): relative differences, in absolute value, of the top singular value and of the std."""
+    def gaps(name):
+        gap = padding_gap(name, results)
+        return (span(100 * gap["top singular value"].abs(), "{:.1f}", "%"),
+                span(100 * gap["std of singular values"].abs(), "{:.1f}", "%"), gap["input"].iloc[0])
+    (top_r, std_r, size), (top_t, std_t, _) = gaps(random), gaps(trained)
+    arch = load(trained, results)["arch"].split(" (")[0]
+    return (f"The spectra below are those of the layers with circular padding. Against the real zero-padded layers "
+            f"(`benchmarks/spectrum.py`, at an input of {size}x{size}, where the dense operator can be decomposed), the "
+            f"top singular value differs by {top_r} and the std of the singular values by {std_r} on random "
+            f"ResNet-56 layers, and by {top_t} and {std_t} on a trained {arch} of the `cpu` profile "
+            "(the chapter Performance and cost shows each layer).")
 
 
 def gpu_step_matrix(results: Path | None = None) -> pd.DataFrame:
@@ -324,6 +357,21 @@ def cpu_step_line(table: pd.DataFrame) -> str:
             f"torch.compile made it slower ({span(compiled)}), so no profile uses it.")
 
 
+def ratio_note(table: pd.DataFrame) -> str:
+    """Why a step's ratio can disagree with its rate beside the plain loop's (`pgd_at_throughput`): the
+    ratio is the median of each round's ratio, the rates are medians of their own."""
+    plain = table[table.step == "plain loop"].set_index("network")["images/s"]
+    steps = table[table.step != "plain loop"].assign(rates=lambda t: t["images/s"] / t.network.map(plain).values)
+    row = steps.loc[(steps.rates - steps["x plain loop"]).abs().idxmax()]
+    rule = ("Each ratio is the median over the rounds of that round's ratio (both loops timed side by side), not the "
+            "ratio of the two median rates shown")
+    if abs(row.rates - row["x plain loop"]) < 0.005:
+        return rule + "; here the two agree."
+    return (f"{rule}, so the two can disagree when rounds are noisy: {row.step}'s median rate "
+            f"is {row['images/s']:.0f} images/s against the plain loop's {plain[row.network]:.0f} "
+            f"({row.rates:.2f}x), its median per-round ratio {row['x plain loop']:.2f}x.")
+
+
 def emulated_bf16_line(name: str = "pgd_at_throughput_cpu_no_native_bf16.json", results: Path | None = None) -> str:
     """bf16 on a CPU without native bf16 instructions, against fp32: why `precision: auto` picks bf16 only with them."""
     rate = pgd_at_throughput(name, results).set_index("step")["images/s"]
@@ -359,14 +407,25 @@ def frontier_line(frontier: pd.DataFrame) -> str:
             "clean training accuracy at eps 16, the setting the `cpu` profile takes for every run.")
 
 
-def precision_line(effect: pd.DataFrame) -> str:
-    """The test accuracy in fp32 against bf16 over seeds (`precision_effect`), and what it cannot exclude."""
+def precision_line(effect: pd.DataFrame, pairs: pd.DataFrame) -> str:
+    """The test accuracy in fp32 against bf16 over seeds (`precision_effect`), and how far apart the
+    `cpu-v1` build's fp32 and fast-path twins of each run are (`fast_path_runs`)."""
     test = effect.set_index("metric").loc["test_acc"]
+    test_gap = (pairs["test acc fp32"] - pairs["test acc fast"]).abs()
+    pgd_gap = (pairs["PGD acc fp32"] - pairs["PGD acc fast"]).abs()
+    worst, n_test = pairs.loc[pgd_gap.idxmax()], pairs.attrs.get("test images", [None] * len(pairs))[pgd_gap.idxmax()]
+    rest = pgd_gap.drop(pgd_gap.idxmax())
+    measured = (f"measured on its {worst['test acc fast'] * n_test / 100:.0f} clean-correct test images" if n_test
+                else "measured on its clean-correct test images")
     return (f"Test accuracy {test['fp32']:.1f}% in fp32 against {test['bf16 mean']:.1f} ± {test['bf16 std']:.1f}% in bf16 "
             f"({test['difference / std']:.1f} bf16 standard deviations apart, over {test['bf16 seeds']:.0f} seeds). "
             "With 1,000 test images the binomial standard error of such a difference is about 2 points, and one fp32 "
-            "seed cannot exclude a shift of that size; whether a shift would differ between strengths, and so move a "
-            "trend, is not measured.")
+            f"seed cannot exclude a shift of that size. The `cpu-v1` build's {len(pairs)} runs, each trained in fp32 and "
+            f"with the fast path (the table above), differ by at most {test_gap.max():.1f} points of test accuracy, and "
+            f"by at most {rest.max():.1f} points of PGD accuracy but in one run: {worst['run']} (seed {worst['seed']}), "
+            f"{worst['PGD acc fp32']:.1f}% in fp32 against {worst['PGD acc fast']:.1f}%, a network at "
+            f"{worst['train acc fast']:.0f}% training accuracy, its PGD accuracy {measured}. Precision can thus move one network's "
+            "robustness where it barely fits; whether it moves a trend between strengths, over seeds, is not measured.")
 
 
 def spectral_clip_line(name: str = "spectral_clip_cpu.json", results: Path | None = None) -> str:

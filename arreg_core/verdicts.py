@@ -364,6 +364,7 @@ def _span(values, unit: str = "%") -> str:
 
 PART_VALUES = {"fit": ("train_acc", None), "generalisation": ("test_acc", "paper_test_acc"),
                "robustness": ("pgd_acc", "paper_pgd_acc")}
+PART_QUANTITIES = {"fit": "train acc", "generalisation": "test acc", "robustness": "PGD acc"}  # what each part reads
 
 
 def failing(networks, needs) -> dict[str, list[NetworkRegime]]:
@@ -385,7 +386,8 @@ def part_state(networks, part: str) -> str:
 
 def regime_line(networks, needs) -> str:
     """A claim's regime in one short line: each part it `needs`, inside (yes), outside (no, with
-    this build's and the paper's numbers) or unknown, over the `networks` it rests on."""
+    this build's and the paper's numbers, lowest-highest over the networks) or unknown, over the
+    `networks` it rests on: "fit yes (train acc 98-100%); generalisation no (test acc 32-39% vs paper 85-89%)"."""
     networks = list(networks)
     parts = []
     for part in needs if networks else ():
@@ -395,12 +397,12 @@ def regime_line(networks, needs) -> str:
             bad = [n for n in networks if n.part(part) is False]
             where = "" if len(bad) == len(networks) else f" at {', '.join(n.label for n in bad)}"
             beside = f" vs paper {_span([getattr(n, paper) for n in bad])}" if paper else f" < {FIT_THRESHOLD:g}%"
-            parts.append(f"{part} no ({_span([getattr(n, ours) for n in bad])}{beside}{where})")
+            parts.append(f"{part} no ({PART_QUANTITIES[part]} {_span([getattr(n, ours) for n in bad])}{beside}{where})")
         elif state == "unknown":
             parts.append(f"{part} unknown (not published)" if part == "fit" else f"{part} unknown")
         else:
             beside = f" vs paper {_span([getattr(n, paper) for n in networks])}" if paper else ""
-            parts.append(f"{part} yes ({_span([getattr(n, ours) for n in networks])}{beside})")
+            parts.append(f"{part} yes ({PART_QUANTITIES[part]} {_span([getattr(n, ours) for n in networks])}{beside})")
     return "; ".join(parts)
 
 

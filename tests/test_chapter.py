@@ -179,6 +179,23 @@ def test_smoke_exercises_run_at_the_class_scales_seeds(monkeypatch):
         {(smoke.epochs, smoke.milestones, smoke.eps_warmup_epochs)}
 
 
+def test_an_exercise_not_run_in_a_book_build_says_so_once_per_cell(monkeypatch):
+    """While `arreg book` builds a non-smoke book, exercise cells train nothing; a cell that calls
+    `exercise` twice (two run sets to compare) says so once."""
+    class Shell:
+        execution_count = 7
+
+    shown, shell = [], Shell()
+    monkeypatch.setattr(chapter, "md", shown.append)
+    monkeypatch.setattr(chapter, "get_ipython", lambda: shell)
+    monkeypatch.setenv(chapter.BOOK_BUILD_ENV, "1")
+    assert chapter.exercise("cpu", eps=[4], n_train=250) is None and chapter.exercise("cpu", eps=[4]) is None
+    assert len(shown) == 1 and shown[0].startswith("*Not run while the book was built.")
+    shell.execution_count = 8  # the next cell
+    chapter.exercise("cpu", eps=[4])
+    assert len(shown) == 2
+
+
 def test_an_exercise_prints_its_networks_regime_line(monkeypatch):
     """A class network at eps 16 that reaches 18% clean training accuracy: the exercise says, before its
     numbers, that it does not fit (and at eps 2, where it fits, that it generalises worse than the paper's)."""
@@ -268,6 +285,11 @@ def test_the_gpu_tier_is_read_from_its_committed_store_and_never_trained(monkeyp
     assert list(regimes.columns) == ["paper (Table 3)", "smoke tier (this build)", "gpu tier"]
     assert regimes.loc["training / test images", "gpu tier"] == "50,000 / 10,000"
     assert any("The gpu tier's regime" in s and "do not fit" in s for s in shown if isinstance(s, str))
+    shown.clear()  # a chapter whose claims the gpu tier does not run: no regime paragraph of it
+    chapter.tier_section(ex, inputs, sc.scorecard(inputs, n_boot=200, chapter="secB4"), "secB4", n_boot=200)
+    texts = [s for s in shown if isinstance(s, str)]
+    assert not any("The gpu tier's regime" in s for s in texts)
+    assert "The gpu tier runs none of this chapter's claims: its regime above does not bear on them." in texts
     shown.clear()
     monkeypatch.setattr(chapter.Experiments, "tier", classmethod(lambda cls, name: None))
     chapter.tier_section(ex, inputs, card, "sec4_1")

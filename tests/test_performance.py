@@ -105,3 +105,40 @@ def test_the_store_line_names_the_log_inside_the_repository():
     log = Path(perf.__file__).resolve().parents[1] / "results" / "cpu" / "runs" / "prepare_log.jsonl"
     line = perf.store_built_line(log)
     assert line.startswith("`results/cpu/runs/prepare_log.jsonl`: ") and str(log.parents[3]) not in line
+
+
+def test_a_step_ratio_is_the_median_per_round_ratio_and_the_page_says_when_it_disagrees_with_the_rates():
+    table = pd.DataFrame({"network": "resnet8", "step": ["plain loop", "fp32 + channels_last", "bf16"],
+                          "images/s": [150.0, 140.0, 300.0], "x plain loop": [1.0, 1.16, 2.0]})
+    note = perf.ratio_note(table)
+    assert "fp32 + channels_last's median rate is 140 images/s against the plain loop's 150 (0.93x)" in note
+    assert note.endswith("its median per-round ratio 1.16x.")
+    assert perf.ratio_note(table.iloc[[0, 2]]).endswith("here the two agree.")
+
+
+def test_the_fast_path_runs_carry_seed_and_clip_and_the_precision_line_names_the_largest_pgd_shift(tmp_path):
+    runs = [{"before": f"r{i}-0123456789ab", "after": f"r{i}-ba9876543210", "train_s": [10.0, 4.0],
+             "train_acc": [100.0, 100.0 if i else 16.0], "test_acc": [38.0, 37.0 if i else 16.8],
+             "pgd_acc": [10.0, 11.5 if i else 22.6]} for i in range(3)]
+    results, store = tmp_path / "results", tmp_path / "runs"
+    results.mkdir()
+    (results / "cpu_v1_fast_path_book_time.json").write_text(json.dumps({"runs": runs}))
+    for i, clip in enumerate((None, 3.0)):  # the third run's config is missing
+        (store / runs[i]["before"]).mkdir(parents=True)
+        (store / runs[i]["before"] / "config.json").write_text(json.dumps({"seed": i, "spectral_norm": clip, "n_test": 1000}))
+    pairs = perf.fast_path_runs(results, store)
+    assert list(pairs.seed) == [0, 1, "?"] and list(pairs["SN clip"]) == ["-", "3", "?"]
+    assert list(pairs.run) == ["r0", "r1", "r2"] and pairs["speed-up"].eq(2.5).all()
+    effect = pd.DataFrame([{"metric": "test_acc", "fp32": 37.6, "bf16 mean": 35.5, "bf16 std": 0.6, "bf16 seeds": 3,
+                            "difference / std": 3.5}])
+    line = perf.precision_line(effect, pairs)
+    assert "differ by at most 21.2 points of test accuracy, and by at most 1.5 points of PGD accuracy but in one run: " \
+           "r0 (seed 0), 10.0% in fp32 against 22.6%, a network at 16% training accuracy, its PGD accuracy measured on " \
+           "its 168 clean-correct test images" in line
+
+
+def test_the_padding_line_gives_both_gaps_in_absolute_value():
+    line = perf.padding_line()
+    gaps = perf.padding_gap("spectrum_trained_resnet8x2_cpu.json")
+    assert perf.span(100 * gaps["std of singular values"].abs(), "{:.1f}", "%") in line
+    assert "resnet8 x2 of the `cpu` profile" in line and "(" not in line.split("trained ")[1].split(" of the")[0]

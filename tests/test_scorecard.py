@@ -177,7 +177,7 @@ def test_a_falling_unclipped_gap_leaves_the_spectral_norm_claim_untestable():
     assert gap["this build rule verdict"] == CONTRADICTED and gap["this build verdict"] == OUTSIDE
     turn = row(card, "Spectral normalisation (clip 1) turns")
     assert turn["this build verdict"] == NOT_TESTABLE and "not testable" in turn["this build note"]
-    assert "fit no (60% < 80%" in turn["this build regime"]
+    assert "fit no (train acc 60% < 80%" in turn["this build regime"]
     assert "clip never bound" in row(card, "With the spectral norm clipped to 5 the error gap")["this build note"]
 
 
@@ -238,7 +238,7 @@ def test_scorecard_on_the_committed_cpu_store(cpu_inputs):
     # SN 1's networks do not fit their training sets: the turn is gated, however clear its fall
     clip1 = row(card, "Spectral normalisation (clip 1) turns")
     assert clip1["this build rule verdict"] == REPRODUCED and clip1["this build verdict"] == OUTSIDE
-    assert "fit no (35-49% < 80%" in clip1["this build regime"]
+    assert "fit no (train acc 35-49% < 80%" in clip1["this build regime"]
     assert "Two pairs of claims are nearly one measurement" in overlapping_claims_line(cpu_inputs)
     table = display_table(card)
     assert {"paper [95% CI]", "paper verdict", "this build [95% CI]", "this build verdict",

@@ -161,12 +161,12 @@ def test_the_regime_gate_on_an_out_of_regime_series():
     assert gate(NOT_RUN, memorising, ("generalisation",)) == NOT_RUN
     assert gate(NOT_TESTABLE, memorising, ("generalisation",)) == NOT_TESTABLE
     line = regime_line(memorising, ("fit", "generalisation", "robustness"))
-    assert line == "fit yes (100%); generalisation no (35% vs paper 85-89%); robustness no (10% vs paper 66%)"
+    assert line == "fit yes (train acc 100%); generalisation no (test acc 35% vs paper 85-89%); robustness no (PGD acc 10% vs paper 66%)"
     assert regime_marks(memorising, ("fit", "generalisation")) == "fit ✓, generalisation ✗"
     # a network that does not fit, named; one within the tolerance of the paper generalises
     underfit = [NetworkRegime("eps 4", 99.0, 80.0, 60.0, 88.9, 66.0), NetworkRegime("eps 16", 35.4, 79.0, 60.0, 84.9, 72.2)]
     assert gate(REPRODUCED, underfit, ("fit",)) == OUTSIDE
-    assert "fit no (35% < 80% at eps 16)" in regime_line(underfit, ("fit",))
+    assert "fit no (train acc 35% < 80% at eps 16)" in regime_line(underfit, ("fit",))
     assert underfit[0].part("generalisation") and underfit[1].part("generalisation")
     assert underfit[1].part("robustness") is False  # 60% against 72.2%: more than 10 points below
     # a part with no number to compare (the paper's FGSM table has no training accuracy) does not gate
