@@ -6,7 +6,7 @@ The public API, importable from the package itself:
 
 One module per concept, in three layers:
     the core: data, models, attacks, train, cuda_graphs (the training step as one CUDA graph),
-        evaluate, runs (the run store), manifest (the sha256 of a store's files), transfer (a
+        stacked (several runs trained as one network), evaluate, runs (the run store), manifest (the sha256 of a store's files), transfer (a
         store packed into bounded parts and verified on import), io (atomic writes and JSON),
         device (the device, bf16, seeded generators), executors, cli;
     the paper's measurements: margins, spectrum, spectral_clip, loss_variation, bound,

@@ -22,10 +22,12 @@ def to_unit_scale(value_255: float) -> float:
     return value_255 / 255
 
 
-def _check(eps: float, step: float | None = None, steps: int | None = None) -> None:
-    if eps < 0:
+def _check(eps, step=None, steps: int | None = None) -> None:
+    """Radii and steps given as numbers; a tensor of them, one per image (`stacked.radius`), is
+    checked where it is built (checking it here would wait on the device)."""
+    if not isinstance(eps, torch.Tensor) and eps < 0:
         raise ValueError(f"eps must be >= 0 (on the [0, 1] scale: to_unit_scale(8) for the paper's 8), got {eps}")
-    if step is not None and step < 0:
+    if step is not None and not isinstance(step, torch.Tensor) and step < 0:
         raise ValueError(f"step size must be >= 0, got {step}")
     if steps is not None and steps < 0:
         raise ValueError(f"number of steps must be >= 0, got {steps}")
@@ -59,7 +61,8 @@ def pgd_linf(model, x, y, eps: float, step: float, steps: int, random_start: boo
     """Projected gradient ascent on the loss: `steps` signed-gradient steps of size `step`,
     each followed by projection onto the l-inf ball of radius `eps` and onto [0, 1].
     The paper's training attack is 10 steps of 2/255 with a random start (appendix B.1). `noise`
-    (`start_noise`), when given, is the random start's draw instead of one from `generator`."""
+    (`start_noise`), when given, is the random start's draw instead of one from `generator`.
+    `eps` and `step` may be tensors broadcasting over `x`: a radius per image (`stacked.radius`)."""
     _check(eps, step, steps)
     loss_fn = loss_fn or F.cross_entropy
     x = x.detach()

@@ -5,6 +5,8 @@
 #   2. the CUDA tests (`pytest -m cuda`: none may be skipped for want of CUDA)
 #   3. benchmarks/gpu_step_matrix.py: images/s per run and per GPU, ResNet-20 and ResNet-56 at batch
 #      256, fp32/bf16, eager/CUDA graph, 1/2/4/8 runs per GPU, beside the plain loop
+#   3b. the same script's stacked cells only (runs stacked into one network, arreg_core.stacked),
+#      ResNet-56 at batch 256 with 4 and 8 runs, beside one run and the plain loop (STACKED=0 skips it)
 #   4. benchmarks/gpu_tier_plan.py: the tier's epochs and precision from that throughput and the time
 #      left (only while results/gpu/runs holds no run: after that the profile's own values are kept,
 #      so that a later session resumes the same runs)
@@ -14,7 +16,7 @@
 #      step 5 ran out of time (its runs resume from their last epoch in a later session)
 # Back here: `arreg import-runs <files>/gpu-runs.part* --runs-dir results/gpu/runs`.
 #
-#   ARREG_DATA=<folder of cifar10-jpeg.tar.gz> [MATRIX=0] bash benchmarks/gpu_session.sh OUT [SECONDS]
+#   ARREG_DATA=<folder of cifar10-jpeg.tar.gz> [MATRIX=0] [STACKED=0] bash benchmarks/gpu_session.sh OUT [SECONDS]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-${OUT:-benchmarks/out/gpu_session}}"
@@ -60,6 +62,12 @@ step tests_cuda 75 $PY -m pytest -m cuda -rs -q -p no:cacheprovider $(grep -l "p
 # (MATRIX=0 skips it: a later session that only trains more of the tier gives it the time)
 if [ "${MATRIX:-1}" = 1 ]; then
   step matrix 170 $PY benchmarks/gpu_step_matrix.py --seconds 1.5 --repeats 2 --json "$OUT/gpu_step_matrix_h200.json"
+fi
+
+# 3b. runs stacked into one network: one grouped kernel where each run launched its own (the 5x goal)
+if [ "${STACKED:-1}" = 1 ]; then
+  step stacked 110 $PY benchmarks/gpu_step_matrix.py --archs resnet56 --runs 4 8 --sharing stacked --seconds 1.5 \
+    --repeats 1 --json "$OUT/gpu_step_stacked_h200.json"
 fi
 
 # 4. the tier's size (a store that holds runs keeps the profile's values)

@@ -6,7 +6,9 @@ bf16 autocast, and 1, 2, 4 or 8 runs sharing the GPU, beside the plain loop a us
 Every cell trains for real: the project's on-device batches (pad-4 crop + flip of the data set's
 images), the paper's attack (l-inf eps 8/255, 10 steps of 2/255, random start), SGD. Runs that
 share the GPU are either separate processes (what `arreg prepare --workers N` does on one GPU)
-or threads of one process, each replaying its own graph on its own CUDA stream ("streams"). A
+or threads of one process, each replaying its own graph on its own CUDA stream ("streams"), or
+one network of the runs' stacked weights over their batches put end to end ("stacked",
+arreg_core.stacked: one grouped kernel where each run launched its own). A
 cell times `--seconds` of steady state after its warm-up (and capture); the runs of a shared
 cell start together and the per-GPU rate is all their images over the span from the first
 start to the last end. Single-run cells are timed `--repeats` times, interleaved, and give the
@@ -15,6 +17,7 @@ median. Channels-last memory format throughout (the project's fast path).
     python benchmarks/gpu_step_matrix.py --json benchmarks/results/gpu_step_matrix_h200.json
     python benchmarks/gpu_step_matrix.py --device cpu --archs resnet8 --images 64 --batch-size 16 \
         --runs 1 2 --seconds 0.2 --repeats 1   # the CPU-side check of the script (tests)
+    python benchmarks/gpu_step_matrix.py --archs resnet56 --runs 4 8 --sharing stacked  # one way of sharing
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from arreg_core import stacked
 from arreg_core.cuda_graphs import GraphedStep
 from arreg_core.data import iterate_batches
 from arreg_core.device import epoch_generator, prepare_device
@@ -45,24 +49,38 @@ except ImportError:  # imported as a module from elsewhere (tests)
     from benchmarks.pgd_at_throughput import PILImages, initial_model, plain_epoch, synchronize, training_data
 
 
+SHARING = ("processes", "streams", "stacked")
+
+
 def config_of(arch: str, precision: str, batch_size: int, dataset: str) -> TrainConfig:
     return TrainConfig(dataset=dataset, arch=arch, method="pgd", eps=8.0, attack_steps=10, attack_step=2.0,
                        batch_size=batch_size, epochs=1000, milestones=(), augment=True, precision=precision)
 
 
 class Trainer:
-    """One run's training state: network, optimizer, the step (graphed or eager) and an endless
-    stream of full batches of the data set (drop_last: one shape for the graph)."""
+    """One run's training state (or, with `stack` > 1, that of `stack` runs stacked into one
+    network: arreg_core.stacked, each run's block the same batch, as in one AR sweep and seed):
+    network, optimizer, the step (graphed or eager) and an endless stream of full batches of the
+    data set (drop_last: one shape for the graph)."""
 
-    def __init__(self, arch, precision, graphs, data, dataset, batch_size, device, seed=0):
+    def __init__(self, arch, precision, graphs, data, dataset, batch_size, device, seed=0, stack=1):
         self.config = config_of(arch, precision, batch_size, dataset)
-        self.device, self.data = device, data
-        self.model = initial_model(arch, data.num_classes, dataset).to(device, memory_format=torch.channels_last)
+        self.device, self.data, self.stack = device, data, stack
+        model = initial_model(arch, data.num_classes, dataset).to(device, memory_format=torch.channels_last)
+        self.model = stacked.StackedNetworks([model] * stack) if stack > 1 else model  # (stacked weights: 5-d)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
         self.totals = (torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long))
         self.graphs = graphs and device.type == "cuda"
-        eager = functools.partial(training_step, self.model, self.optimizer, config=self.config, scale=1.0,
-                                  totals=self.totals, cache=not self.graphs)
+        if stack > 1:
+            c = self.config
+            eager = functools.partial(stacked.training_step, self.model, self.optimizer,
+                                      eps=stacked.radius([c.eps] * stack, batch_size, device),
+                                      step=stacked.radius([c.attack_step] * stack, batch_size, device),
+                                      steps=c.attack_steps, precision=precision, totals=self.totals,
+                                      cache=not self.graphs)
+        else:
+            eager = functools.partial(training_step, self.model, self.optimizer, config=self.config, scale=1.0,
+                                      totals=self.totals, cache=not self.graphs)
         self.step = GraphedStep(eager) if self.graphs else eager
         self.seed, self.epoch, self.batches = seed, 0, iter(())
         self.attack_gen = epoch_generator(seed, 0, device, stream=1)
@@ -80,7 +98,10 @@ class Trainer:
         self.model.train()
         for _ in range(steps):
             x, y = self.next_batch()
-            self.step(x, y, attack_noise(self.config, x, self.attack_gen))
+            noise = attack_noise(self.config, x, self.attack_gen)
+            if self.stack > 1:
+                x, y, noise = x.repeat(self.stack, 1, 1, 1), y.repeat(self.stack), noise.repeat(self.stack, 1, 1, 1)
+            self.step(x, y, noise)
 
     def warm_up(self) -> None:
         """The eager warm-up steps, the capture and one replay (or three eager steps)."""
@@ -212,6 +233,8 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=256, help="the paper's: 256")
     parser.add_argument("--images", type=int, default=10240, help="training images the batches are drawn from")
     parser.add_argument("--runs", type=int, nargs="+", default=[1, 2, 4, 8], help="runs sharing the GPU")
+    parser.add_argument("--sharing", nargs="+", choices=SHARING, default=list(SHARING),
+                        help="how runs share the GPU (streams: CUDA only)")
     parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds of each cell")
     parser.add_argument("--repeats", type=int, default=2, help="timings of each single-run cell (median)")
     parser.add_argument("--plain-workers", type=int, default=4, help="DataLoader workers of the plain loop")
@@ -223,7 +246,8 @@ def main(argv=None):
     data, dataset = training_data(args.images, args.data_root)
     on_device = data.to(device)
     shared = sorted(n for n in args.runs if n > 1)
-    pool = ProcessPool(max(shared, default=0), str(device), args.images, args.data_root) if shared else None
+    pool = (ProcessPool(max(shared, default=0), str(device), args.images, args.data_root)
+            if shared and "processes" in args.sharing else None)
     meta = {**machine_info(), "device": str(device), "dataset": dataset, "images": len(data.y_train),
             "batch_size": args.batch_size, "seconds_per_cell": args.seconds, "repeats": args.repeats,
             "attack": "l-inf PGD eps 8/255, 10 steps of 2/255, random start", "memory_format": "channels_last",
@@ -283,14 +307,29 @@ def main(argv=None):
                     continue
                 precision = max(options, key=single.get)[0]
                 rate = single[precision, graphs]
-                for n in (shared if graphs else [n for n in shared if n == 4] or shared[:1]):
+                for n in shared:
                     steps = max(3, round(args.seconds * rate / args.batch_size / n))
-                    try:
-                        spans = pool.run(n, (arch, precision, graphs, args.batch_size, steps))
-                        rows.append(row(arch, precision, graphs, n, "processes", spans, steps, args.batch_size, plain))
-                    except Exception as err:  # noqa: BLE001
-                        errors.append(f"{arch} {precision} graphs={graphs} {n} processes: {err}")
-                    if graphs and device.type == "cuda" and n in (2, 4):
+                    if "stacked" in args.sharing:  # eager too: one stack launches what one run does
+                        try:
+                            trainer = Trainer(arch, precision, graphs, on_device, dataset, args.batch_size, device,
+                                              stack=n)
+                            trainer.warm_up()
+                            start, end = timed([trainer], 3, False)  # its own rate, for the steps of --seconds
+                            stack_steps = max(3, round(args.seconds * 3 / (end - start)))
+                            start, end = timed([trainer], stack_steps, False)
+                            rows.append(row(arch, precision, graphs, n, "stacked", [(start, end)] * n, stack_steps,
+                                            args.batch_size, plain))
+                            del trainer
+                        except Exception as err:  # noqa: BLE001 - recorded, the matrix goes on
+                            errors.append(f"{arch} {precision} graphs={graphs} {n} stacked: {type(err).__name__}: {err}")
+                    if pool is not None and (graphs or n == (4 if 4 in shared else shared[0])):  # eager: one count
+                        try:
+                            spans = pool.run(n, (arch, precision, graphs, args.batch_size, steps))
+                            rows.append(row(arch, precision, graphs, n, "processes", spans, steps, args.batch_size,
+                                            plain))
+                        except Exception as err:  # noqa: BLE001
+                            errors.append(f"{arch} {precision} graphs={graphs} {n} processes: {err}")
+                    if "streams" in args.sharing and graphs and device.type == "cuda" and n in (2, 4):
                         try:
                             group = [Trainer(arch, precision, True, on_device, dataset, args.batch_size, device, seed=s)
                                      for s in range(n)]
