@@ -6,9 +6,10 @@ The public API, importable from the package itself:
 
 One module per concept, in three layers:
     the core: data, models, attacks, train, cuda_graphs (the training step as one CUDA graph),
-        stacked (several runs trained as one network), evaluate, runs (the run store), manifest (the sha256 of a store's files), transfer (a
-        store packed into bounded parts and verified on import), io (atomic writes and JSON),
-        device (the device, bf16, seeded generators), executors, cli;
+        stacked (several runs trained as one network), evaluate, runs (the run store), manifest
+        (the sha256 of a store's files), transfer (a store packed into bounded parts and verified
+        on import), io (atomic writes and JSON), device (the device, bf16, seeded generators),
+        executors, cli;
     the paper's measurements: margins, spectrum, spectral_clip, loss_variation, bound,
         analysis (artifacts per run);
     the book: profiles, experiments, chapter, findings, plots, paper, scorecard, verdicts, performance, book.

@@ -320,9 +320,9 @@ def _sentence(text: str) -> str:
 def verdicts_section(ex: Experiments, chapter: str, n_boot: int = 2000) -> pd.DataFrame:
     """The scorecard's verdicts for the claims of `chapter` (notebooks/NAME.ipynb; `Claim.chapter`),
     one paragraph each: the verdict (and the rule's alone where the regime gate changed it), the
-    claim's statistic (mostly the change from the weakest to the strongest AR) with its 95% interval, which steps carry a decided change
-    and where standard training goes against it, the regime it needs, and the paper's own verdict by the
-    same rule. The step-by-step reading that follows is supporting detail."""
+    claim's statistic (mostly the change from the weakest to the strongest AR) with its 95% interval,
+    which steps carry a decided change and where standard training goes against it, the regime it
+    needs, and the paper's own verdict by the same rule. The step-by-step reading that follows is supporting detail."""
     from . import scorecard as sc
 
     inputs = sc.inputs(ex)

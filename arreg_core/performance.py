@@ -106,9 +106,9 @@ def book_builds(results: Path | None = None) -> pd.DataFrame:
 
 def fast_path_runs(results: Path | None = None, store: Path | None = None) -> pd.DataFrame:
     """cpu_v1_fast_path_book_time.json: each run's training seconds in fp32 and with the fast path
-    (bf16 + channels_last), the speed-up, and its clean training, test and PGD accuracy in both; its
-    name without the data set, its seed and spectral-norm clip are read from the fp32 build's run, whose store is committed
-    (`store`, results/cpu-v1/runs; "?" where it is absent)."""
+    (bf16 + channels_last), the speed-up, and its clean training, test and PGD accuracy in both. Its
+    seed, spectral-norm clip and data set (left out of its name: the section names it) are read from
+    the fp32 build's run, whose store is committed (`store`, results/cpu-v1/runs; "?" where absent)."""
     store = Path(store or ROOT / "results" / "cpu-v1" / "runs")
     rows, test_images = [], []
     for r in load("cpu_v1_fast_path_book_time.json", results)["runs"]:
@@ -116,7 +116,7 @@ def fast_path_runs(results: Path | None = None, store: Path | None = None) -> pd
         config = json.loads(config.read_text()) if config.exists() else {}
         clip = config.get("spectral_norm", "?")
         name = re.sub(r"-[0-9a-f]{12}$", "", r["after"])
-        name = name.replace(f"-{config['dataset']}", "") if config.get("dataset") else name  # the section names it
+        name = name.replace(f"-{config['dataset']}", "") if config.get("dataset") else name
         rows.append({"run": name, "seed": config.get("seed", "?"),
                      "SN clip": "-" if clip is None else f"{clip:g}" if isinstance(clip, float) else clip,
                      "fp32 (s)": r["train_s"][0], "fast path (s)": r["train_s"][1],
@@ -424,8 +424,9 @@ def precision_line(effect: pd.DataFrame, pairs: pd.DataFrame) -> str:
             f"with the fast path (the table above), differ by at most {test_gap.max():.1f} points of test accuracy, and "
             f"by at most {rest.max():.1f} points of PGD accuracy but in one run: {worst['run']} (seed {worst['seed']}), "
             f"{worst['PGD acc fp32']:.1f}% in fp32 against {worst['PGD acc fast']:.1f}%, a network at "
-            f"{worst['train acc fast']:.0f}% training accuracy, its PGD accuracy {measured}. Precision can thus move one network's "
-            "robustness where it barely fits; whether it moves a trend between strengths, over seeds, is not measured.")
+            f"{worst['train acc fast']:.0f}% training accuracy, its PGD accuracy {measured}. Precision can thus move "
+            "one network's robustness where it barely fits; whether it moves a trend between strengths, over seeds, is "
+            "not measured.")
 
 
 def spectral_clip_line(name: str = "spectral_clip_cpu.json", results: Path | None = None) -> str:
