@@ -66,7 +66,7 @@ fi
 
 # 3b. runs stacked into one network: one grouped kernel where each run launched its own (the 5x goal)
 if [ "${STACKED:-1}" = 1 ]; then
-  step stacked 110 $PY benchmarks/gpu_step_matrix.py --archs resnet56 --runs 4 8 --sharing stacked --seconds 1.5 \
+  step stacked 90 $PY benchmarks/gpu_step_matrix.py --archs resnet56 --runs 4 8 --sharing stacked --seconds 1.5 \
     --repeats 1 --json "$OUT/gpu_step_stacked_h200.json"
 fi
 
