@@ -338,8 +338,8 @@ def verdicts_section(ex: Experiments, chapter: str, n_boot: int = 2000) -> pd.Da
         reversal = f" It {first}." if first.startswith("reverses") else ""
         uneven = "".join(f" {_sentence(r[f'this build {k}'])}." for k in ("steps", "reference") if r[f"this build {k}"])
         statistic = r["statistic"][0].upper() + r["statistic"][1:]
-        md(f"**{r['claim']}** ({r['paper figure']}) — scorecard verdict: **{shown}**{alone}. {statistic}: "
-           f"{r['this build [95% CI]'] or 'not run'}.{reversal}{uneven}{regime_} {paper}")
+        md(f"**{r['claim']}** ({r['paper figure']}) — scorecard verdict: **{shown}**{alone}. {statistic} "
+           f"[95% interval]: {r['this build [95% CI]'] or 'not run'}.{reversal}{uneven}{regime_} {paper}")
     md(verdicts.CHAPTER_RULE)
     tier_section(ex, inputs, card, chapter, n_boot)
     return card
@@ -385,7 +385,8 @@ def tier_section(ex: Experiments, inputs: dict, card: pd.DataFrame, chapter: str
     gpu_name = f"{GPU_TIER} tier"
     md(f"**Each tier of the book** beside the paper: this build's networks and the {gpu_name}'s (the paper's "
        "attack and optimiser on all 50,000 CIFAR-10 training images, a shallower network trained for fewer epochs on a "
-       "GPU), each judged by the same rule, with the regime of each in numbers below.")
+       "GPU), each judged by the same rule, with the regime of each tier's AR sweep in numbers below (each verdict "
+       "above names the regime of the networks it rests on).")
     show_html(sc.tier_table(cards))
     display(sc.tier_regimes(inputs))
     if (cards[gpu_name]["this build verdict"] != verdicts.NOT_RUN).any():

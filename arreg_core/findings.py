@@ -287,7 +287,8 @@ def loss_variation_trends(ours: pd.DataFrame, ref: pd.DataFrame, dataset: str) -
         f"at attack {a:g}/255 {describe(g, 'mean', 'the mean loss variation', '{:.3f}')} "
         f"(paper: {trend_direction(ref[ref.eps_attack == a], 'mean')}, "
         f"{per_eps(ref[ref.eps_attack == a], 'mean').iloc[0]:.4f} at eps 4)"
-        for a, g in ours.groupby("eps_attack")) + "." + MEANS_ONLY
+        for a, g in ours.groupby("eps_attack")) + "." + MEANS_ONLY.replace(
+            "says which", f"says, for the {scorecard.LOSS_VARIATION_ATTACK:g}/255 attack, which")
 
 
 def paper_loss_variation(ref: pd.DataFrame) -> str:

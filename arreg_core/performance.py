@@ -235,13 +235,13 @@ def plot_step_matrix(matrix: pd.DataFrame):
 
 
 def graph_speedup(matrix: pd.DataFrame, network: str = "resnet56") -> dict:
-    """How much faster the GPU trains `network` with the graphed step than with the eager step the
-    `paper` profile's cost was estimated with (one run at a time): per precision, the fastest
-    graphed cell per GPU (any number of runs, any sharing) over the single eager run."""
+    """How much faster the GPU trains `network` with the graphed step than with the eager fp32 step,
+    one run at a time, whose epoch the `paper` profile's cost measured: per precision of the graphed
+    step, its fastest cell per GPU (any number of runs, any sharing) over the single eager fp32 run."""
     t = matrix[matrix.network == network]
+    eager = t[(t.step == "eager") & (t.precision == "fp32") & (t["runs per GPU"] == 1)]
     out = {}
     for precision in ("fp32", "bf16"):
-        eager = t[(t.step == "eager") & (t.precision == precision) & (t["runs per GPU"] == 1)]
         graphed = t[(t.step == "CUDA graph") & (t.precision == precision)]
         best = graphed.loc[graphed["images/s per GPU"].idxmax()]
         out[precision] = {"speedup": best["images/s per GPU"] / eager["images/s per GPU"].iloc[0],
@@ -252,17 +252,18 @@ def graph_speedup(matrix: pd.DataFrame, network: str = "resnet56") -> dict:
 def paper_cost(results: Path | None = None, network: str = "resnet56") -> pd.DataFrame:
     """The `paper` profile's H200-hours per experiment: the eager estimate of
     paper_profile_cost_h200.json (fp32; bf16 + channels_last, "fast") and the same re-estimated
-    with the graphed step (`graph_speedup` of `network` per precision). The CIFAR ResNet parts
-    (GRAPHED_EXPERIMENTS: ResNet-56, and ResNet-110 assumed to gain like it) are divided by the
-    speed-up, their spectral clipping (not part of the step) kept; Tiny-ImageNet's WRN-50-2, not
-    measured with graphs, keeps its eager estimate. Last row: the total."""
+    with the graphed step in each precision. The CIFAR ResNet parts (GRAPHED_EXPERIMENTS: ResNet-56,
+    and ResNet-110 assumed to gain like it) are the eager fp32 hours divided by `graph_speedup` of
+    `network` (both against the eager fp32 step: the one the estimate measured), their spectral
+    clipping (not part of the step) kept; Tiny-ImageNet's WRN-50-2, not measured with graphs, keeps
+    its eager estimate in that precision. Last row: the total."""
     cost, speed = load("paper_profile_cost_h200.json", results), graph_speedup(gpu_step_matrix(results), network)
     runs = pd.DataFrame(cost["runs"])
     clip_h = runs.spectral_norm.notna() * runs.epochs * cost["meta"]["spectral_clip_seconds"] / 3600
     graphed = runs.experiment.isin(GRAPHED_EXPERIMENTS)
     for precision, column in (("fp32", "hours_fp32"), ("bf16", "hours_fast")):
-        factor = graphed.map({True: speed[precision]["speedup"], False: 1.0})
-        runs[f"graphed {precision}"] = (runs[column] - clip_h) / factor + clip_h
+        step_h = (runs["hours_fp32"] - clip_h) / speed[precision]["speedup"] + clip_h
+        runs[f"graphed {precision}"] = step_h.where(graphed, runs[column])
     table = runs.groupby("experiment", sort=False)[["hours_fp32", "hours_fast", "graphed fp32", "graphed bf16"]].sum()
     table.loc["total"] = table.sum()
     table = table.rename(columns={"hours_fp32": "eager fp32", "hours_fast": "eager bf16"})
@@ -328,8 +329,8 @@ def step_goal_line(matrix: pd.DataFrame, network: str = "resnet56") -> str:
     best = best_cells(matrix)
     graph = best[(best.network == network) & (best.step == "CUDA graph")].iloc[0]
     met = "met" if graph["x plain loop"] >= STEP_GOAL else "not met"
-    return (f"**The goal was at least {STEP_GOAL:g}x the plain loop's images/s per GPU for {network}; it is {met}.** "
-            f"The fastest cell measured is the {graph.precision} CUDA graph with {graph['runs per GPU']} runs on "
+    return (f"**This project's goal for the step: at least {STEP_GOAL:g}x the plain loop's images/s per GPU for "
+            f"{network}; it is {met}.** The fastest {network} cell measured is the {graph.precision} CUDA graph with {graph['runs per GPU']} runs on "
             f"{graph.sharing}: {graph['images/s per GPU']:,.0f} images/s per GPU, {graph['x plain loop']:.2f}x the plain loop.")
 
 
@@ -339,8 +340,8 @@ def paper_cost_line(table: pd.DataFrame) -> str:
     total = table.set_index("experiment").loc["total", "graphed bf16"]
     cifar = table[table.experiment.isin(GRAPHED_EXPERIMENTS)]["graphed bf16"].sum()
     met = "within" if total <= PAPER_GOAL_HOURS else "over"
-    return (f"**With the graphed bf16 step the whole `paper` profile needs about {total:.1f} H200-hours, {met} the "
-            f"goal of {PAPER_GOAL_HOURS:g}.** Its CIFAR ResNet parts need {cifar:.1f} hours; Tiny-ImageNet's WRN-50-2, "
+    return (f"**With the graphed bf16 step the whole `paper` profile needs about {total:.1f} H200-hours, {met} this "
+            f"project's goal of {PAPER_GOAL_HOURS:g}.** Its CIFAR ResNet parts need {cifar:.1f} hours; Tiny-ImageNet's WRN-50-2, "
             f"at its eager estimate, the other {total - cifar:.1f}.")
 
 
@@ -386,25 +387,30 @@ def rebuild_line(builds: pd.DataFrame, results: Path | None = None) -> str:
     rebuild = load("cpu_rebuild.json", results)
     return (f"Measured on {builds['measured on'].iloc[0]}. The `cpu` rebuild: {rebuild['identical']} of its "
             f"{rebuild['runs']} runs have the committed runs' metrics (all but their training seconds) and bit-identical "
-            f"analysis arrays ({rebuild['arrays_compared']} arrays compared): training on the CPU is deterministic.")
+            f"analysis arrays ({rebuild['arrays_compared']} arrays compared): training is deterministic on one CPU model, "
+            "torch version and thread count.")
 
 
-def fast_path_line(builds: pd.DataFrame, runs: pd.DataFrame) -> str:
-    """The `cpu-v1` book and its training, fp32 against the fast path (`book_builds`, `fast_path_runs`)."""
+def fast_path_line(builds: pd.DataFrame, runs: pd.DataFrame, results: Path | None = None) -> str:
+    """The `cpu-v1` book and its training, fp32 against the fast path (`book_builds`, `fast_path_runs`),
+    and how many runs trained at once (the fp32 build's log, cpu_v1_fp32_prepare_log.jsonl)."""
     v1 = builds[builds.profile == "cpu-v1"].set_index("training step")["whole book (s)"]
+    workers = build_summary(Path(results or RESULTS) / "cpu_v1_fp32_prepare_log.jsonl")["workers"]
     return (f"The whole book: {v1['fp32'] / v1['bf16 + channels_last']:.2f}x faster with the fast path; the training of its "
             f"{len(runs)} runs {runs['fp32 (s)'].sum() / runs['fast path (s)'].sum():.2f}x "
-            f"({span(runs['speed-up'])} per run). The book gains less than its training "
-            "because the analysis (margins, spectra, loss variation, the Theorem 3.1 bound) runs in fp32 on the trained "
+            f"({span(runs['speed-up'])} per run). The runs trained {workers} at a time, so their seconds add up to more "
+            "than the build's wall time. The book gains less than its training because the analysis (margins, spectra, loss variation, the Theorem 3.1 bound) runs in fp32 on the trained "
             "weights whatever the training precision.")
 
 
 def frontier_line(frontier: pd.DataFrame) -> str:
-    """The setting of `regime_frontier` that fits best at eps 16, which the `cpu` profile takes."""
+    """The setting of `regime_frontier` that fits best at eps 16, which the `cpu` profile takes, and
+    what it costs in test accuracy."""
     best = frontier.loc[frontier["train acc"].idxmax()]
-    return (f"The lever is the number of SGD steps in the first learning-rate phase, with a warm-up of eps to get "
-            f"it started: {best.epochs} epochs with a warm-up of {best['eps warm-up']} reach {best['train acc']:.1f}% "
-            "clean training accuracy at eps 16, the setting the `cpu` profile takes for every run.")
+    return (f"The probe that fits best trains longest: {best.epochs} epochs with a warm-up of eps over "
+            f"{best['eps warm-up']} reach {best['train acc']:.1f}% clean training accuracy at eps 16, the setting the "
+            f"`cpu` profile takes for every run. Its test accuracy, {best['test acc']:.1f}%, is below the best probe's "
+            f"{frontier['test acc'].max():.1f}%: a network that fits its 500 images memorises them.")
 
 
 def precision_line(effect: pd.DataFrame, pairs: pd.DataFrame) -> str:
@@ -415,12 +421,13 @@ def precision_line(effect: pd.DataFrame, pairs: pd.DataFrame) -> str:
     pgd_gap = (pairs["PGD acc fp32"] - pairs["PGD acc fast"]).abs()
     worst, n_test = pairs.loc[pgd_gap.idxmax()], pairs.attrs.get("test images", [None] * len(pairs))[pgd_gap.idxmax()]
     rest = pgd_gap.drop(pgd_gap.idxmax())
-    measured = (f"measured on its {worst['test acc fast'] * n_test / 100:.0f} clean-correct test images" if n_test
-                else "measured on its clean-correct test images")
+    measured = (f"measured on the {worst['test acc fp32'] * n_test / 100:.0f} and {worst['test acc fast'] * n_test / 100:.0f} "
+                "test images each network classifies correctly" if n_test else "measured on the test images each "
+                "network classifies correctly")
     return (f"Test accuracy {test['fp32']:.1f}% in fp32 against {test['bf16 mean']:.1f} ± {test['bf16 std']:.1f}% in bf16 "
             f"({test['difference / std']:.1f} bf16 standard deviations apart, over {test['bf16 seeds']:.0f} seeds). "
-            "With 1,000 test images the binomial standard error of such a difference is about 2 points, and one fp32 "
-            f"seed cannot exclude a shift of that size. The `cpu-v1` build's {len(pairs)} runs, each trained in fp32 and "
+            "With one fp32 seed the spread of fp32 runs between seeds is not measured, so a precision effect cannot be "
+            f"told apart from a difference of seeds. The `cpu-v1` build's {len(pairs)} runs, each trained in fp32 and "
             f"with the fast path (the table above), differ by at most {test_gap.max():.1f} points of test accuracy, and "
             f"by at most {rest.max():.1f} points of PGD accuracy but in one run: {worst['run']} (seed {worst['seed']}), "
             f"{worst['PGD acc fp32']:.1f}% in fp32 against {worst['PGD acc fast']:.1f}%, a network at "
@@ -433,7 +440,8 @@ def spectral_clip_line(name: str = "spectral_clip_cpu.json", results: Path | Non
     """What benchmarks/spectral_clip.py clipped, and how closely the two methods agree."""
     clip = load(name, results)
     return (f"`{name}`: {machine(clip)}; the {clip['layers']} convolutions of a {clip['weights']} "
-            f"(kernels x{clip['scale']}) clipped to {clip['clip']:g}, median of {clip['rounds']} interleaved rounds; "
+            f"(its kernels scaled by {clip['scale']} so that every layer is above the clip, as after an epoch of SGD) "
+            f"clipped to {clip['clip']:g}, median of {clip['rounds']} interleaved rounds; "
             f"the clipped kernels agree within {clip['max_kernel_difference']:.1e}.")
 
 
@@ -462,7 +470,8 @@ def gpu_plan_line(folder: str = GPU_SESSION, results: Path | None = None) -> str
     return (f"`{folder}/`: {total['gpu']} (driver {total['driver']}, {total['memory_gib']:.0f} GiB), "
             f"{total['seconds']} s in all. The plan: {plan['arch']} with the {plan['precision']} {plan['step']} step "
             f"(bf16 {plan['single_run_rates']['bf16'] / plan['single_run_rates']['fp32']:.2f}x faster than fp32 for one run), "
-            f"{plan['rate_images_per_s_per_gpu']:,.0f} images/s per GPU with four runs, an epoch of the sweep "
+            f"{plan['rate_images_per_s_per_gpu']:,.0f} images/s per GPU with four runs in separate processes (how the "
+            f"tier trains), an epoch of the sweep "
             f"{plan['sweep_epoch_seconds']:.1f} s: {plan['epochs']} epochs (milestones {plan['milestones']}) in "
             f"{plan['seconds_available']:.0f} s with {plan['reserve_seconds']:.0f} s kept for evaluation and analysis.")
 
@@ -492,7 +501,8 @@ def paper_cost_intro(matrix: pd.DataFrame, name: str = "paper_profile_cost_h200.
             f"{cost['meta']['seconds_per_50k_epoch_fp32']:.1f} s per epoch of 50,000 images, one spectral clipping of its "
             f"{cost['meta']['spectral_clip_layers']} layers {cost['meta']['spectral_clip_seconds']:.1f} s. The graphed step's "
             f"speed-up over the eager step, ResNet-56 per GPU: fp32 {speed['fp32']['speedup']:.2f}x (one run), bf16 "
-            f"{speed['bf16']['speedup']:.2f}x ({speed['bf16']['runs per GPU']} runs on {speed['bf16']['sharing']}).")
+            f"{speed['bf16']['speedup']:.2f}x ({speed['bf16']['runs per GPU']} runs on {speed['bf16']['sharing']}), both "
+            "against one run of the eager fp32 step.")
 
 
 def styled(table: pd.DataFrame, precision: int = 2):

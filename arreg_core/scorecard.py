@@ -430,7 +430,7 @@ def _claims() -> list[Claim]:
               "Fig. 5c/d, B.2", +1, "fraction of convolutions whose singular-value std falls (no effect: 1/2)",
               _layers_ours, _layers_paper, expected="a majority falls", needs=("fit",), chapter="sec4_2_2"),
         Claim("Loss variation around test examples falls as AR grows", "Fig. 8, Table 1", -1,
-              f"{change} mean loss variation under an attack of 4/255",
+              f"{change} mean loss variation under an attack of {LOSS_VARIATION_ATTACK:g}/255",
               *sweep_claim("loss_variation", needs_examples=True), needs=ROBUST_TEST, chapter="secB5"),
         Claim("Robustness (PGD accuracy of the correctly classified) grows with AR", "Fig. 12, D.2, Table 3", +1,
               f"{change} PGD accuracy (points)", *sweep_claim("pgd_acc"), needs=ROBUST_TEST, chapter="secD2"),

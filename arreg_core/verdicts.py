@@ -85,9 +85,13 @@ RULE = (
 )
 
 CHAPTER_RULE = (
-    "Each chapter's verdict section repeats the scorecard's verdict and interval for its claims; the step-by-step "
-    "reading below it (the quantity at each strength, means over seeds, and in how many seeds taken one at a "
-    "time each step goes the claimed way) is supporting detail, not a second verdict."
+    "Each chapter's verdict section repeats the scorecard's verdict and interval for its claims: the brackets are "
+    "95% bootstrap intervals over what the statistic rests on (networks, test examples or layers); where the "
+    "paper publishes mean losses "
+    f"without their spread, its interval assumes a per-example spread of {ASSUMED_LOSS_SPREADS[-1]:g} nats (the "
+    f"scorecard gives {' and '.join(f'{v:g}' for v in ASSUMED_LOSS_SPREADS[:-1])} too). "
+    "The step-by-step reading below it (the quantity at each strength, means over seeds, and in how many seeds "
+    "taken one at a time each step goes the claimed way) is supporting detail, not a second verdict."
 )
 
 
@@ -129,8 +133,9 @@ class Estimate:
 
     def carried_by(self, direction: int) -> str:
         """Where a change that goes `direction` (+1 rises, -1 falls) beyond the noise comes from some
-        steps only: "it comes from eps 8 to 16 alone; the step from eps 4 to 8 is inside the noise
-        (-1.5e-05 [-4e-05, +1e-05])". "" where every step goes that way beyond the noise, or where the
+        steps only: "only the step from eps 8 to 16 goes that way beyond the noise; the step from eps 4 to
+        8 is inside the noise (-1.5e-05 [-4e-05, +1e-05])" (inside the noise: not shown to go either way,
+        whatever its size). "" where every step goes that way beyond the noise, or where the
         steps are unknown (fewer than two)."""
         if len(self.steps) < 2 or len(self.strengths) != len(self.steps) + 1:
             return ""
@@ -141,7 +146,8 @@ class Estimate:
         other = [f"{n} is {'inside the noise' if lo <= 0 <= hi else 'against it'} ({v:+.3g} [{lo:+.3g}, {hi:+.3g}])"
                  for n, ok, v, (lo, hi) in zip(name, along, self.step_values, self.steps) if not ok]
         carried = [n for n, ok in zip(name, along) if ok]
-        return ((f"it comes from {' and '.join(carried)}" + (" alone" if len(carried) == 1 else "") + "; "
+        return ((f"only the step{'s' if len(carried) > 1 else ''} from {' and from '.join(carried)} "
+                 f"go{'' if len(carried) > 1 else 'es'} that way beyond the noise; "
                  if carried else "no single step goes that way beyond the noise; ")
                 + "the step from " + " and from ".join(other))
 
