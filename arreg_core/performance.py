@@ -330,8 +330,9 @@ def step_goal_line(matrix: pd.DataFrame, network: str = "resnet56") -> str:
     graph = best[(best.network == network) & (best.step == "CUDA graph")].iloc[0]
     met = "met" if graph["x plain loop"] >= STEP_GOAL else "not met"
     return (f"**This project's goal for the step: at least {STEP_GOAL:g}x the plain loop's images/s per GPU for "
-            f"{network}; it is {met}.** The fastest {network} cell measured is the {graph.precision} CUDA graph with {graph['runs per GPU']} runs on "
-            f"{graph.sharing}: {graph['images/s per GPU']:,.0f} images/s per GPU, {graph['x plain loop']:.2f}x the plain loop.")
+            f"{network}; it is {met}.** The fastest {network} cell measured is the {graph.precision} CUDA graph with "
+            f"{graph['runs per GPU']} runs on {graph.sharing}: {graph['images/s per GPU']:,.0f} images/s per GPU, "
+            f"{graph['x plain loop']:.2f}x the plain loop.")
 
 
 def paper_cost_line(table: pd.DataFrame) -> str:
@@ -341,8 +342,8 @@ def paper_cost_line(table: pd.DataFrame) -> str:
     cifar = table[table.experiment.isin(GRAPHED_EXPERIMENTS)]["graphed bf16"].sum()
     met = "within" if total <= PAPER_GOAL_HOURS else "over"
     return (f"**With the graphed bf16 step the whole `paper` profile needs about {total:.1f} H200-hours, {met} this "
-            f"project's goal of {PAPER_GOAL_HOURS:g}.** Its CIFAR ResNet parts need {cifar:.1f} hours; Tiny-ImageNet's WRN-50-2, "
-            f"at its eager estimate, the other {total - cifar:.1f}.")
+            f"project's goal of {PAPER_GOAL_HOURS:g}.** Its CIFAR ResNet parts need {cifar:.1f} hours; Tiny-ImageNet's "
+            f"WRN-50-2, at its eager estimate, the other {total - cifar:.1f}.")
 
 
 def source_line(name: str, results: Path | None = None) -> str:
@@ -399,16 +400,16 @@ def fast_path_line(builds: pd.DataFrame, runs: pd.DataFrame, results: Path | Non
     return (f"The whole book: {v1['fp32'] / v1['bf16 + channels_last']:.2f}x faster with the fast path; the training of its "
             f"{len(runs)} runs {runs['fp32 (s)'].sum() / runs['fast path (s)'].sum():.2f}x "
             f"({span(runs['speed-up'])} per run). The runs trained {workers} at a time, so their seconds add up to more "
-            "than the build's wall time. The book gains less than its training because the analysis (margins, spectra, loss variation, the Theorem 3.1 bound) runs in fp32 on the trained "
-            "weights whatever the training precision.")
+            "than the build's wall time. The book gains less than its training because the analysis (margins, spectra, "
+            "loss variation, the Theorem 3.1 bound) runs in fp32 on the trained weights whatever the training precision.")
 
 
 def frontier_line(frontier: pd.DataFrame) -> str:
     """The setting of `regime_frontier` that fits best at eps 16, which the `cpu` profile takes, and
     what it costs in test accuracy."""
     best = frontier.loc[frontier["train acc"].idxmax()]
-    return (f"The probe that fits best trains longest: {best.epochs} epochs with a warm-up of eps over "
-            f"{best['eps warm-up']} reach {best['train acc']:.1f}% clean training accuracy at eps 16, the setting the "
+    return (f"The probe that fits best trains {best.epochs} epochs with a warm-up of eps over {best['eps warm-up']}: "
+            f"it reaches {best['train acc']:.1f}% clean training accuracy at eps 16, the setting the "
             f"`cpu` profile takes for every run. Its test accuracy, {best['test acc']:.1f}%, is below the best probe's "
             f"{frontier['test acc'].max():.1f}%: a network that fits its 500 images memorises them.")
 
