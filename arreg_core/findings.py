@@ -201,11 +201,11 @@ def bound_vacuity(sigma: pd.DataFrame, names, bound: pd.DataFrame, dataset: str)
     bound vacuous, and how far the bound lies from the measured margins (`chapter.bound_gap`)."""
     vacuous = zero_layers(sigma, names)
     seeds = sorted(sigma.seed.unique())
-    return f"**{dataset}.** " + (
+    computed = f"The bound is computed for seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}. "
+    return f"**{dataset}.** " + computed + (
         "No convolution has a zero smallest singular value: the product, and so the bound, is positive at every strength."
         if not vacuous else
-        f"The smallest singular value is exactly 0 (the bound is computed for seed{'s' if len(seeds) > 1 else ''} "
-        f"{', '.join(map(str, seeds))}) in " + "; in ".join(vacuous) + ". Such a convolution maps some input "
+        "The smallest singular value is exactly 0 in " + "; in ".join(vacuous) + ". Such a convolution maps some input "
         "pattern to zero (a rank-deficient operator). The product of the smallest "
         "singular values is then 0, its logarithm minus infinity (`-inf`), and the lower bound on the output "
         "margin u_min (eq. 5; the table's 'bound on smallest margin') is 0: the bound is vacuous for these "

@@ -68,8 +68,13 @@ def pgd_at_throughput(name: str = "pgd_at_throughput_cpu.json", results: Path | 
     """benchmarks/pgd_at_throughput.py: images/s of one PGD training epoch per network and step,
     and the ratio to the plain loop (median over interleaved rounds)."""
     rows = load(name, results)["results"]
-    return pd.DataFrame([{"network": r["arch"], "step": step_name(r), "images/s": r["images_per_s"],
-                          "x plain loop": r["ratio_vs_plain"]} for r in rows])
+    table = pd.DataFrame([{"network": r["arch"], "step": step_name(r), "images/s": r["images_per_s"],
+                           "x plain loop": r["ratio_vs_plain"]} for r in rows])
+    rounds = {r["arch"]: r.get("images_per_s_per_round") for r in rows if step_name(r) == "plain loop"}
+    if all(r.get("images_per_s_per_round") and rounds.get(r["arch"]) for r in rows):  # each round's ratio, low-high
+        table["x plain loop, rounds"] = [span([a / b for a, b in zip(r["images_per_s_per_round"], rounds[r["arch"]])])
+                                         for r in rows]
+    return table
 
 
 def throughput_wide(table: pd.DataFrame) -> pd.DataFrame:
@@ -365,8 +370,9 @@ def ratio_note(table: pd.DataFrame) -> str:
     plain = table[table.step == "plain loop"].set_index("network")["images/s"]
     steps = table[table.step != "plain loop"].assign(rates=lambda t: t["images/s"] / t.network.map(plain).values)
     row = steps.loc[(steps.rates - steps["x plain loop"]).abs().idxmax()]
-    rule = ("Each ratio is the median over the rounds of that round's ratio (both loops timed side by side), not the "
-            "ratio of the two median rates shown")
+    rule = ("Each ratio is the median over the rounds of that round's ratio (both loops timed side by side; "
+            + ("their range is the last column" if "x plain loop, rounds" in table else "the rounds are in the file")
+            + "), not the ratio of the two median rates shown")
     if abs(row.rates - row["x plain loop"]) < 0.005:
         return rule + "; here the two agree."
     return (f"{rule}, so the two can disagree when rounds are noisy: {row.step}'s median rate "
@@ -401,7 +407,19 @@ def fast_path_line(builds: pd.DataFrame, runs: pd.DataFrame, results: Path | Non
             f"{len(runs)} runs {runs['fp32 (s)'].sum() / runs['fast path (s)'].sum():.2f}x "
             f"({span(runs['speed-up'])} per run). The runs trained {workers} at a time, so their seconds add up to more "
             "than the build's wall time. The book gains less than its training because the analysis (margins, spectra, "
-            "loss variation, the Theorem 3.1 bound) runs in fp32 on the trained weights whatever the training precision.")
+            "loss variation, the Theorem 3.1 bound) runs in fp32 on the trained weights whatever the training precision."
+            + _clip_twins(runs))
+
+
+def _clip_twins(runs: pd.DataFrame) -> str:
+    """Runs of `fast_path_runs` that differ only in their spectral-norm clip and have the same accuracies
+    in both builds: the clip did not change those networks."""
+    results = [c for c in runs.columns if c.split(" acc ")[0] in ("train", "test", "PGD")]
+    twins = runs[runs.duplicated(["run", "seed", *results], keep=False)]
+    clip = lambda c: "without a clip" if c == "-" else f"with a clip of {c}"  # noqa: E731
+    return "".join(f" {run} (seed {g.seed.iloc[0]}) has the same accuracies in both builds "
+                   f"{' and '.join(map(clip, g['SN clip']))}: the clip did not change that network."
+                   for run, g in twins.groupby("run", sort=False))
 
 
 def frontier_line(frontier: pd.DataFrame) -> str:

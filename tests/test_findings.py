@@ -47,10 +47,11 @@ def test_the_bound_is_called_vacuous_only_where_a_smallest_singular_value_is_zer
     sigma = pd.DataFrame({"eps": [4.0, 8.0], "seed": [0, 0], "value": [np.array([0.5, 0.2]), np.array([0.5, 0.0])]})
     bound = pd.DataFrame({"u_min_bound_nonzero": [1e-9], "empirical_u_min": [0.05]})
     vacuous = findings.bound_vacuity(sigma, names, bound, "d")
-    assert "(the bound is computed for seed 0) in the second convolution of residual block 2 (blocks.1.conv2) at eps 8" in vacuous
+    assert vacuous.startswith("**d.** The bound is computed for seed 0. The smallest singular value is exactly 0 in the "
+                              "second convolution of residual block 2 (blocks.1.conv2) at eps 8")
     assert "the bound is vacuous for these networks" in vacuous and "orders of magnitude below" in vacuous
     positive = findings.bound_vacuity(sigma.assign(value=[np.array([0.5, 0.2])] * 2), names, bound, "d")
-    assert positive.startswith("**d.** No convolution has a zero smallest singular value")
+    assert positive.startswith("**d.** The bound is computed for seed 0. No convolution has a zero smallest singular value")
 
 
 def test_a_clip_that_never_bound_is_named_and_only_it():

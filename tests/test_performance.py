@@ -145,3 +145,28 @@ def test_the_padding_line_gives_both_gaps_in_absolute_value():
     gaps = perf.padding_gap("spectrum_trained_resnet8x2_cpu.json")
     assert perf.span(100 * gaps["std of singular values"].abs(), "{:.1f}", "%") in line
     assert "resnet8 x2 of the `cpu` profile" in line and "(" not in line.split("trained ")[1].split(" of the")[0]
+
+
+def test_runs_that_differ_only_in_a_clip_that_never_acted_are_named():
+    row = {"run": "resnet8-pgd-eps16", "seed": 0, "fp32 (s)": 10.0, "fast path (s)": 4.0, "speed-up": 2.5,
+           "train acc fp32": 27.2, "train acc fast": 28.2, "test acc fp32": 24.2, "test acc fast": 23.4,
+           "PGD acc fp32": 82.2, "PGD acc fast": 84.6}
+    runs = pd.DataFrame([{**row, "SN clip": "-"}, {**row, "SN clip": "5", "fp32 (s)": 12.0},
+                         {**row, "SN clip": "3", "PGD acc fast": 80.0}])
+    assert perf._clip_twins(runs) == (" resnet8-pgd-eps16 (seed 0) has the same accuracies in both builds without a "
+                                      "clip and with a clip of 5: the clip did not change that network.")
+    assert perf._clip_twins(runs.iloc[[0, 2]]) == ""
+
+
+def test_each_step_shows_the_range_of_its_per_round_ratios_where_the_file_has_rounds(tmp_path):
+    rows = [{"arch": "r", "loop": "plain (DataLoader)", "precision": "fp32", "images_per_s": 100.0, "ratio_vs_plain": 1.0,
+             "images_per_s_per_round": [100.0, 50.0]},
+            {"arch": "r", "loop": "arreg", "precision": "bf16", "channels_last": True, "images_per_s": 150.0,
+             "ratio_vs_plain": 2.0, "images_per_s_per_round": [150.0, 125.0]}]
+    (tmp_path / "t.json").write_text(json.dumps({"results": rows}))
+    table = perf.pgd_at_throughput("t.json", tmp_path)
+    assert list(table["x plain loop, rounds"]) == ["1.00x", "1.50-2.50x"]
+    assert "their range is the last column" in perf.ratio_note(table)
+    del rows[1]["images_per_s_per_round"]
+    (tmp_path / "t.json").write_text(json.dumps({"results": rows}))
+    assert "x plain loop, rounds" not in perf.pgd_at_throughput("t.json", tmp_path)
