@@ -85,7 +85,7 @@ def test_training_a_stack_is_training_each_run_alone(device, precision):
     assert int(totals[1]) <= 2 * 3 * batch and float(totals[0]) > 0
 
 
-def test_a_stack_is_one_graph_sized_module_and_refuses_what_it_cannot_hold():
+def test_a_stack_holds_its_networks_weights_and_refuses_what_it_cannot_hold():
     nets = networks(2)
     stack = stacked.StackedNetworks(nets)
     assert sum(p.numel() for p in stack.parameters()) == 2 * sum(p.numel() for p in nets[0].parameters())
