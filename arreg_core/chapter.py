@@ -614,7 +614,7 @@ def regime_summary(ex: Experiments) -> None:
     inputs = sc.inputs(ex)
     gpu = None if ex.profile.name == GPU_TIER else Experiments.tier(GPU_TIER)
     texts = {"regime": sc.regime_paragraph(inputs),
-             "gpu_regime": (sc.regime_paragraph(sc.inputs(gpu), name=f"The {GPU_TIER} tier") if gpu else
+             "gpu_regime": (sc.regime_paragraph(sc.inputs(gpu), name=f"The {GPU_TIER} tier", consequences=False) if gpu else
                             f"**The {GPU_TIER} tier** has no finished runs yet: {GPU_TIER_HOWTO}.")}
     for key, text in texts.items():
         md(text)

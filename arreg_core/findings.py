@@ -22,8 +22,9 @@ from .evaluate import PAPER_PGD
 
 # ----------------------------------------------------------------------------- shared
 
-MEANS_ONLY = (" These directions are read from the means alone; the verdict section below says which steps lie "
-              "outside the noise.")  # closes each paragraph of trends of this build's runs
+def means_only(tested_in: str = "the verdict section below") -> str:
+    """The sentence that closes each paragraph of trends (this build's runs, the paper's numbers)."""
+    return f" These directions are read from the means alone; {tested_in} tests them against the noise."
 
 
 def paper_only(ref: pd.DataFrame, heading: str, source: str, column: str = "gap_loss", what: str = "the loss gap",
@@ -51,7 +52,8 @@ def fig1_panels(spectrum: pd.DataFrame, test_margins: pd.DataFrame, ours: pd.Dat
             f"{spread_falls_in(spectrum, low, high)}; "
             f"(b) {describe(test_margins, 'std', 'the spread (std) of the test margins')}.",
             f"In this build, {describe(ours, 'test_acc', 'the test accuracy', '{:.1f}', '%')}, and "
-            f"{describe(ours, 'robust_acc', 'the adversarial accuracy', '{:.1f}', '%')}. In panel (c) adversarial "
+            f"{describe(ours, 'robust_acc', 'the adversarial accuracy', '{:.1f}', '%')}.{means_only('the scorecard')} "
+            "In panel (c) adversarial "
             f"accuracy is the share of *all* test images classified correctly both clean and under PGD ({PAPER_PGD['eps']:g}/255, the paper's "
             f"attack): the test accuracy times the PGD accuracy of the clean-correct images (Fig. 12's quantity) / 100.",
             standard + " " + regime_line(ours)]
@@ -73,7 +75,7 @@ def ar_sweep_trends(ours: pd.DataFrame, ref: pd.DataFrame, dataset: str) -> str:
             f"{describe(ours, 'train_loss', 'the training loss')}; "
             f"{describe(ours, 'test_error', 'the test error', '{:.1f}', '%')}; and "
             f"{describe(ours, 'test_loss', 'the test loss')}. "
-            + next_to_paper(ours, ref, "The paper's ResNet-56") + MEANS_ONLY)
+            + next_to_paper(ours, ref, "The paper's ResNet-56") + means_only())
 
 
 def standard_training_reference(ours: pd.DataFrame) -> str:
@@ -110,7 +112,7 @@ def margin_trends(test: pd.DataFrame, train: pd.DataFrame, probs: pd.DataFrame, 
             f"{describe(train, 'mean', 'the mean training margin')}; "
             f"{describe(test.assign(f=100 * test.frac_near_zero), 'f', 'the share of test margins within 1 of zero', '{:.1f}', '%')}; and "
             f"{describe(middle, 'share', 'the share of test examples with a middle-valued probability (0.2-0.8)', '{:.1f}', '%')}."
-            + MEANS_ONLY)
+            + means_only())
 
 
 def margins_and_loss_gap(test: pd.DataFrame, train: pd.DataFrame, ours: pd.DataFrame, dataset: str) -> list[str]:
@@ -123,9 +125,10 @@ def margins_and_loss_gap(test: pd.DataFrame, train: pd.DataFrame, ours: pd.DataF
         paragraphs.append(
             f"The account above starts from correct training predictions becoming less confident as AR grows. "
             f"This build's do not at every step: {describe(train, 'mean', 'the mean training margin')}, "
-            f"and {describe(ours, 'train_loss', 'the training loss', '{:.2g}')}. The account is the "
-            "paper's; between the strengths where the training margins grow, it is not what moves this "
-            "build's gap.")
+            f"and {describe(ours, 'train_loss', 'the training loss', '{:.2g}')}. Where the mean training margin "
+            "grows from one strength to the next, the training predictions become more confident, not less, so the "
+            "paper's account cannot be what moves this build's gap there (the verdict section below says which "
+            "steps lie outside the noise).")
     return paragraphs
 
 
@@ -137,7 +140,7 @@ def skewness_and_gaps(margins: pd.DataFrame, ours: pd.DataFrame, dataset: str) -
                     for e, a, b in zip(skew_train.index, skew_train, skew_test))
     return (f"**{dataset}.** Skewness of the margins per AR strength{seeds_note(train)} — {per}. "
             f"{describe(ours, 'gap_acc', 'The error gap', '{:.1f}', ' points')}, and "
-            f"{describe(ours, 'gap_loss', 'the loss gap')}." + MEANS_ONLY)
+            f"{describe(ours, 'gap_loss', 'the loss gap')}." + means_only())
 
 
 def skewness_steps(ours: pd.DataFrame, margins: pd.DataFrame, dataset: str) -> list[str]:
@@ -222,7 +225,7 @@ def deeper_trends(ours: pd.DataFrame, ref: pd.DataFrame, dataset: str) -> str:
             f"{describe(ours, 'train_loss', 'the training loss')}; "
             f"{describe(ours, 'test_error', 'the test error', '{:.1f}', '%')}. "
             f"In the paper (ResNet-110) {describe(ref.reset_index(), 'gap_loss', 'the loss gap', x='eps_train')}."
-            + MEANS_ONLY)
+            + means_only())
 
 
 CLIP_ORDER = ["none", "5", "3", "1"]
@@ -287,8 +290,8 @@ def loss_variation_trends(ours: pd.DataFrame, ref: pd.DataFrame, dataset: str) -
         f"at attack {a:g}/255 {describe(g, 'mean', 'the mean loss variation', '{:.3f}')} "
         f"(paper: {trend_direction(ref[ref.eps_attack == a], 'mean')}, "
         f"{per_eps(ref[ref.eps_attack == a], 'mean').iloc[0]:.4f} at eps 4)"
-        for a, g in ours.groupby("eps_attack")) + "." + MEANS_ONLY.replace(
-            "says which", f"says, for the {scorecard.LOSS_VARIATION_ATTACK:g}/255 attack, which")
+        for a, g in ours.groupby("eps_attack")) + "." + means_only(
+            f"the verdict section below, for the {scorecard.LOSS_VARIATION_ATTACK:g}/255 attack,")
 
 
 def paper_loss_variation(ref: pd.DataFrame) -> str:
@@ -310,7 +313,7 @@ def fgsm_trends(ours: pd.DataFrame, ref: pd.DataFrame, test_margins: pd.DataFram
             f"{describe(test_margins, 'std', 'the spread of the test margins')}; the singular-value std falls from eps "
             f"{low:g} to {high:g} in {spread_falls_in(spectrum, low, high)}. "
             f"In the paper (Table 2) {describe(ref.reset_index(), 'gap_loss', 'the loss gap', x='eps_train')}."
-            + MEANS_ONLY)
+            + means_only())
 
 
 def fgsm_under_pgd(ours: pd.DataFrame, pgd_trained: pd.DataFrame) -> str:
@@ -332,7 +335,7 @@ def robustness_trends(ours: pd.DataFrame, ref: pd.DataFrame, dataset: str) -> st
             f"(of {ours.n_test.iloc[0]} test images). In the paper {describe(ref.reset_index(), 'pgd_acc', 'it', '{:.1f}', '%', x='eps_train')}."
             + ("" if fits_every_strength(ours) else f" The networks at {not_fitting(ours)} do not fit their training "
                "sets (mean clean training accuracy): their PGD accuracy is over the fewer, easier test images they "
-               "classify correctly, and is not comparable with that of a network that fits.") + MEANS_ONLY)
+               "classify correctly, and is not comparable with that of a network that fits.") + means_only())
 
 
 def against_madry_baseline(ours: pd.DataFrame) -> str:

@@ -752,11 +752,13 @@ def _outside_at(nets, part: str) -> str:
                                                                        if paper else "") + ")" for n in bad)
 
 
-def regime_paragraph(inputs: dict, card: pd.DataFrame | None = None, name: str = "This build") -> str:
+def regime_paragraph(inputs: dict, card: pd.DataFrame | None = None, name: str = "This build",
+                     consequences: bool = True) -> str:
     """This build's regime in numbers beside the paper's (AR sweep against the paper's ResNet-56 at
     the same strengths, Table 3; ranges over the networks, one per seed and strength), whether each
     part holds and at which strengths it fails, and what follows for the verdicts: which claims need
-    which part (`Claim.needs`) and, given the scorecard `card`, how many are outside."""
+    which part (`Claim.needs`; left out with `consequences=False`, where a paragraph before says it)
+    and, given the scorecard `card`, how many are outside."""
     numbers = regime_numbers(inputs)
     if numbers is None:
         return "This build has no runs yet: no regime to state."
@@ -783,7 +785,7 @@ def regime_paragraph(inputs: dict, card: pd.DataFrame | None = None, name: str =
                  f"underfit, their clean training and test accuracies within {spread:.1f} points of each other.")
     need = {part: [c for c in CLAIMS if part in c.needs] for part in REGIME_PARTS}
     only_fit = [c for c in CLAIMS if set(c.needs) == {"fit"}]
-    text += (f" What follows for the verdicts: of the {len(CLAIMS)} claims, {len(need['generalisation'])} (those about "
+    text += "" if not consequences else (f" What follows for the verdicts: of the {len(CLAIMS)} claims, {len(need['generalisation'])} (those about "
              f"gaps and test quantities) need generalisation, {len(need['robustness'])} of them robustness as well, "
              f"and {len(only_fit)} need fit alone; a claim resting on a network outside a part it needs is marked "
              "*outside the regime* instead of reproduced or contradicted.")

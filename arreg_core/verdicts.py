@@ -133,8 +133,8 @@ class Estimate:
 
     def carried_by(self, direction: int) -> str:
         """Where a change that goes `direction` (+1 rises, -1 falls) beyond the noise comes from some
-        steps only: "only the step from eps 8 to 16 goes that way beyond the noise; the step from eps 4 to
-        8 is inside the noise (-1.5e-05 [-4e-05, +1e-05])" (inside the noise: not shown to go either way,
+        steps only: "only the step from eps 8 to 16 rises beyond the noise; the step from eps 4 to 8 is
+        inside the noise (-1.5e-05 [-4e-05, +1e-05])" (inside the noise: not shown to go either way,
         whatever its size). "" where every step goes that way beyond the noise, or where the
         steps are unknown (fewer than two)."""
         if len(self.steps) < 2 or len(self.strengths) != len(self.steps) + 1:
@@ -146,9 +146,10 @@ class Estimate:
         other = [f"{n} is {'inside the noise' if lo <= 0 <= hi else 'against it'} ({v:+.3g} [{lo:+.3g}, {hi:+.3g}])"
                  for n, ok, v, (lo, hi) in zip(name, along, self.step_values, self.steps) if not ok]
         carried = [n for n, ok in zip(name, along) if ok]
-        return ((f"only the step{'s' if len(carried) > 1 else ''} from {' and from '.join(carried)} "
-                 f"go{'' if len(carried) > 1 else 'es'} that way beyond the noise; "
-                 if carried else "no single step goes that way beyond the noise; ")
+        verb = ("rise" if direction > 0 else "fall") + ("" if len(carried) > 1 else "s")
+        return ((f"only the step{'s' if len(carried) > 1 else ''} from {' and from '.join(carried)} {verb} beyond "
+                 "the noise; " if carried else f"no single step {'rises' if direction > 0 else 'falls'} beyond the "
+                 "noise; ")
                 + "the step from " + " and from ".join(other))
 
     def verdict(self, direction: int) -> str:

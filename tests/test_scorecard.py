@@ -326,3 +326,5 @@ def test_the_regime_paragraph_names_where_a_part_fails_and_counts_only_the_claim
     assert regime_paragraph(sweep_only, fgsm_only).endswith(f"Here 0 of the {len(fgsm_only)} claims are run.")
     one = scorecard(sweep_only, n_boot=N_BOOT, chapter="secB6")
     assert len(one) == 1 and regime_paragraph(sweep_only, one).endswith("Here the claim is not run.")
+    second = regime_paragraph(sweep_only, name="The gpu tier", consequences=False)  # after a paragraph that says it
+    assert "What follows for the verdicts" not in second and second.startswith("**The gpu tier's regime.**")

@@ -194,7 +194,7 @@ def test_a_decided_change_says_which_steps_carry_it():
     flat_then_up = Estimate(0.081, 0.057, 0.11, steps=((-9e-05, 4e-05), (0.057, 0.11)), step_values=(-1.5e-05, 0.081),
                             strengths=(4.0, 8.0, 16.0))
     assert flat_then_up.verdict(+1) == REPRODUCED
-    assert flat_then_up.carried_by(+1) == ("only the step from eps 8 to 16 goes that way beyond the noise; the step "
+    assert flat_then_up.carried_by(+1) == ("only the step from eps 8 to 16 rises beyond the noise; the step "
                                            "from eps 4 to 8 is inside the noise (-1.5e-05 [-9e-05, +4e-05])")
     assert "is against it" in Estimate(1.0, 0.5, 1.5, steps=((-0.6, -0.1), (1.1, 1.6)), step_values=(-0.3, 1.3),
                                        strengths=(4.0, 8.0, 16.0)).carried_by(+1)
