@@ -337,8 +337,7 @@ def verdicts_section(ex: Experiments, chapter: str, n_boot: int = 2000) -> pd.Da
         first = r["this build note"].split("; ")[0]
         reversal = f" It {first}." if first.startswith("reverses") else ""
         uneven = "".join(f" {_sentence(r[f'this build {k}'])}." for k in ("steps", "reference") if r[f"this build {k}"])
-        statistic = r["statistic"][0].upper() + r["statistic"][1:]
-        md(f"**{r['claim']}** ({r['paper figure']}) — scorecard verdict: **{shown}**{alone}. {statistic} "
+        md(f"**{r['claim']}** ({r['paper figure']}) — scorecard verdict: **{shown}**{alone}. {_sentence(r['statistic'])} "
            f"[95% interval]: {r['this build [95% CI]'] or 'not run'}.{reversal}{uneven}{regime_} {paper}")
     md(verdicts.CHAPTER_RULE)
     tier_section(ex, inputs, card, chapter, n_boot)
