@@ -84,6 +84,27 @@ def run_job(job: Job, node: str | None = None) -> dict:
             "found": run.trained_from is None, "resumed_from": run.trained_from or 0}
 
 
+def run_stack(jobs: list[Job], node: str | None = None) -> list[dict]:
+    """`run_job` for jobs whose runs train as one stack (`runs.train_stacked`, in this process),
+    each run's analysis pieces then computed; one result per job, its seconds the stack's training
+    and its own analysis."""
+    from . import analysis
+    from .runs import train_stacked
+
+    first, start = jobs[0], time.perf_counter()
+    trained = train_stacked([job.config for job in jobs], first.runs_dir, device=first.device,
+                            data_root=first.data_root, channels_last=first.execution.get("channels_last", False),
+                            cuda_graphs=first.execution.get("cuda_graphs", False))
+    training, results = time.perf_counter() - start, []
+    for job, run in zip(jobs, trained):
+        start = time.perf_counter()
+        analysis.analyze(run, pieces=job.pieces, params=job.analysis_params, device=job.device, data_root=job.data_root)
+        results.append({"run": run.path.name, "seconds": training + time.perf_counter() - start,
+                        "node": node or socket.gethostname(), "found": run.trained_from is None,
+                        "resumed_from": run.trained_from or 0, "stacked_runs": len(jobs)})
+    return results
+
+
 def gpu_model() -> dict:
     """{"gpu": name, "torch": version} where a CUDA GPU is visible, else {} (no CUDA initialisation)."""
     import torch
@@ -126,6 +147,8 @@ class Progress:
     def done(self, result: dict) -> None:
         how = "found" if result["found"] else (
             f"resumed from epoch {result['resumed_from']}" if result["resumed_from"] else "trained")
+        if not result["found"] and result.get("stacked_runs", 1) > 1:
+            how += f" in a stack of {result['stacked_runs']} runs"
         self.note(f"{result['run']}  {result['seconds']:.1f} s  on {result['node']}  ({how})")
         self._log({"event": "run", **result, "seconds": round(result["seconds"], 1)})
         self.bar.update(1)

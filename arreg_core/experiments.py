@@ -20,10 +20,11 @@ import numpy as np
 import pandas as pd
 
 from . import analysis
-from .executors import Job, LocalExecutor, Progress
+from .executors import Job, LocalExecutor, Progress, run_stack
 from .paper import UNSTATED
 from .profiles import Profile, load_profile
-from .runs import PREPARE_LOG, get_or_train_all, load_run, resolve_store, run_path, runs_table
+from .runs import (PREPARE_LOG, get_or_train_all, load_run, resolve_store, run_path, runs_table, stack_groups,
+                   train_stacked)
 from .train import TrainConfig
 
 ID_COLUMNS = ("run", "dataset", "arch", "method", "spectral_norm", "eps", "seed")
@@ -163,7 +164,7 @@ class Experiments:
                 pieces_of[config] = known + tuple(p for p in ANALYSED[experiment] if p not in known
                                                   and config.seed in seeds_of.get(p, [config.seed]))
         jobs = [Job(config, str(self.runs_dir), self.device, self.data_root, pieces,
-                    {p: params[p] for p in pieces if p in params} or None, execution=self.profile.execution)
+                    {p: params[p] for p in pieces if p in params} or None, execution=self.profile.step_options)
                 for config, pieces in pieces_of.items()]
         executor = executor or LocalExecutor(workers)
         self.runs_dir.mkdir(parents=True, exist_ok=True)
@@ -171,7 +172,26 @@ class Experiments:
                             about={"profile": self.profile.name, "experiments": list(experiments),
                                    "executor": type(executor).__name__, "workers": getattr(executor, "workers", None),
                                    "overrides": self.profile.parameters})
-        return [result["run"] for result in executor.map(jobs, progress)]
+        done = []
+        try:  # first the runs that train as one stack (execution option `stack`), then the rest
+            for group in self._stack_groups([job.config for job in jobs]):
+                for result in run_stack([job for job in jobs if job.config in group]):
+                    progress.done(result)
+                    done.append(result["run"])
+        except BaseException:
+            progress.close()
+            raise
+        rest = [job for job in jobs if job.name not in done]
+        return done + [result["run"] for result in executor.map(rest, progress)]
+
+    def _stack_groups(self, configs: list[TrainConfig]) -> list[list[TrainConfig]]:
+        """With the execution option `stack` > 1, the runs of `configs` not yet finished that train
+        as one network (`runs.stack_groups`: the same but for eps, seed, warm-up or clip, stopped at
+        the same epoch; `runs.train_stacked`), a way to fill a GPU that one narrow CIFAR ResNet
+        leaves waiting on kernel launches (benchmarks/gpu_step_matrix.py, "stacked")."""
+        if self.read_only or self.profile.execution["stack"] < 2:
+            return []
+        return stack_groups(configs, self.runs_dir, self.profile.execution["stack"])
 
     def runs(self, experiment: str) -> pd.DataFrame:
         """Every run of `experiment` (trained if missing; read only: the finished ones) as a table,
@@ -180,8 +200,12 @@ class Experiments:
             if self.read_only:
                 runs = [run for c in self.configs(experiment) if (run := load_run(run_path(c, self.runs_dir)))]
             else:
+                for group in self._stack_groups(self.configs(experiment)):
+                    train_stacked(group, self.runs_dir, device=self.device, data_root=self.data_root,
+                                  channels_last=self.profile.execution["channels_last"],
+                                  cuda_graphs=self.profile.execution["cuda_graphs"])
                 runs = get_or_train_all(self.configs(experiment), self.runs_dir, device=self.device,
-                                        **self.profile.execution,
+                                        **self.profile.step_options,
                                         data_root=self.data_root, progress=self.progress)
             self._tables[experiment] = runs_table(runs)
         return self._tables[experiment].copy()

@@ -33,7 +33,8 @@ from .train import TrainConfig, compile_mode
 
 PROFILES = ("paper", "cpu", "gpu", "cpu-v1", "smoke", "class")
 EXPERIMENTS = ("ar_sweep", "tinyimagenet", "deeper", "spectral_norm", "fgsm")
-EXECUTION_KEYS = ("channels_last", "compile", "cuda_graphs")  # how runs are executed, not what they are
+EXECUTION_KEYS = ("channels_last", "compile", "cuda_graphs", "stack")  # how runs are executed, not what they are
+STEP_OPTIONS = ("channels_last", "compile", "cuda_graphs")  # the execution options of one run's step (`train.fit`)
 GRID_KEYS = ("datasets", "eps", "seeds", "spectral_norms", "spectral_norm_datasets", "fgsm_eps", "deeper_arch")
 ENTRY_KEYS = ("description", "runs_dir", "defaults", *GRID_KEYS, "experiment_seeds", "experiment_eps",
               "tinyimagenet", "execution", "analysis", "analysis_seeds")
@@ -52,11 +53,16 @@ class Profile:
     defaults: dict            # the TrainConfig fields the runs share, as written
     grid: dict                # GRID_KEYS as written (lists; deeper_arch: one name)
     configs: dict             # {experiment: its TrainConfigs}, the parameters applied (`experiment_configs`)
-    execution: dict           # channels_last, compile, cuda_graphs, the parameters applied (`execution_options`)
+    execution: dict           # channels_last, compile, cuda_graphs, stack, the parameters applied (`execution_options`)
     analysis: dict            # {piece: parameters of arreg_core.analysis}
     analysis_seeds: dict      # {piece: the seeds whose runs get it}; unlisted pieces: every seed
     parameters: dict          # the notebook's parameters applied to the entry (None: the profile's value)
     entry: dict = field(repr=False, compare=False)  # the entry as written (book.class_fingerprint hashes it)
+
+    @property
+    def step_options(self) -> dict:
+        """The execution options one run's training takes (`runs.get_or_train`): all but `stack`."""
+        return {key: self.execution[key] for key in STEP_OPTIONS}
 
     @classmethod
     def from_entry(cls, name: str, entry: dict, **parameters) -> "Profile":
@@ -113,10 +119,11 @@ def load_profile(profile: str | Profile, **parameters) -> Profile:
 def execution_options(name: str, options: dict, **parameters) -> dict:
     """How a profile's runs are executed, beside what they are (not part of the run key):
     `channels_last`, `compile` (torch.compile: true, false or a mode, `train.compile_mode`) and
-    `cuda_graphs` (the whole training step as one CUDA graph; CUDA only) from the profile's
-    `execution` entry `options`, default off; `parameters` with those names (a notebook's or
-    `arreg book -p` parameters, e.g. compile="reduce-overhead" on a GPU) replace them; other
-    parameters are ignored."""
+    `cuda_graphs` (the whole training step as one CUDA graph; CUDA only) and `stack` (up to that
+    many runs that differ only in eps, seed, warm-up or clip trained as one network,
+    `runs.train_stacked`; 1: each run alone) from the profile's `execution` entry `options`,
+    default off; `parameters` with those names (a notebook's or `arreg prepare -p` parameters,
+    e.g. stack=8 on a GPU) replace them; other parameters are ignored."""
     options = {**options, **{k: v for k, v in parameters.items() if k in EXECUTION_KEYS and v is not None}}
     unknown = set(options) - set(EXECUTION_KEYS)
     if unknown:
@@ -132,7 +139,11 @@ def execution_options(name: str, options: dict, **parameters) -> dict:
         compile_mode(compile)
     except ValueError as err:
         raise ValueError(f"profile {name}: execution {err}") from None
-    return {"channels_last": channels_last, "compile": compile, "cuda_graphs": cuda_graphs}
+    stack = options.get("stack", 1)
+    if isinstance(stack, bool) or not isinstance(stack, int) or stack < 1:
+        raise ValueError(f"profile {name}: stack {stack!r}; valid: an integer >= 1, the most runs trained as one "
+                         f"network (1: each run alone)")
+    return {"channels_last": channels_last, "compile": compile, "cuda_graphs": cuda_graphs, "stack": stack}
 
 
 def experiment_configs(entry: dict, experiment: str, **parameters) -> list[TrainConfig]:

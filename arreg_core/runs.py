@@ -44,7 +44,7 @@ import torch
 from filelock import FileLock, Timeout
 
 from . import data as data_module
-from . import manifest
+from . import manifest, stacked
 from .device import device_name, prepare_device, resolve_device
 from .evaluate import evaluate
 from .io import atomic_write_bytes, atomic_write_json, read_json  # noqa: F401 (part of runs' API)
@@ -414,27 +414,30 @@ def _checkpoint_epoch(path: Path) -> int:
         return 0
 
 
-def _attempt(epoch: int, device: torch.device) -> dict:
-    return {"from_epoch": epoch, "device": str(device), "device_name": device_name(device),
-            "threads": torch.get_num_threads(), "torch": torch.__version__}
+def _attempt(epoch: int, device: torch.device, stacked_runs: int = 1) -> dict:
+    attempt = {"from_epoch": epoch, "device": str(device), "device_name": device_name(device),
+               "threads": torch.get_num_threads(), "torch": torch.__version__}
+    return {**attempt, "stacked_runs": stacked_runs} if stacked_runs > 1 else attempt
 
 
 def _describe(attempt: dict) -> str:
-    threads = attempt.get("threads")
+    threads, stacked = attempt.get("threads"), attempt.get("stacked_runs", 1)
     return (f"{threads} thread{'' if threads == 1 else 's'} on {attempt.get('device')} ({attempt.get('device_name')}, "
-            f"torch {attempt.get('torch')})")
+            f"torch {attempt.get('torch')}{f', in a stack of {stacked} runs' if stacked > 1 else ''})")
 
 
-def record_machine(path: Path, epoch: int, device: torch.device) -> None:
+def record_machine(path: Path, epoch: int, device: torch.device, stacked_runs: int = 1) -> None:
     """Add this attempt (from `epoch`) to machine.json; a resume under another device, CPU or GPU
-    model, thread count or torch version than the attempt before says so in one line: the run is
-    still a run of its config (same key), but not bit-identical to one trained without a break."""
+    model, thread count, torch version or stack size (`stacked`) than the attempt before says so in
+    one line: the run is still a run of its config (same key), but not bit-identical to one trained
+    without a break."""
     try:
         attempts = read_json(path / "machine.json")["attempts"] if epoch else []
     except (OSError, ValueError, KeyError, TypeError):
         attempts = []  # no record (a run of an older version): nothing to compare with
-    now = _attempt(epoch, device)
-    if attempts and any(attempts[-1].get(k) != now[k] for k in MACHINE_FIELDS):
+    now = _attempt(epoch, device, stacked_runs)
+    if attempts and (any(attempts[-1].get(k) != now[k] for k in MACHINE_FIELDS)
+                     or attempts[-1].get("stacked_runs", 1) != stacked_runs):
         print(f"arreg: {path.name} resumes from epoch {epoch} with {_describe(now)}, its epochs before ran with "
               f"{_describe(attempts[-1])}: the result is not bit-identical to an uninterrupted run "
               f"(machine.json records both)", file=sys.stderr, flush=True)
@@ -464,11 +467,7 @@ def get_or_train(config: TrainConfig, runs_dir=None, *, device="auto", data_root
                 return done
             if (path / "config.json").exists():
                 stored_config(path)  # an edited config.json is refused, not trained over
-        remove_partial_writes(path)
-        if retrain:
-            discard_training(path)
-        manifest.write_json(path, "config.json", config.to_dict())
-        (path / "failed.json").unlink(missing_ok=True)
+        begin_attempt(config, path, retrain)
         try:
             start = _train(config, path, data, device, channels_last, compile, cuda_graphs, progress)
         except Exception as err:
@@ -477,10 +476,18 @@ def get_or_train(config: TrainConfig, runs_dir=None, *, device="auto", data_root
     return replace(load_run(path), trained_from=start)
 
 
-def _train(config: TrainConfig, path: Path, data, device, channels_last: bool, compile: bool | str,
-           cuda_graphs: bool, progress: bool) -> int:
-    """Train the run at `path` to its end (from its checkpoint) and store its metrics; returns the
-    epoch it started from."""
+def begin_attempt(config: TrainConfig, path: Path, retrain: bool = False) -> None:
+    """Ready the locked run directory `path` for training: partial writes of a killed attempt gone
+    (with `retrain`, the finished state too), config.json written, an earlier failure forgotten."""
+    remove_partial_writes(path)
+    if retrain:
+        discard_training(path)
+    manifest.write_json(path, "config.json", config.to_dict())
+    (path / "failed.json").unlink(missing_ok=True)
+
+
+def resume_state(config: TrainConfig, path: Path, data, device) -> tuple:
+    """(model, optimizer, scheduler, history) of the run at `path`: from its checkpoint, else new."""
     model = build_model_for(config, data).to(device)
     optimizer, scheduler = build_optimizer(config, model)
     history: list = []
@@ -490,9 +497,12 @@ def _train(config: TrainConfig, path: Path, data, device, channels_last: bool, c
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         history = ckpt["history"]
-    start = len(history)
-    record_machine(path, start, device)
+    return model, optimizer, scheduler, history
 
+
+def epoch_saver(config: TrainConfig, path: Path):
+    """`save(model, optimizer, scheduler, history)` after each epoch: the checkpoint, unless the
+    epoch's loss diverged (then TrainingFailedError, and the run keeps its epoch before)."""
     def save(model, optimizer, scheduler, history):
         loss = history[-1]["train_input_loss"]
         if not math.isfinite(loss):  # stop at this epoch; the run keeps the one before
@@ -501,16 +511,99 @@ def _train(config: TrainConfig, path: Path, data, device, channels_last: bool, c
                 f"(now {config.lr:g}) or eps; the run keeps its last finished epoch ({len(history) - 1})")
         save_checkpoint(path, model, optimizer, scheduler, history)
 
-    model, history = fit(config, data, device, model=model, optimizer=optimizer, scheduler=scheduler,
-                         start_epoch=len(history), history=history, on_epoch_end=epoch_hooks(config, data),
-                         save_checkpoint=save, channels_last=channels_last, compile=compile, cuda_graphs=cuda_graphs,
-                         progress=progress)
+    return save
+
+
+def finish_run(path: Path, model, history: list, data, device) -> None:
+    """Store a trained run's history and test metrics (`evaluate`): the run is finished."""
     manifest.write_json(path, "history.json", history)  # a kill after the last record may have missed it
     metrics = evaluate(model, data, device=device)
     metrics["epochs_trained"] = len(history)
     metrics["train_seconds"] = sum(row["seconds"] for row in history)
     manifest.write_json(path, "metrics.json", metrics)
+
+
+def _train(config: TrainConfig, path: Path, data, device, channels_last: bool, compile: bool | str,
+           cuda_graphs: bool, progress: bool) -> int:
+    """Train the run at `path` to its end (from its checkpoint) and store its metrics; returns the
+    epoch it started from."""
+    model, optimizer, scheduler, history = resume_state(config, path, data, device)
+    start = len(history)
+    record_machine(path, start, device)
+    model, history = fit(config, data, device, model=model, optimizer=optimizer, scheduler=scheduler,
+                         start_epoch=len(history), history=history, on_epoch_end=epoch_hooks(config, data),
+                         save_checkpoint=epoch_saver(config, path), channels_last=channels_last, compile=compile,
+                         cuda_graphs=cuda_graphs, progress=progress)
+    finish_run(path, model, history, data, device)
     return start
+
+
+def train_stacked(configs: list[TrainConfig], runs_dir=None, *, device="auto", data_root=None,
+                  data: data_module.ImageData | None = None, channels_last: bool = False, cuda_graphs: bool = False,
+                  lock_timeout: float | None = None) -> list[Run]:
+    """The finished runs of `configs`, those not yet stored trained as one stack (arreg_core.stacked:
+    one network of their stacked weights, each run's batches and attack its own), from the epoch
+    they all reached; each run's checkpoints, history, hooks and metrics are those of a run trained
+    alone, to rounding, and machine.json records the stack. The runs must differ only in
+    `stacked.OWN_FIELDS` and share their last epoch (`stack_groups` forms such groups)."""
+    stacked.check_stackable(configs)
+    paths = [run_path(config, runs_dir) for config in configs]
+    for path in paths:
+        check_run_dir(path)
+    if sum(load_run(path) is None for path in paths) < 2:  # nothing to stack
+        return [get_or_train(c, runs_dir, device=device, data_root=data_root, data=data, channels_last=channels_last,
+                             cuda_graphs=cuda_graphs, progress=False, lock_timeout=lock_timeout) for c in configs]
+    device = resolve_device(device)
+    if data is None:
+        first = configs[0]
+        data = data_module.load_data(first.dataset, root=data_root, n_train=first.n_train, n_test=first.n_test,
+                                     seed=first.subset_seed)
+    with contextlib.ExitStack() as locks:
+        for path in sorted(paths):  # one order for every process: no two wait on each other
+            path.mkdir(parents=True, exist_ok=True)
+            locks.enter_context(run_lock(path, lock_timeout))
+        todo = [(config, path) for config, path in zip(configs, paths) if load_run(path) is None]
+        for config, path in todo:
+            if (path / "config.json").exists():
+                stored_config(path)  # an edited config.json is refused, not trained over
+            begin_attempt(config, path)
+        states = [resume_state(config, path, data, device) for config, path in todo]
+        start = len(states[0][3])
+        if any(len(history) != start for *_, history in states):
+            raise ValueError(f"runs trained as one stack start from one epoch; these stopped at epochs "
+                             f"{[len(s[3]) for s in states]}: group them with runs.stack_groups")
+        for _, path in todo:
+            record_machine(path, start, device, stacked_runs=len(todo))
+        try:
+            networks, histories = stacked.fit(
+                [c for c, _ in todo], data, device, *map(list, zip(*states)),
+                hooks=[epoch_hooks(c, data) for c, _ in todo], saves=[epoch_saver(c, p) for c, p in todo],
+                channels_last=channels_last, cuda_graphs=cuda_graphs)
+        except Exception as err:
+            for _, path in todo:
+                mark_failed(path, err)
+            raise
+        for (_, path), network, history in zip(todo, networks, histories):
+            finish_run(path, network, history, data, device)
+    trained = {path for _, path in todo}
+    return [replace(load_run(path), trained_from=start) if path in trained else load_run(path) for path in paths]
+
+
+def stack_groups(configs: list[TrainConfig], runs_dir=None, max_runs: int = 8) -> list[list[TrainConfig]]:
+    """The runs of `configs` not yet finished that `train_stacked` can train together: grouped by
+    what they share (`stacked.stack_key`) and by the epoch they stopped at, cut into stacks of at
+    most `max_runs`; runs left alone (no partner, FGSM, batch norm) are in no group."""
+    groups: dict[tuple, list] = {}
+    for config in configs:
+        path = run_path(config, runs_dir)
+        key = stacked.stack_key(config)
+        if key is not None and not (path / "metrics.json").exists():
+            groups.setdefault((key, _checkpoint_epoch(path)), []).append(config)
+    stacks = []
+    for group in groups.values():
+        size = -(-len(group) // -(-len(group) // max(max_runs, 1)))  # stacks of even size, none over max_runs
+        stacks += [group[i:i + size] for i in range(0, len(group), size)]
+    return [stack for stack in stacks if len(stack) > 1]
 
 
 def _run_status(path: Path) -> dict:

@@ -252,11 +252,28 @@ def training_step(model, optimizer, x, y, noise, *, config: TrainConfig, scale: 
         x = training_inputs(model, x, y, config, None, scale, noise)
         logits = model(x)
     loss = F.cross_entropy(logits.float(), y)
+    descend(optimizer, loss, totals, loss.detach() * len(y), (logits.argmax(1) == y).sum())
+
+
+def descend(optimizer, loss: torch.Tensor, totals: tuple, loss_sum: torch.Tensor, correct: torch.Tensor) -> None:
+    """The end of a training step, one run's (`training_step`) or a stack's (`stacked.training_step`):
+    SGD on `loss`, then the summed loss and correct count added to `totals` on the device."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    totals[0].add_(loss.detach() * len(y))
-    totals[1].add_((logits.argmax(1) == y).sum())
+    totals[0].add_(loss_sum)
+    totals[1].add_(correct)
+
+
+def epoch_batches(data: data_module.ImageData, config: TrainConfig, epoch: int, device: torch.device):
+    """The epoch's training batches (shuffled and augmented) and the generator of its attack's
+    random starts, both seeded by (seed, epoch): a resumed run draws what an uninterrupted one does."""
+    data_gen = epoch_generator(config.seed, epoch, device, stream=0)
+    attack_gen = epoch_generator(config.seed, epoch, device, stream=1)
+    augment = data.augment if config.augment else "none"
+    batches = data_module.iterate_batches(data.x_train, data.y_train, config.batch_size, shuffle=True,
+                                          augment=augment, generator=data_gen, device=device)
+    return batches, attack_gen
 
 
 def train_epoch(model, optimizer, data: data_module.ImageData, config: TrainConfig, epoch: int,
@@ -267,11 +284,7 @@ def train_epoch(model, optimizer, data: data_module.ImageData, config: TrainConf
     wrapper of the optimizer's network. With `cuda_graphs` on a CUDA device, every full batch
     runs as one replay of the step captured this epoch (`cuda_graphs.GraphedStep`), the last,
     partial one eagerly; elsewhere the option changes nothing."""
-    data_gen = epoch_generator(config.seed, epoch, device, stream=0)
-    attack_gen = epoch_generator(config.seed, epoch, device, stream=1)
-    augment = data.augment if config.augment else "none"
-    batches = data_module.iterate_batches(data.x_train, data.y_train, config.batch_size, shuffle=True,
-                                          augment=augment, generator=data_gen, device=device)
+    batches, attack_gen = epoch_batches(data, config, epoch, device)
     n_batches = -(-len(data.y_train) // config.batch_size)
     model.train()
     totals = (torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long))

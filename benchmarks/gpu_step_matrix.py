@@ -69,7 +69,8 @@ class Trainer:
         model = initial_model(arch, data.num_classes, dataset).to(device, memory_format=torch.channels_last)
         self.model = stacked.StackedNetworks([model] * stack) if stack > 1 else model  # (stacked weights: 5-d)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-        self.totals = (torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long))
+        shape = (stack,) if stack > 1 else ()  # a stack adds up each run's loss and correct count
+        self.totals = (torch.zeros(shape, device=device), torch.zeros(shape, device=device, dtype=torch.long))
         self.graphs = graphs and device.type == "cuda"
         if stack > 1:
             c = self.config

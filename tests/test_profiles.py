@@ -93,12 +93,13 @@ def test_execution_options_default_off_and_reach_the_jobs(monkeypatch, tmp_path)
     profile is loaded."""
     from arreg_core import experiments
 
-    assert load_profile("cpu-v1").execution == {"channels_last": False, "compile": False, "cuda_graphs": False}
-    assert load_profile("cpu").execution == {"channels_last": True, "compile": False, "cuda_graphs": False}
-    assert load_profile("gpu").execution == {"channels_last": True, "compile": False, "cuda_graphs": True}
+    assert load_profile("cpu-v1").execution == {"channels_last": False, "compile": False, "cuda_graphs": False,
+                                                "stack": 1}
+    assert load_profile("cpu").execution == {"channels_last": True, "compile": False, "cuda_graphs": False, "stack": 1}
+    assert load_profile("gpu").execution == {"channels_last": True, "compile": False, "cuda_graphs": True, "stack": 1}
     entry = load_profile("smoke").entry
     smoke = Profile.from_entry("smoke", {**entry, "execution": {"channels_last": True}})
-    assert smoke.execution == {"channels_last": True, "compile": False, "cuda_graphs": False}
+    assert smoke.execution == {"channels_last": True, "compile": False, "cuda_graphs": False, "stack": 1}
     seen = []
 
     class Recorder:
@@ -121,11 +122,16 @@ def test_execution_overrides_replace_the_profiles_and_leave_the_runs_alone():
     """`arreg book -p compile=reduce-overhead -p channels_last=true` (or a notebook's overrides):
     how the runs execute changes, which runs they are does not."""
     assert load_profile("smoke", channels_last=True, compile="reduce-overhead", eps=[4]).execution == \
-        {"channels_last": True, "compile": "reduce-overhead", "cuda_graphs": False}
+        {"channels_last": True, "compile": "reduce-overhead", "cuda_graphs": False, "stack": 1}
     assert load_profile("smoke", channels_last=True, compile=True).configs["ar_sweep"] == \
         load_profile("smoke").configs["ar_sweep"]
     with pytest.raises(ValueError, match="channels_last 'yes'"):
         load_profile("smoke", channels_last="yes").execution
+    assert load_profile("smoke", stack=4).execution["stack"] == 4
+    assert load_profile("smoke", stack=4).configs == load_profile("smoke").configs
+    for bad in (0, 2.5, True, "4x"):
+        with pytest.raises(ValueError, match="stack .*valid: an integer >= 1"):
+            load_profile("smoke", stack=bad)
 
 
 def test_experiment_seeds_give_an_experiment_its_own_seeds_and_a_seeds_override_wins():
