@@ -5,18 +5,23 @@
 #   2. the CUDA tests (`pytest -m cuda`: none may be skipped for want of CUDA)
 #   3. benchmarks/gpu_step_matrix.py: images/s per run and per GPU, ResNet-20 and ResNet-56 at batch
 #      256, fp32/bf16, eager/CUDA graph, 1/2/4/8 runs per GPU, beside the plain loop
-#   3b. the same script's stacked cells only (runs stacked into one network, arreg_core.stacked),
-#      ResNet-56 at batch 256 with 4 and 8 runs, beside one run and the plain loop (STACKED=0 skips it)
+#   3b. the same script's stacked and streams cells (runs stacked into one network, arreg_core.stacked,
+#      beside runs on streams), ResNet-20 and ResNet-56 at batch 256 with 4 and 8 runs, beside one
+#      run and the plain loop (STACKED=0 skips it)
 #   4. benchmarks/gpu_tier_plan.py: the tier's epochs and precision from that throughput and the time
 #      left (only while results/gpu/runs holds no run: after that the profile's own values are kept,
-#      so that a later session resumes the same runs)
-#   5. arreg prepare --profile gpu --workers 4: the AR sweep's four runs side by side (one process
-#      each, the step as one CUDA graph), evaluated and analysed, checkpoints every epoch
+#      so that a later session resumes the same runs); and whether its runs train as one stack
+#      (STACK=3, each seed's three PGD runs, where 3b's ResNet-20 stack beat streams; else 1)
+#   5. arreg prepare --profile gpu --workers 4 -p stack=STACK: the AR sweep's runs, seed after seed,
+#      either each seed's PGD runs as one stack (its standard-training runs as another) or four runs
+#      side by side (one process each), the step as one CUDA graph, evaluated and analysed,
+#      checkpoints every epoch
 #   6. arreg export-runs: the store packed into OUT/gpu-runs.partNN (at most 15 MiB each), also when
 #      step 5 ran out of time (its runs resume from their last epoch in a later session)
 # Back here: `arreg import-runs <files>/gpu-runs.part* --runs-dir results/gpu/runs`.
 #
-#   ARREG_DATA=<folder of cifar10-jpeg.tar.gz> [MATRIX=0] [STACKED=0] bash benchmarks/gpu_session.sh OUT [SECONDS]
+#   ARREG_DATA=<folder of cifar10-jpeg.tar.gz> [MATRIX=0] [STACKED=0] [STACK=K] bash benchmarks/gpu_session.sh OUT [SECONDS]
+# (STACK=K given: 3b's choice is not made, K is used)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-${OUT:-benchmarks/out/gpu_session}}"
@@ -46,6 +51,8 @@ if ! $PY -c "import torchattacks" 2>/dev/null && ls .whl/torchattacks-*.whl >/de
     export PYTHONPATH="$PYTHONPATH:/tmp/arreg-site"
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
+GPU_TAG="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | grep -oiE 'h100|h200|a100|l40s' | tr 'A-Z' 'a-z')"
+GPU_TAG="${GPU_TAG:-gpu}"  # the measurements' files are named by the GPU they ran on
 $PY - <<'EOF'
 import torch
 print("torch", torch.__version__, "| cuda", torch.version.cuda, "| cudnn", torch.backends.cudnn.version(),
@@ -61,24 +68,35 @@ step tests_cuda 75 $PY -m pytest -m cuda -rs -q -p no:cacheprovider $(grep -l "p
 # 3. the throughput matrix (its JSON is rewritten after every cell: a timeout keeps what was measured)
 # (MATRIX=0 skips it: a later session that only trains more of the tier gives it the time)
 if [ "${MATRIX:-1}" = 1 ]; then
-  step matrix 170 $PY benchmarks/gpu_step_matrix.py --seconds 1.5 --repeats 2 --json "$OUT/gpu_step_matrix_h200.json"
+  step matrix 170 $PY benchmarks/gpu_step_matrix.py --seconds 1.5 --repeats 2 --json "$OUT/gpu_step_matrix_$GPU_TAG.json"
 fi
 
-# 3b. runs stacked into one network: one grouped kernel where each run launched its own (the 5x goal)
+# 3b. runs stacked into one network: one grouped kernel where each run launched its own (the 5x goal),
+#     beside the same number of runs on streams, measured in the same script
 if [ "${STACKED:-1}" = 1 ]; then
-  step stacked 90 $PY benchmarks/gpu_step_matrix.py --archs resnet56 --runs 4 8 --sharing stacked --seconds 1.5 \
-    --repeats 1 --json "$OUT/gpu_step_stacked_h200.json"
+  step stacked 150 $PY benchmarks/gpu_step_matrix.py --archs resnet20 resnet56 --runs 4 8 --sharing stacked streams \
+    --seconds 1.5 --repeats 1 --json "$OUT/gpu_step_stacked_$GPU_TAG.json"
 fi
 
 # 4. the tier's size (a store that holds runs keeps the profile's values)
 OVERRIDES=()
-if [ -z "$(ls -A "$STORE" 2>/dev/null | grep -v prepare_log)" ] && [ -f "$OUT/gpu_step_matrix_h200.json" ]; then
-  PLAN="$($PY benchmarks/gpu_tier_plan.py "$OUT/gpu_step_matrix_h200.json" --seconds "$(left 30)" \
+if [ -z "$(ls -A "$STORE" 2>/dev/null | grep -v prepare_log)" ] && [ -f "$OUT/gpu_step_matrix_$GPU_TAG.json" ]; then
+  PLAN="$($PY benchmarks/gpu_tier_plan.py "$OUT/gpu_step_matrix_$GPU_TAG.json" --seconds "$(left 30)" \
           --json "$OUT/gpu_tier_plan.json")" && eval "$PLAN" && echo "plan: $PLAN" && \
     OVERRIDES=(-p "epochs=$EPOCHS" -p "milestones=$MILESTONES" -p "precision=$PRECISION")
 fi
 
-# 5. the AR sweep of the gpu profile, four runs side by side
+if [ -z "${STACK:-}" ]; then
+  STACK=1
+  if [ -f "$OUT/gpu_step_stacked_$GPU_TAG.json" ]; then
+    CHOICE="$($PY benchmarks/gpu_tier_plan.py "$OUT/gpu_step_stacked_$GPU_TAG.json" --stack \
+              --json "$OUT/gpu_stack_choice.json")" && eval "$CHOICE"
+  fi
+fi
+echo "stack: $STACK"
+OVERRIDES+=(-p "stack=$STACK")
+
+# 5. the AR sweep of the gpu profile: each seed's runs as stacks, or four runs side by side
 step train "$(left 30)" $PY -m arreg_core.cli prepare --profile gpu --workers 4 --experiments ar_sweep \
   --runs-dir "$STORE" "${OVERRIDES[@]}"
 $PY -m arreg_core.cli runs --runs-dir "$STORE"

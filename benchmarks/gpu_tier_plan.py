@@ -11,6 +11,13 @@ analysing the runs. Milestones at half and three quarters of the epochs (the pap
 of 200). Prints shell assignments (EPOCHS, MILESTONES, PRECISION) and writes the plan as JSON.
 
     eval "$(python benchmarks/gpu_tier_plan.py matrix.json --seconds 300 --json plan.json)"
+
+With --stack: whether the tier's runs train as one stack (arreg_core.stacked, `arreg prepare -p
+stack=K`) instead of side by side: STACK=K (one seed's three PGD runs: K=3) where the matrix's
+stacked cell of 4 runs trained more images per second per GPU than 4 runs on streams, measured
+side by side in the same script (the ResNet-20's graphed step), else STACK=1.
+
+    eval "$(python benchmarks/gpu_tier_plan.py stacked.json --stack)"
 """
 
 from __future__ import annotations
@@ -47,14 +54,37 @@ def plan(matrix: dict, seconds: float, arch: str = "resnet20", reserve: float = 
             "seconds_available": seconds, "reserve_seconds": reserve, "epochs": epochs, "milestones": milestones}
 
 
+def stack_choice(matrix: dict, arch: str = "resnet20", runs: int = 4, stack: int = 3) -> dict:
+    """STACK (`stack` where the stacked cell of `runs` runs beats `runs` runs on streams per GPU,
+    both graphed, else 1) and the two rates it compared (None where a cell is missing)."""
+    def best(sharing):
+        rows = [r for r in matrix["results"] if r["arch"] == arch and r["step"] == "CUDA graph"
+                and r["runs_per_gpu"] == runs and r.get("sharing") == sharing]
+        return max((r["images_per_s_per_gpu"] for r in rows), default=None)
+
+    stacked, streams = best("stacked"), best("streams")
+    pays = stacked is not None and streams is not None and stacked > streams
+    return {"arch": arch, "runs": runs, "stacked_images_per_s_per_gpu": stacked,
+            "streams_images_per_s_per_gpu": streams, "stack": stack if pays else 1}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("matrix", help="gpu_step_matrix.py's JSON")
-    parser.add_argument("--seconds", type=float, required=True, help="seconds left for training and analysis")
+    parser.add_argument("--seconds", type=float, help="seconds left for training and analysis")
+    parser.add_argument("--stack", action="store_true", help="print STACK: stack the runs, or not (stack_choice)")
     parser.add_argument("--reserve", type=float, default=90.0)
     parser.add_argument("--arch", default="resnet20")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
+    if args.stack:
+        out = stack_choice(json.loads(Path(args.matrix).read_text()), args.arch)
+        if args.json:
+            Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        print(f"STACK={out['stack']}")
+        return out
+    if args.seconds is None:
+        parser.error("--seconds is required (the seconds left for training and analysis)")
     out = plan(json.loads(Path(args.matrix).read_text()), args.seconds, args.arch, args.reserve)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")

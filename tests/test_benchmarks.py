@@ -219,3 +219,24 @@ def test_gpu_tier_plan_sizes_the_epochs_from_the_measured_rate():
     assert plan({"results": rows}, seconds=390)["precision"] == "fp32"
     eager = plan({"results": [rows[3]]}, seconds=30)
     assert eager["step"] == "eager" and eager["epochs"] == 2  # at least two epochs, whatever the time
+
+
+def test_gpu_tier_plan_stacks_the_runs_only_where_the_stack_beat_streams(tmp_path, capsys):
+    """STACK=3 (one seed's PGD runs as one network) where the graphed 4-run stack trained more
+    images per GPU than 4 graphed runs on streams in the same script; else STACK=1; a missing cell
+    (a timed-out matrix) never stacks."""
+    module = load("gpu_tier_plan")
+    rows = [{"arch": a, "precision": "bf16", "step": s, "runs_per_gpu": n, "sharing": sh, "images_per_s_per_gpu": r}
+            for a, s, n, sh, r in [("resnet20", "CUDA graph", 4, "streams", 20000),
+                                   ("resnet20", "CUDA graph", 4, "stacked", 31000),
+                                   ("resnet20", "eager", 4, "stacked", 90000),  # not the tier's step
+                                   ("resnet56", "CUDA graph", 4, "stacked", 99000)]]  # not the tier's network
+    assert module.stack_choice({"results": rows})["stack"] == 3
+    rows[1]["images_per_s_per_gpu"] = 19000
+    assert module.stack_choice({"results": rows})["stack"] == 1
+    assert module.stack_choice({"results": rows[1:]})["stack"] == 1
+    path = tmp_path / "stacked.json"
+    path.write_text(json.dumps({"results": rows[:1] + [{**rows[1], "images_per_s_per_gpu": 25000}]}))
+    module.main([str(path), "--stack", "--json", str(tmp_path / "choice.json")])
+    assert capsys.readouterr().out.strip() == "STACK=3"
+    assert json.loads((tmp_path / "choice.json").read_text())["streams_images_per_s_per_gpu"] == 20000
