@@ -227,8 +227,10 @@ def fit(configs: Sequence[train.TrainConfig], data, device, networks: list, opti
         errors = []
         for network, opt, sched, history, row, save in zip(networks, optimizers, schedulers, histories, rows, saves):
             history.append(row)
+            if save is None:
+                continue
             try:  # every run keeps its epoch before one run's error (a diverged loss) stops the stack
-                save is None or save(network, opt, sched, history)
+                save(network, opt, sched, history)
             except Exception as err:
                 errors.append(err)
         if errors:
