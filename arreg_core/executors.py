@@ -84,10 +84,10 @@ def run_job(job: Job, node: str | None = None) -> dict:
             "found": run.trained_from is None, "resumed_from": run.trained_from or 0}
 
 
-def run_stack(jobs: list[Job], node: str | None = None) -> list[dict]:
+def run_stack(jobs: list[Job], node: str | None = None):
     """`run_job` for jobs whose runs train as one stack (`runs.train_stacked`, in this process),
-    each run's analysis pieces then computed; one result per job, its seconds the stack's training
-    and its own analysis."""
+    each run's analysis pieces then computed; yields one result per job as its analysis ends, its
+    seconds the stack's training and its own analysis."""
     from . import analysis
     from .runs import train_stacked
 
@@ -95,14 +95,13 @@ def run_stack(jobs: list[Job], node: str | None = None) -> list[dict]:
     trained = train_stacked([job.config for job in jobs], first.runs_dir, device=first.device,
                             data_root=first.data_root, channels_last=first.execution.get("channels_last", False),
                             cuda_graphs=first.execution.get("cuda_graphs", False))
-    training, results = time.perf_counter() - start, []
+    training = time.perf_counter() - start
     for job, run in zip(jobs, trained):
         start = time.perf_counter()
         analysis.analyze(run, pieces=job.pieces, params=job.analysis_params, device=job.device, data_root=job.data_root)
-        results.append({"run": run.path.name, "seconds": training + time.perf_counter() - start,
-                        "node": node or socket.gethostname(), "found": run.trained_from is None,
-                        "resumed_from": run.trained_from or 0, "stacked_runs": len(jobs)})
-    return results
+        yield {"run": run.path.name, "seconds": training + time.perf_counter() - start,
+               "node": node or socket.gethostname(), "found": run.trained_from is None,
+               "resumed_from": run.trained_from or 0, "stacked_runs": len(jobs)}
 
 
 def gpu_model() -> dict:

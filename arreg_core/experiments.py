@@ -118,8 +118,8 @@ class Experiments:
     def from_parameters(cls, profile: Profile | str, runs_dir=None, device="auto", data_root=None, **overrides):
         """`overrides` are the notebook's parameters (None = the profile's value), applied to the
         profile (`profiles.load_profile`): grid entries (datasets, eps, spectral_norms, fgsm_eps,
-        deeper_arch), TrainConfig fields or execution options (channels_last, compile: how the
-        runs train, not which runs they are). `runs_dir` defaults to `store(profile)`."""
+        deeper_arch), TrainConfig fields or execution options (channels_last, compile, cuda_graphs,
+        stack: how the runs train, not which runs they are). `runs_dir` defaults to `store(profile)`."""
         profile = load_profile(profile, **overrides)
         return cls(profile, Path(runs_dir) if runs_dir else store(profile), device, data_root)
 

@@ -292,3 +292,15 @@ def test_prepare_trains_the_stackable_runs_as_stacks_before_its_jobs(tmp_path, c
     plain = load_profile("smoke", n_train=100, n_test=50, epochs=1)
     experiments.prepare_profile(plain, runs_dir=tmp_path / "plain", executor=Recorder(), experiments=("ar_sweep",))
     assert not any(runs.load_run(runs.run_path(c, tmp_path / "plain")) for c in plain.configs["ar_sweep"])
+
+
+def test_a_notebook_with_the_stack_option_trains_its_missing_runs_as_stacks(tmp_path):
+    """`Experiments.runs` (a notebook's table, training what is missing) stacks like `arreg prepare`."""
+    from arreg_core.experiments import Experiments
+
+    ex = Experiments.from_parameters("smoke", runs_dir=tmp_path, device="cpu", n_train=100, n_test=50, epochs=1,
+                                     eps=[0, 4], stack=4)
+    table = ex.runs("ar_sweep")
+    assert len(table) == 4
+    assert [runs.load_run(runs.run_path(c, tmp_path)).history[0]["stacked_runs"] for c in ex.configs("ar_sweep")] \
+        == [2, 2, 2, 2]
