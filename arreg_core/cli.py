@@ -315,8 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help=f"only these experiments' runs, in this order ({', '.join(EXPERIMENTS)}; default: all)")
     prepare.add_argument("-p", "--param", action="append", type=parse_notebook_param, metavar="NAME=VALUE",
                          help="override a profile entry, TrainConfig field or execution option for every run, e.g. "
-                              "-p epochs=20, or -p stack=3 on a GPU (runs that differ only in eps or seed trained as "
-                              "one network, 3 at most) (repeatable)")
+                              "-p epochs=20, or -p stack=3 on a GPU (runs that differ only in eps, attack step, seed, "
+                              "warm-up or clip trained as one network, 3 at most, in this process before the other "
+                              "runs) (repeatable)")
     add_executor_flags(prepare)
     prepare.set_defaults(func=cmd_prepare)
     export = sub.add_parser("export-runs", help="pack a run store into parts of at most --part-mib MiB (to move it)",

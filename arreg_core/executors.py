@@ -49,7 +49,7 @@ class Job:
     pieces: tuple = ()
     analysis_params: dict | None = None
     threads: int | None = None  # torch threads of the process that runs it (None: leave as is)
-    execution: dict = field(default_factory=dict)  # channels_last / compile (Profile.execution)
+    execution: dict = field(default_factory=dict)  # channels_last / compile / cuda_graphs (Profile.step_options)
 
     @property
     def name(self) -> str:

@@ -143,6 +143,9 @@ def execution_options(name: str, options: dict, **parameters) -> dict:
     if isinstance(stack, bool) or not isinstance(stack, int) or stack < 1:
         raise ValueError(f"profile {name}: stack {stack!r}; valid: an integer >= 1, the most runs trained as one "
                          f"network (1: each run alone)")
+    if stack > 1 and compile:
+        raise ValueError(f"profile {name}: a stack of runs trains eagerly or as CUDA graphs (cuda_graphs), never "
+                         f"compiled: drop compile, or set stack=1")
     return {"channels_last": channels_last, "compile": compile, "cuda_graphs": cuda_graphs, "stack": stack}
 
 

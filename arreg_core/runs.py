@@ -390,6 +390,16 @@ def run_lock(path: Path, timeout: float | None = None):
         lock.release()
 
 
+def try_run_lock(path: Path) -> FileLock | None:
+    """The run's file lock, acquired, where no other process holds it; else None (no waiting)."""
+    lock = FileLock(str(path / ".lock"), on_acquired=_write_pid)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return None
+    return lock
+
+
 def discard_training(path: Path) -> None:
     """What `--retrain` throws away, finished state first: metrics, checkpoint record and files,
     history. config.json and the analysis artifacts stay (artifacts recompute when the checkpoint
@@ -541,52 +551,81 @@ def _train(config: TrainConfig, path: Path, data, device, channels_last: bool, c
 def train_stacked(configs: list[TrainConfig], runs_dir=None, *, device="auto", data_root=None,
                   data: data_module.ImageData | None = None, channels_last: bool = False, cuda_graphs: bool = False,
                   lock_timeout: float | None = None) -> list[Run]:
-    """The finished runs of `configs`, those not yet stored trained as one stack (arreg_core.stacked:
-    one network of their stacked weights, each run's batches and attack its own), from the epoch
-    they all reached; each run's checkpoints, history, hooks and metrics are those of a run trained
-    alone, to rounding, and machine.json records the stack. The runs must differ only in
-    `stacked.OWN_FIELDS` and share their last epoch (`stack_groups` forms such groups)."""
+    """The finished runs of `configs` (which must differ only in `stacked.OWN_FIELDS`), those not
+    yet stored trained as one stack (arreg_core.stacked: one network of their stacked weights,
+    each run's batches and attack its own) from the epoch they reached. Each run's checkpoints,
+    momentum, hooks, history and metrics are its own, what the run trained alone computes to
+    rounding; its history rows add `stacked_runs` and `stack_seconds` (the stack's epoch; `seconds`
+    is the run's share of it), and machine.json records the stack. A run another process holds, or
+    one stopped at another epoch than most, is left out of the stack and then found or trained
+    alone (`get_or_train`); a run whose loss diverges stops the stack after the others saved their
+    epoch, and only it records the failure."""
     stacked.check_stackable(configs)
     paths = [run_path(config, runs_dir) for config in configs]
     for path in paths:
         check_run_dir(path)
-    if sum(load_run(path) is None for path in paths) < 2:  # nothing to stack
-        return [get_or_train(c, runs_dir, device=device, data_root=data_root, data=data, channels_last=channels_last,
-                             cuda_graphs=cuda_graphs, progress=False, lock_timeout=lock_timeout) for c in configs]
-    device = resolve_device(device)
-    if data is None:
-        first = configs[0]
-        data = data_module.load_data(first.dataset, root=data_root, n_train=first.n_train, n_test=first.n_test,
-                                     seed=first.subset_seed)
-    with contextlib.ExitStack() as locks:
-        for path in sorted(paths):  # one order for every process: no two wait on each other
-            path.mkdir(parents=True, exist_ok=True)
-            locks.enter_context(run_lock(path, lock_timeout))
-        todo = [(config, path) for config, path in zip(configs, paths) if load_run(path) is None]
-        for config, path in todo:
-            if (path / "config.json").exists():
-                stored_config(path)  # an edited config.json is refused, not trained over
-            begin_attempt(config, path)
-        states = [resume_state(config, path, data, device) for config, path in todo]
-        start = len(states[0][3])
-        if any(len(history) != start for *_, history in states):
-            raise ValueError(f"runs trained as one stack start from one epoch; these stopped at epochs "
-                             f"{[len(s[3]) for s in states]}: group them with runs.stack_groups")
-        for _, path in todo:
-            record_machine(path, start, device, stacked_runs=len(todo))
-        try:
-            networks, histories = stacked.fit(
-                [c for c, _ in todo], data, device, *map(list, zip(*states)),
-                hooks=[epoch_hooks(c, data) for c, _ in todo], saves=[epoch_saver(c, p) for c, p in todo],
-                channels_last=channels_last, cuda_graphs=cuda_graphs)
-        except Exception as err:
+    trained, start = set(), 0
+    if sum(load_run(path) is None for path in paths) >= 2:
+        device = resolve_device(device)
+        if data is None:
+            first = configs[0]
+            data = data_module.load_data(first.dataset, root=data_root, n_train=first.n_train, n_test=first.n_test,
+                                         seed=first.subset_seed)
+        with contextlib.ExitStack() as locks:
+            held = set()
+            for path in sorted(paths):  # one order for every process; a held lock is not waited for
+                path.mkdir(parents=True, exist_ok=True)
+                if (lock := try_run_lock(path)) is not None:
+                    locks.callback(lock.release)
+                    held.add(path)
+            todo = [(c, p) for c, p in zip(configs, paths) if p in held and load_run(p) is None]
+            epochs = [_checkpoint_epoch(p) for _, p in todo]
+            start = max(set(epochs), key=lambda e: (epochs.count(e), -e)) if epochs else 0
+            todo = [(c, p) for (c, p), e in zip(todo, epochs) if e == start]
+            if len(todo) >= 2:
+                _train_stack(todo, data, device, start, channels_last, cuda_graphs)
+                trained = {p for _, p in todo}
+    return [replace(load_run(p), trained_from=start) if p in trained else
+            get_or_train(c, runs_dir, device=device, data_root=data_root, data=data, channels_last=channels_last,
+                         cuda_graphs=cuda_graphs, progress=False, lock_timeout=lock_timeout)
+            for c, p in zip(configs, paths)]
+
+
+def _train_stack(todo: list[tuple[TrainConfig, Path]], data, device, start: int, channels_last: bool,
+                 cuda_graphs: bool) -> None:
+    """`train_stacked`'s training of the locked runs `todo`, all stopped at epoch `start`."""
+    for config, path in todo:
+        if (path / "config.json").exists():
+            stored_config(path)  # an edited config.json is refused, not trained over
+        begin_attempt(config, path)
+        record_machine(path, start, device, stacked_runs=len(todo))
+    failed: set[Path] = set()
+
+    def saver(config, path):
+        save = epoch_saver(config, path)
+
+        def save_or_record(*args):
+            try:
+                save(*args)
+            except Exception as err:
+                mark_failed(path, err)
+                failed.add(path)
+                raise
+        return save_or_record
+
+    states = [resume_state(config, path, data, device) for config, path in todo]
+    try:
+        networks, histories = stacked.fit(
+            [c for c, _ in todo], data, device, *map(list, zip(*states)),
+            hooks=[epoch_hooks(c, data) for c, _ in todo], saves=[saver(c, p) for c, p in todo],
+            channels_last=channels_last, cuda_graphs=cuda_graphs)
+    except Exception as err:
+        if not failed:  # the stack failed as a whole (out of memory, ...): every run says so
             for _, path in todo:
                 mark_failed(path, err)
-            raise
-        for (_, path), network, history in zip(todo, networks, histories):
-            finish_run(path, network, history, data, device)
-    trained = {path for _, path in todo}
-    return [replace(load_run(path), trained_from=start) if path in trained else load_run(path) for path in paths]
+        raise
+    for (_, path), network, history in zip(todo, networks, histories):
+        finish_run(path, network, history, data, device)
 
 
 def stack_groups(configs: list[TrainConfig], runs_dir=None, max_runs: int = 8) -> list[list[TrainConfig]]:

@@ -5,18 +5,20 @@ step launches as many kernels as one run's does, each K times larger: a way to f
 paper's narrow CIFAR ResNets (16-64 channels), whose step for one run waits on launches and
 leaves most of the chip idle (benchmarks/gpu_step_matrix.py measures it, "stacked").
 
-The runs of one AR sweep and seed (appendix B.1) share their data order, augmentation and
-random-start draws, and differ only in eps: such a stack trains on the same batch repeated K
-times, each block attacked within its own run's radius (`radius`). SGD acts elementwise, so one
-optimizer over the stacked weights is K optimizers; the loss is the sum of the runs' mean
-losses, so each run's gradient is its own. A stack therefore computes what its K runs compute
-one at a time, to rounding (the grouped kernels add in another order): `tests/test_stacked.py`.
+Runs stack where they differ only in their own fields (OWN_FIELDS: eps, attack step, seed, eps
+warm-up, spectral clip). Each block is the batch its run draws alone (its seed's data order,
+augmentation and random starts), attacked within its own radius (`radius`). SGD acts
+elementwise, so one optimizer over the stacked weights is K optimizers; the loss is the sum of
+the runs' mean losses, so each run's gradient is its own. A stack therefore computes what its K
+runs compute one at a time, to rounding (the grouped kernels add in another order):
+`tests/test_stacked.py`.
 
-    stack = StackedNetworks([build_model(...) for each run])
-    optimizer = torch.optim.SGD(stack.parameters(), ...)
-    training_step(stack, optimizer, x.repeat(K, 1, 1, 1), y.repeat(K), noise.repeat(K, 1, 1, 1),
-                  eps=radius(eps_per_run, B, device), step=radius(step_per_run, B, device), ...)
-    stack.unstack_into(networks)   # each run's weights, to evaluate, analyse or checkpoint
+    runs.train_stacked(configs, runs_dir)       # through the run store: `fit`, per-run checkpoints
+    stacked.fit(configs, data, device, networks, optimizers, schedulers, histories)
+
+    stack = StackedNetworks(networks)           # or step by step
+    training_step(stack, optimizer, x, y, noise, eps=radius(eps_per_run, B, device), ...)
+    stack.unstack_into(networks)                # each run's weights, to evaluate, analyse or save
 
 Networks with batch norm (WRN-50-2) are refused: their running statistics are updated in place.
 """
@@ -77,8 +79,9 @@ class StackedNetworks(nn.Module):
         end-of-epoch hook, such as spectral clipping, changed them)."""
         self._check_count(networks)
         params, buffers = self._state()
+        states = [network.state_dict() for network in networks]
         for name, stacked_value in {**params, **buffers}.items():
-            stacked_value.copy_(torch.stack([network.state_dict()[name] for network in networks]))
+            stacked_value.copy_(torch.stack([state[name] for state in states]))
 
     def _check_count(self, networks: Sequence[nn.Module]) -> None:
         if len(networks) != self.runs:
@@ -153,7 +156,8 @@ def train_epoch(stack: StackedNetworks, optimizer, data, configs: Sequence[train
     (its seed's order, augmentation and random starts, `train.epoch_batches`) attacked within its
     own radius, so each run trains as it would alone, to rounding. With `cuda_graphs` on a CUDA
     device every full step is one replay of the stack's step captured this epoch. Returns each
-    run's history row; `seconds` is the stack's epoch, which its runs share."""
+    run's history row: `stack_seconds` is the stack's epoch, `seconds` the run's share of it (so
+    that a sum over runs is the time spent)."""
     first, device = configs[0], torch.device(device)
     draws = [train.epoch_batches(data, config, epoch, device) for config in configs]
     eps = [train.eps_scale(c, epoch) * c.eps for c in configs]
@@ -181,7 +185,8 @@ def train_epoch(stack: StackedNetworks, optimizer, data, configs: Sequence[train
             step_for(len(blocks[0][1]))(x, y, noise)
     seconds, seen = time.perf_counter() - start, len(data.y_train)
     rows = [{"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_input_loss": loss / seen,
-             "train_input_acc": 100.0 * correct / seen, "seconds": seconds, "stacked_runs": len(configs)}
+             "train_input_acc": 100.0 * correct / seen, "seconds": seconds / len(configs),
+             "stack_seconds": seconds, "stacked_runs": len(configs)}
             for loss, correct in zip(totals[0].tolist(), totals[1].tolist())]
     if graphed is not None:
         for row in rows:
@@ -249,6 +254,9 @@ def _load_optimizer(optimizer, scheduler, stack: StackedNetworks, optimizers: li
         group["lr"] = optimizers[0].param_groups[0]["lr"]
     for i, weight in enumerate(stack.weights):
         states = [opt.state.get(params[i], {}) for opt, params in zip(optimizers, _run_params(optimizers))]
+        if any(states) and not all(states):
+            raise ValueError("some runs of the stack have SGD momentum and others none: they did not stop at the "
+                             "same epoch; train them in separate stacks")
         if all(states):
             optimizer.state[weight] = {key: torch.stack([state[key] for state in states])
                                        if torch.is_tensor(states[0][key]) else states[0][key] for key in states[0]}

@@ -10,12 +10,12 @@
 #      run and the plain loop (STACKED=0 skips it)
 #   4. benchmarks/gpu_tier_plan.py: the tier's epochs and precision from that throughput and the time
 #      left (only while results/gpu/runs holds no run: after that the profile's own values are kept,
-#      so that a later session resumes the same runs); and whether its runs train as one stack
-#      (STACK=3, each seed's three PGD runs, where 3b's ResNet-20 stack beat streams; else 1)
-#   5. arreg prepare --profile gpu --workers 4 -p stack=STACK: the AR sweep's runs, seed after seed,
-#      either each seed's PGD runs as one stack (its standard-training runs as another) or four runs
-#      side by side (one process each), the step as one CUDA graph, evaluated and analysed,
-#      checkpoints every epoch
+#      so that a later session resumes the same runs); and whether its runs train as stacks
+#      (STACK=3 where 3b's graphed 4-run ResNet-20 stack beat 4 runs on streams, else 1)
+#   5. arreg prepare --profile gpu --workers 4 -p stack=STACK: the AR sweep's runs missing, either
+#      as stacks in this process (the standard-training runs as one, then each seed's three PGD
+#      runs as one, each stack analysed as it ends) or four runs side by side (one process each,
+#      seed after seed), the step as one CUDA graph, evaluated and analysed, checkpoints every epoch
 #   6. arreg export-runs: the store packed into OUT/gpu-runs.partNN (at most 15 MiB each), also when
 #      step 5 ran out of time (its runs resume from their last epoch in a later session)
 # Back here: `arreg import-runs <files>/gpu-runs.part* --runs-dir results/gpu/runs`.
@@ -74,8 +74,9 @@ fi
 # 3b. runs stacked into one network: one grouped kernel where each run launched its own (the 5x goal),
 #     beside the same number of runs on streams, measured in the same script
 if [ "${STACKED:-1}" = 1 ]; then
+  NO_PLAIN=(); [ "${MATRIX:-1}" = 1 ] && NO_PLAIN=(--no-plain)  # the matrix measured the plain loop already
   step stacked 150 $PY benchmarks/gpu_step_matrix.py --archs resnet20 resnet56 --runs 4 8 --sharing stacked streams \
-    --seconds 1.5 --repeats 1 --json "$OUT/gpu_step_stacked_$GPU_TAG.json"
+    --seconds 1.5 --repeats 1 "${NO_PLAIN[@]}" --json "$OUT/gpu_step_stacked_$GPU_TAG.json"
 fi
 
 # 4. the tier's size (a store that holds runs keeps the profile's values)
@@ -88,15 +89,17 @@ fi
 
 if [ -z "${STACK:-}" ]; then
   STACK=1
-  if [ -f "$OUT/gpu_step_stacked_$GPU_TAG.json" ]; then
-    CHOICE="$($PY benchmarks/gpu_tier_plan.py "$OUT/gpu_step_stacked_$GPU_TAG.json" --stack \
-              --json "$OUT/gpu_stack_choice.json")" && eval "$CHOICE"
-  fi
+  for CELLS in "$OUT/gpu_step_stacked_$GPU_TAG.json" "$OUT/gpu_step_matrix_$GPU_TAG.json"; do  # 3b's, else 3's
+    if [ -f "$CELLS" ]; then
+      CHOICE="$($PY benchmarks/gpu_tier_plan.py "$CELLS" --stack --json "$OUT/gpu_stack_choice.json")" && eval "$CHOICE"
+      break
+    fi
+  done
 fi
 echo "stack: $STACK"
 OVERRIDES+=(-p "stack=$STACK")
 
-# 5. the AR sweep of the gpu profile: each seed's runs as stacks, or four runs side by side
+# 5. the AR sweep of the gpu profile: as stacks, or four runs side by side
 step train "$(left 30)" $PY -m arreg_core.cli prepare --profile gpu --workers 4 --experiments ar_sweep \
   --runs-dir "$STORE" "${OVERRIDES[@]}"
 $PY -m arreg_core.cli runs --runs-dir "$STORE"

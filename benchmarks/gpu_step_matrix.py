@@ -59,9 +59,9 @@ def config_of(arch: str, precision: str, batch_size: int, dataset: str) -> Train
 
 class Trainer:
     """One run's training state (or, with `stack` > 1, that of `stack` runs stacked into one
-    network: arreg_core.stacked, each run's block the same batch, as in one AR sweep and seed):
-    network, optimizer, the step (graphed or eager) and an endless stream of full batches of the
-    data set (drop_last: one shape for the graph)."""
+    network: arreg_core.stacked, each run's block its own batch and random start, drawn and put
+    end to end every step as `stacked.train_epoch` does): network, optimizer, the step (graphed or
+    eager) and an endless stream of full batches of the data set (drop_last: one shape for the graph)."""
 
     def __init__(self, arch, precision, graphs, data, dataset, batch_size, device, seed=0, stack=1):
         self.config = config_of(arch, precision, batch_size, dataset)
@@ -98,11 +98,13 @@ class Trainer:
     def train(self, steps: int) -> None:
         self.model.train()
         for _ in range(steps):
-            x, y = self.next_batch()
-            noise = attack_noise(self.config, x, self.attack_gen)
-            if self.stack > 1:
-                x, y, noise = x.repeat(self.stack, 1, 1, 1), y.repeat(self.stack), noise.repeat(self.stack, 1, 1, 1)
-            self.step(x, y, noise)
+            blocks = [self.next_batch() for _ in range(self.stack)]
+            noises = [attack_noise(self.config, x, self.attack_gen) for x, _ in blocks]
+            if self.stack == 1:
+                self.step(*blocks[0], noises[0])
+            else:
+                x = torch.cat([x for x, _ in blocks]).contiguous(memory_format=torch.channels_last)
+                self.step(x, torch.cat([y for _, y in blocks]), torch.cat(noises))
 
     def warm_up(self) -> None:
         """The eager warm-up steps, the capture and one replay (or three eager steps)."""

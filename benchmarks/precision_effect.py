@@ -63,7 +63,7 @@ def main(argv=None):
     config = next(c for c in configs if c.seed == a.seed)
     start = time.perf_counter()
     run = get_or_train(dataclasses.replace(config, precision="fp32"), a.runs_dir, device="cpu",
-                       data_root=ex.data_root, progress=False, **ex.profile.execution)
+                       data_root=ex.data_root, progress=False, **ex.profile.step_options)
     table = compare(run.metrics, bf16)
     print(f"{a.profile}, eps {a.eps:g}: fp32 (seed {a.seed}) vs bf16 ({len(bf16)} seeds)")
     print(table.to_string(index=False, float_format="{:.3f}".format))

@@ -132,6 +132,8 @@ def test_execution_overrides_replace_the_profiles_and_leave_the_runs_alone():
     for bad in (0, 2.5, True, "4x"):
         with pytest.raises(ValueError, match="stack .*valid: an integer >= 1"):
             load_profile("smoke", stack=bad)
+    with pytest.raises(ValueError, match="never compiled: drop compile, or set stack=1"):
+        load_profile("smoke", stack=3, compile=True)
 
 
 def test_experiment_seeds_give_an_experiment_its_own_seeds_and_a_seeds_override_wins():

@@ -153,7 +153,8 @@ def test_runs_trained_as_one_stack_are_the_runs_trained_alone(tmp_path, configs)
     for a, b in zip(alone, together):
         assert b.trained_from == 0 and b.path.name == a.path.name
         assert [row["stacked_runs"] for row in b.history] == [len(configs)] * 3
-        assert [row.keys() - {"stacked_runs"} for row in b.history] == [row.keys() for row in a.history]
+        assert [row.keys() - {"stacked_runs", "stack_seconds"} for row in b.history] == [row.keys() for row in a.history]
+        assert all(row["seconds"] == pytest.approx(row["stack_seconds"] / len(configs)) for row in b.history)
         for row_a, row_b in zip(a.history, b.history):
             assert row_b["lr"] == row_a["lr"]
             assert row_b["train_input_loss"] == pytest.approx(row_a["train_input_loss"], rel=1e-4)
@@ -202,8 +203,9 @@ def test_an_interrupted_stack_resumes_to_exactly_the_uninterrupted_stack(tmp_pat
     resumed = runs.train_stacked(SWEEP[:2], tmp_path / "b", device="cpu")
     for a, b in zip(reference, resumed):
         assert b.trained_from == 1
-        assert [{k: v for k, v in row.items() if k != "seconds"} for row in b.history] == \
-            [{k: v for k, v in row.items() if k != "seconds"} for row in a.history]
+        timings = {"seconds", "stack_seconds"}
+        assert [{k: v for k, v in row.items() if k not in timings} for row in b.history] == \
+            [{k: v for k, v in row.items() if k not in timings} for row in a.history]
         for key, value in weights(a).items():
             assert torch.equal(weights(b)[key], value), key
 
@@ -238,6 +240,45 @@ def test_runs_that_cannot_train_together_are_refused_in_one_line(tmp_path):
         runs.train_stacked([tiny(), tiny(method="fgsm")], tmp_path, device="cpu")
     with pytest.raises(ValueError, match="start from one epoch"):
         stacked.fit(SWEEP[:2], None, "cpu", [None] * 2, [None] * 2, [None] * 2, [[], [{}]])
+
+
+def test_a_run_finished_or_held_elsewhere_is_left_out_of_the_stack(tmp_path):
+    """Runs finished by another process are found, not trained again; a run another process holds
+    is not waited for by the stack (the others train as one), then waited for alone."""
+    runs.get_or_train(SWEEP[0], tmp_path, device="cpu", progress=False)
+    found, *rest = runs.train_stacked(SWEEP, tmp_path, device="cpu")
+    assert found.trained_from is None and "stacked_runs" not in found.history[0]
+    assert [r.history[0]["stacked_runs"] for r in rest] == [2, 2]
+    assert runs.train_stacked(SWEEP[:2], tmp_path, device="cpu")[1].trained_from is None  # all found: no stack
+
+    others = [tiny(eps=e, seed=5) for e in (4.0, 8.0, 16.0)]
+    held = runs.run_path(others[2], tmp_path)
+    held.mkdir(parents=True)
+    lock = runs.try_run_lock(held)
+    try:
+        with pytest.raises(runs.LockTimeoutError):
+            runs.train_stacked(others, tmp_path, device="cpu", lock_timeout=0.2)
+    finally:
+        lock.release()
+    assert [runs.load_run(runs.run_path(c, tmp_path)).history[0]["stacked_runs"] for c in others[:2]] == [2, 2]
+    assert runs.load_run(held) is None
+
+
+def test_a_diverged_run_is_the_only_one_of_its_stack_to_record_the_failure(tmp_path, monkeypatch):
+    """A run whose loss is not finite stops the stack; the others keep that epoch and record nothing."""
+    real_epoch = stacked.train_epoch
+
+    def diverge(*args):
+        rows = real_epoch(*args)
+        rows[1]["train_input_loss"] = float("nan")
+        return rows
+
+    monkeypatch.setattr(stacked, "train_epoch", diverge)
+    with pytest.raises(runs.TrainingFailedError, match="diverged"):
+        runs.train_stacked(SWEEP, tmp_path, device="cpu")
+    paths = [runs.run_path(c, tmp_path) for c in SWEEP]
+    assert [(p / "failed.json").exists() for p in paths] == [False, True, False]
+    assert [runs.checkpoint_status(p) for p in paths] == ["epoch 1", "none", "epoch 1"]
 
 
 def test_a_diverged_run_stops_its_stack_after_the_others_saved_their_epoch(tmp_path):
