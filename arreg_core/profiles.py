@@ -33,8 +33,8 @@ from .train import TrainConfig, compile_mode
 
 PROFILES = ("paper", "cpu", "gpu", "cpu-v1", "smoke", "class")
 EXPERIMENTS = ("ar_sweep", "tinyimagenet", "deeper", "spectral_norm", "fgsm")
-EXECUTION_KEYS = ("channels_last", "compile", "cuda_graphs", "stack")  # how runs are executed, not what they are
 STEP_OPTIONS = ("channels_last", "compile", "cuda_graphs")  # the execution options of one run's step (`train.fit`)
+EXECUTION_KEYS = (*STEP_OPTIONS, "stack")  # how runs are executed, not what they are
 GRID_KEYS = ("datasets", "eps", "seeds", "spectral_norms", "spectral_norm_datasets", "fgsm_eps", "deeper_arch")
 ENTRY_KEYS = ("description", "runs_dir", "defaults", *GRID_KEYS, "experiment_seeds", "experiment_eps",
               "tinyimagenet", "execution", "analysis", "analysis_seeds")

@@ -373,7 +373,7 @@ def run_lock(path: Path, timeout: float | None = None):
     """Hold the run's file lock. A process that has to wait says so once, naming the holder's pid;
     after `timeout` seconds (None: $ARREG_LOCK_TIMEOUT, else forever) it gives up with LockTimeoutError."""
     timeout = default_lock_timeout() if timeout is None else timeout
-    lock = FileLock(str(path / ".lock"), on_acquired=_write_pid)
+    lock = _file_lock(path)
     try:
         lock.acquire(timeout=0)
     except Timeout:
@@ -390,9 +390,14 @@ def run_lock(path: Path, timeout: float | None = None):
         lock.release()
 
 
+def _file_lock(path: Path) -> FileLock:
+    """The run's file lock (not acquired); whoever acquires it writes its pid into it."""
+    return FileLock(str(path / ".lock"), on_acquired=_write_pid)
+
+
 def try_run_lock(path: Path) -> FileLock | None:
     """The run's file lock, acquired, where no other process holds it; else None (no waiting)."""
-    lock = FileLock(str(path / ".lock"), on_acquired=_write_pid)
+    lock = _file_lock(path)
     try:
         lock.acquire(timeout=0)
     except Timeout:
@@ -475,8 +480,6 @@ def get_or_train(config: TrainConfig, runs_dir=None, *, device="auto", data_root
         if not retrain:
             if (done := load_run(path)) is not None:  # another process may have finished it while we waited
                 return done
-            if (path / "config.json").exists():
-                stored_config(path)  # an edited config.json is refused, not trained over
         begin_attempt(config, path, retrain)
         try:
             start = _train(config, path, data, device, channels_last, compile, cuda_graphs, progress)
@@ -487,8 +490,11 @@ def get_or_train(config: TrainConfig, runs_dir=None, *, device="auto", data_root
 
 
 def begin_attempt(config: TrainConfig, path: Path, retrain: bool = False) -> None:
-    """Ready the locked run directory `path` for training: partial writes of a killed attempt gone
-    (with `retrain`, the finished state too), config.json written, an earlier failure forgotten."""
+    """Ready the locked run directory `path` for training: an edited config.json refused (unless
+    `retrain`), partial writes of a killed attempt gone (with `retrain`, the finished state too),
+    config.json written, an earlier failure forgotten."""
+    if not retrain and (path / "config.json").exists():
+        stored_config(path)  # an edited config.json is refused, not trained over
     remove_partial_writes(path)
     if retrain:
         discard_training(path)
@@ -595,8 +601,6 @@ def _train_stack(todo: list[tuple[TrainConfig, Path]], data, device, start: int,
                  cuda_graphs: bool) -> None:
     """`train_stacked`'s training of the locked runs `todo`, all stopped at epoch `start`."""
     for config, path in todo:
-        if (path / "config.json").exists():
-            stored_config(path)  # an edited config.json is refused, not trained over
         begin_attempt(config, path)
         record_machine(path, start, device, stacked_runs=len(todo))
     failed: set[Path] = set()

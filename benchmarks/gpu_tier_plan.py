@@ -33,9 +33,11 @@ TRAIN_IMAGES = 50_000
 SWEEP_COST = 3 + 1 / 11  # three PGD-10 runs and one standard-training run, in PGD-10 steps
 
 
-def rate_of(results: list[dict], arch: str, precision: str, step: str, runs: int) -> float | None:
-    rows = [r for r in results if r["arch"] == arch and r["precision"] == precision and r["step"] == step
-            and r["runs_per_gpu"] == runs and r.get("sharing") in ("processes", "-")]
+def rate_of(results: list[dict], arch: str, precision: str | None, step: str, runs: int,
+            sharing: tuple = ("processes", "-")) -> float | None:
+    """The best images/s per GPU of the cells that match (precision None: any)."""
+    rows = [r for r in results if r["arch"] == arch and precision in (None, r["precision"]) and r["step"] == step
+            and r["runs_per_gpu"] == runs and r.get("sharing") in sharing]
     return max((r["images_per_s_per_gpu"] for r in rows), default=None)
 
 
@@ -59,12 +61,8 @@ def plan(matrix: dict, seconds: float, arch: str = "resnet20", reserve: float = 
 def stack_choice(matrix: dict, arch: str = "resnet20", runs: int = 4, stack: int = 3) -> dict:
     """STACK (`stack` where the stacked cell of `runs` runs beats `runs` runs on streams per GPU,
     both graphed, else 1) and the two rates it compared (None where a cell is missing)."""
-    def best(sharing):
-        rows = [r for r in matrix["results"] if r["arch"] == arch and r["step"] == "CUDA graph"
-                and r["runs_per_gpu"] == runs and r.get("sharing") == sharing]
-        return max((r["images_per_s_per_gpu"] for r in rows), default=None)
-
-    stacked, streams = best("stacked"), best("streams")
+    stacked, streams = (rate_of(matrix["results"], arch, None, "CUDA graph", runs, (sharing,))
+                        for sharing in ("stacked", "streams"))
     pays = stacked is not None and streams is not None and stacked > streams
     return {"arch": arch, "runs": runs, "stacked_images_per_s_per_gpu": stacked,
             "streams_images_per_s_per_gpu": streams, "stack": stack if pays else 1}
