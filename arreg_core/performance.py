@@ -19,7 +19,6 @@ from .executors import store_wall_time
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-GPU_SESSION = "gpu_session_h200"
 PAPER_GOAL_HOURS = 15.0       # the goal for the whole `paper` profile, in H200-hours
 STEP_GOAL = 5.0               # the GPU step's goal: images/s per GPU against the plain loop (ResNet-56)
 SHORT = {"batch_size": "batch", "weight_decay": "wd", "eps_warmup_epochs": "eps warm-up"}  # narrow table headers
@@ -199,22 +198,76 @@ def padding_line(random: str = "spectrum_cpu.json", trained: str = "spectrum_tra
             "(the chapter Performance and cost shows each layer).")
 
 
-def gpu_step_matrix(results: Path | None = None) -> pd.DataFrame:
-    """benchmarks/gpu_step_matrix.py: images/s per run and per GPU of each (network, precision,
-    step, runs per GPU, sharing) cell, and the per-GPU ratio to the plain loop."""
-    t = pd.DataFrame(load("gpu_step_matrix_h200.json", results)["results"])
-    return t.rename(columns={"arch": "network", "runs_per_gpu": "runs per GPU", "images_per_s_per_run": "images/s per run",
-                             "images_per_s_per_gpu": "images/s per GPU", "ratio_per_gpu_vs_plain": "x plain loop"})
+COLUMNS = {"arch": "network", "runs_per_gpu": "runs per GPU", "images_per_s_per_run": "images/s per run",
+           "images_per_s_per_gpu": "images/s per GPU", "ratio_per_gpu_vs_plain": "x plain loop"}
+SESSION = re.compile(r"gpu_session_([a-z0-9]+)_(\d{4}-\d{2}-\d{2})(?:_(\d+))?")
 
 
-def best_cells(matrix: pd.DataFrame) -> pd.DataFrame:
-    """Per network, the plain loop, the eager step and the graphed step at their fastest per GPU."""
+def gpu_sessions(results: Path | None = None) -> list[str]:
+    """The lent GPU sessions filed under benchmarks/results by benchmarks/file_gpu_session.py, one
+    folder each (gpu_session_<gpu>_<date>, then _2, _3... on one day), oldest first."""
+    folders = [p.name for p in Path(results or RESULTS).iterdir() if SESSION.fullmatch(p.name)]
+    return sorted(folders, key=lambda f: (SESSION.fullmatch(f).group(2), int(SESSION.fullmatch(f).group(3) or 1)))
+
+
+def session_gpu(folder: str) -> str:
+    """The GPU a session folder names (h200, h100...)."""
+    return SESSION.fullmatch(folder).group(1)
+
+
+def newest_file(prefix: str, gpu: str | None = None, results: Path | None = None) -> str | None:
+    """`<folder>/<prefix>_<gpu>.json` of the newest session (on `gpu`; on any where None) that
+    wrote one, or None where none did."""
+    for folder in reversed(gpu_sessions(results)):
+        name = f"{folder}/{prefix}_{session_gpu(folder)}.json"
+        if gpu in (None, session_gpu(folder)) and (Path(results or RESULTS) / name).exists():
+            return name
+    return None
+
+
+def step_cells(name: str, results: Path | None = None) -> pd.DataFrame:
+    """The cells of a benchmarks/gpu_step_matrix.py file: images/s per run and per GPU of each
+    (network, precision, step, runs per GPU, sharing), `x plain loop` (per GPU, against the file's
+    plain loop; NaN where it timed none) and `x eager fp32` (against the file's one run of the eager
+    fp32 step of that network). Both ratios are taken within one file: files of other sessions had
+    other torch versions and machines, so only ratios compare across them."""
+    t = pd.DataFrame(load(name, results)["results"]).rename(columns=COLUMNS)
+    eager = t[(t.step == "eager") & (t.precision == "fp32") & (t["runs per GPU"] == 1)]
+    t["x eager fp32"] = t["images/s per GPU"] / t.network.map(eager.set_index("network")["images/s per GPU"])
+    return t if "x plain loop" in t else t.assign(**{"x plain loop": float("nan")})
+
+
+def gpu_step_matrix(name: str | None = None, results: Path | None = None) -> pd.DataFrame:
+    """`step_cells` of the step matrix (`name`; by default the newest session's)."""
+    return step_cells(name or newest_file("gpu_step_matrix", results=results), results)
+
+
+def gpu_cells(gpu: str | None = None, results: Path | None = None) -> pd.DataFrame:
+    """Every GPU step cell measured on `gpu` (where None: the GPU of the newest matrix): the newest step matrix's and the
+    newest stacked cells' (gpu_step_stacked_<gpu>.json), each row naming its `file`. Where the
+    stacked file timed no plain loop, its `x plain loop` is its `x eager fp32` times the matrix's
+    eager fp32 step over its plain loop."""
+    matrix_name = newest_file("gpu_step_matrix", gpu, results)
+    gpu = session_gpu(matrix_name.split("/")[0])  # None: the GPU of the newest matrix, not another's stacked cells
+    matrix = step_cells(matrix_name, results).assign(file=matrix_name)
+    stacked_name = newest_file("gpu_step_stacked", gpu, results)
+    if stacked_name is None:
+        return matrix
+    stacked = step_cells(stacked_name, results).assign(file=stacked_name)
+    plain = matrix[matrix.step == "plain loop"].set_index("network")["x eager fp32"]
+    stacked["x plain loop"] = stacked["x plain loop"].fillna(stacked["x eager fp32"] / stacked.network.map(plain))
+    return pd.concat([matrix, stacked], ignore_index=True)
+
+
+def best_cells(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per network, the plain loop, the eager step and the graphed step at their fastest per GPU
+    (by their ratio to the plain loop, which compares across files)."""
     rows = []
-    for network, t in matrix.groupby("network", sort=False):
+    for network, t in cells.groupby("network", sort=False):
         for step in ("plain loop", "eager", "CUDA graph"):
-            cells = t[t.step == step]
-            rows.append(cells.loc[cells["images/s per GPU"].idxmax()])
-    return pd.DataFrame(rows).reset_index(drop=True)
+            steps = t[t.step == step]
+            rows.append(steps.loc[steps["x plain loop"].idxmax()])
+    return pd.DataFrame(rows).reset_index(drop=True).drop(columns=["x eager fp32", "file"], errors="ignore")
 
 
 def plot_step_matrix(matrix: pd.DataFrame):
@@ -239,30 +292,30 @@ def plot_step_matrix(matrix: pd.DataFrame):
     return fig
 
 
-def graph_speedup(matrix: pd.DataFrame, network: str = "resnet56") -> dict:
+def graph_speedup(cells: pd.DataFrame, network: str = "resnet56") -> dict:
     """How much faster the GPU trains `network` with the graphed step than with the eager fp32 step,
     one run at a time, whose epoch the `paper` profile's cost measured: per precision of the graphed
-    step, its fastest cell per GPU (any number of runs, any sharing) over the single eager fp32 run."""
-    t = matrix[matrix.network == network]
-    eager = t[(t.step == "eager") & (t.precision == "fp32") & (t["runs per GPU"] == 1)]
+    step, its fastest cell per GPU (any number of runs, any sharing, any file of `gpu_cells`) by its
+    `x eager fp32`, the ratio to the same file's single eager fp32 run."""
+    t = cells[cells.network == network]
     out = {}
     for precision in ("fp32", "bf16"):
         graphed = t[(t.step == "CUDA graph") & (t.precision == precision)]
-        best = graphed.loc[graphed["images/s per GPU"].idxmax()]
-        out[precision] = {"speedup": best["images/s per GPU"] / eager["images/s per GPU"].iloc[0],
-                          "runs per GPU": int(best["runs per GPU"]), "sharing": best.sharing}
+        best = graphed.loc[graphed["x eager fp32"].idxmax()]
+        out[precision] = {"speedup": best["x eager fp32"], "runs per GPU": int(best["runs per GPU"]),
+                          "sharing": best.sharing}
     return out
 
 
-def paper_cost(results: Path | None = None, network: str = "resnet56") -> pd.DataFrame:
+def paper_cost(results: Path | None = None, network: str = "resnet56", gpu: str = "h200") -> pd.DataFrame:
     """The `paper` profile's H200-hours per experiment: the eager estimate of
     paper_profile_cost_h200.json (fp32; bf16 + channels_last, "fast") and the same re-estimated
     with the graphed step in each precision. The CIFAR ResNet parts (GRAPHED_EXPERIMENTS: ResNet-56,
     and ResNet-110 assumed to gain like it) are the eager fp32 hours divided by `graph_speedup` of
-    `network` (both against the eager fp32 step: the one the estimate measured), their spectral
+    `network` on `gpu` (both against the eager fp32 step: the one the estimate measured), their spectral
     clipping (not part of the step) kept; Tiny-ImageNet's WRN-50-2, not measured with graphs, keeps
     its eager estimate in that precision. Last row: the total."""
-    cost, speed = load("paper_profile_cost_h200.json", results), graph_speedup(gpu_step_matrix(results), network)
+    cost, speed = load("paper_profile_cost_h200.json", results), graph_speedup(gpu_cells(gpu, results), network)
     runs = pd.DataFrame(cost["runs"])
     clip_h = runs.spectral_norm.notna() * runs.epochs * cost["meta"]["spectral_clip_seconds"] / 3600
     graphed = runs.experiment.isin(GRAPHED_EXPERIMENTS)
@@ -276,7 +329,7 @@ def paper_cost(results: Path | None = None, network: str = "resnet56") -> pd.Dat
     return table.reset_index()
 
 
-def session_steps(folder: str = GPU_SESSION, results: Path | None = None) -> pd.DataFrame:
+def session_steps(folder: str, results: Path | None = None) -> pd.DataFrame:
     """The steps of a GPU session (benchmarks/gpu_session.sh's session.log): each step's time
     limit, exit status and seconds, and the first error line it printed."""
     text = (Path(results or RESULTS) / folder / "session.log").read_text()
@@ -288,20 +341,29 @@ def session_steps(folder: str = GPU_SESSION, results: Path | None = None) -> pd.
     return pd.DataFrame(rows)
 
 
-def session_total(folder: str = GPU_SESSION, results: Path | None = None) -> dict:
-    """A GPU session's whole wall seconds and exit status (the session log's last line), and the
-    GPU and driver it names."""
+def session_total(folder: str, results: Path | None = None) -> dict:
+    """A GPU session's whole wall seconds and exit status (the session log's last line), the GPU,
+    driver and memory nvidia-smi named, and the torch version it ran ("?" where not printed)."""
     text = (Path(results or RESULTS) / folder / "session.log").read_text()
     end = re.search(r"after (\d+) s \(exit (\d+)\)", text)
     gpu = re.search(r"^(NVIDIA [^,]+), ([\d.]+), (\d+) MiB", text, re.M)
-    return {"seconds": int(end.group(1)), "exit": int(end.group(2)), "gpu": gpu.group(1), "driver": gpu.group(2),
-            "memory_gib": int(gpu.group(3)) / 1024}
+    torch_version = re.search(r"^torch (\S+) \|", text, re.M)
+    return {"seconds": int(end.group(1)) if end else None, "exit": int(end.group(2)) if end else None,
+            "gpu": gpu.group(1), "driver": gpu.group(2), "memory_gib": int(gpu.group(3)) / 1024,
+            "torch": torch_version.group(1) if torch_version else "?"}
 
 
-def tests_summary(folder: str = GPU_SESSION, results: Path | None = None) -> str:
-    """The summary line pytest printed last in a session's tests_cuda.log, e.g. "8 passed ..."."""
-    lines = (Path(results or RESULTS) / folder / "tests_cuda.log").read_text().strip().splitlines()
-    return lines[-1].strip("= ") if lines else ""
+def tests_summary(folder: str, results: Path | None = None) -> str:
+    """The summary line pytest printed last for a session's CUDA tests, e.g. "8 passed in 44.75s":
+    from its tests_cuda.log where it has one, else from the session log's tests_cuda step."""
+    root = Path(results or RESULTS) / folder
+    if (root / "tests_cuda.log").exists():
+        text = (root / "tests_cuda.log").read_text()
+    else:
+        step = re.search(r"^== tests_cuda \(.*?$(.*?)^== tests_cuda: exit", (root / "session.log").read_text(), re.M | re.S)
+        text = step.group(1) if step else ""
+    lines = [line for line in text.splitlines() if re.search(r"\d+ (passed|failed|errors?|skipped|deselected)", line)]
+    return lines[-1].strip("= ") if lines else "pytest printed no summary"
 
 
 def build_log(path: Path | str) -> pd.DataFrame:
@@ -328,16 +390,16 @@ def build_summary(path: Path | str) -> dict:
             "gpu": first.get("gpu"), "date": (first.get("date") or "")[:10]}
 
 
-def step_goal_line(matrix: pd.DataFrame, network: str = "resnet56") -> str:
+def step_goal_line(cells: pd.DataFrame, network: str = "resnet56") -> str:
     """One sentence: the GPU step's goal (STEP_GOAL x the plain loop per GPU for `network`) and the
-    best cell measured."""
-    best = best_cells(matrix)
+    best cell measured (`gpu_cells`: the step matrix and the stacked cells)."""
+    best = best_cells(cells)
     graph = best[(best.network == network) & (best.step == "CUDA graph")].iloc[0]
     met = "met" if graph["x plain loop"] >= STEP_GOAL else "not met"
+    how = f"with {graph['runs per GPU']} runs on {graph.sharing}" if graph["runs per GPU"] > 1 else "with one run"
     return (f"**This project's goal for the step: at least {STEP_GOAL:g}x the plain loop's images/s per GPU for "
-            f"{network}; it is {met}.** The fastest {network} cell measured is the {graph.precision} CUDA graph with "
-            f"{graph['runs per GPU']} runs on {graph.sharing}: {graph['images/s per GPU']:,.0f} images/s per GPU, "
-            f"{graph['x plain loop']:.2f}x the plain loop.")
+            f"{network}; it is {met}.** The fastest {network} cell measured is the {graph.precision} CUDA graph {how}: "
+            f"{graph['images/s per GPU']:,.0f} images/s per GPU, {graph['x plain loop']:.2f}x the plain loop.")
 
 
 def paper_cost_line(table: pd.DataFrame) -> str:
@@ -483,16 +545,65 @@ def sharing_line(matrix: pd.DataFrame) -> str:
             f"{span(gain.streams)} (their kernels overlap).")
 
 
-def gpu_plan_line(folder: str = GPU_SESSION, results: Path | None = None) -> str:
-    """The GPU session's machine and seconds, and the `gpu` tier's plan it sized (gpu_tier_plan.json)."""
-    plan, total = load(f"{folder}/gpu_tier_plan.json", results), session_total(folder, results)
-    return (f"`{folder}/`: {total['gpu']} (driver {total['driver']}, {total['memory_gib']:.0f} GiB), "
-            f"{total['seconds']} s in all. The plan: {plan['arch']} with the {plan['precision']} {plan['step']} step "
-            f"(bf16 {plan['single_run_rates']['bf16'] / plan['single_run_rates']['fp32']:.2f}x faster than fp32 for one run), "
-            f"{plan['rate_images_per_s_per_gpu']:,.0f} images/s per GPU with four runs in separate processes (how the "
-            f"tier trains), an epoch of the sweep "
+def plan_line(plan: dict) -> str:
+    """The `gpu` tier's plan a session sized (benchmarks/gpu_tier_plan.py's gpu_tier_plan.json)."""
+    rates = plan["single_run_rates"]
+    return (f"The plan: {plan['arch']} with the {plan['precision']} {plan['step']} step (bf16 "
+            f"{rates['bf16'] / rates['fp32']:.2f}x faster than fp32 for one run), {plan['rate_images_per_s_per_gpu']:,.0f} "
+            f"images/s per GPU with four runs in separate processes, an epoch of the sweep "
             f"{plan['sweep_epoch_seconds']:.1f} s: {plan['epochs']} epochs (milestones {plan['milestones']}) in "
             f"{plan['seconds_available']:.0f} s with {plan['reserve_seconds']:.0f} s kept for evaluation and analysis.")
+
+
+def stack_choice_line(choice: dict) -> str:
+    """Whether a session trained the tier's runs as stacks (gpu_tier_plan.py --stack's gpu_stack_choice.json)."""
+    stacked, streams = choice["stacked_images_per_s_per_gpu"], choice["streams_images_per_s_per_gpu"]
+    rates = (f"{choice['runs']} {choice['arch']} runs stacked {stacked:,.0f} images/s per GPU against {streams:,.0f} "
+             "on streams" if stacked and streams else "the stacked or the streams cell was not measured")
+    return f"The stack: {rates}, so the runs trained {'in stacks of ' + str(choice['stack']) if choice['stack'] > 1 else 'one per process'}."
+
+
+def session_line(folder: str, results: Path | None = None) -> str:
+    """A lent GPU session in a paragraph: its GPU, driver, torch and seconds, the tier's plan it sized
+    (or that the store's runs kept the profile's), its stack choice, its notes.md (what a reader
+    needs to know of it that its logs do not say) and its CUDA tests."""
+    root, total = Path(results or RESULTS) / folder, session_total(folder, results)
+    ended = (f"{total['seconds']} s in all, exit {total['exit']}" if total["seconds"] is not None
+             else "cut off before its last line")
+    parts = [f"`{folder}/`: {total['gpu']} (driver {total['driver']}, {total['memory_gib']:.0f} GiB), torch "
+             f"{total['torch']}, {ended}."]
+    parts.append(plan_line(load(f"{folder}/gpu_tier_plan.json", results)) if (root / "gpu_tier_plan.json").exists()
+                 else "The tier kept the `gpu` profile's epochs and precision: its store held runs, which resume.")
+    if (root / "gpu_stack_choice.json").exists():
+        parts.append(stack_choice_line(load(f"{folder}/gpu_stack_choice.json", results)))
+    if (root / "notes.md").exists():
+        parts.append((root / "notes.md").read_text().strip())
+    parts.append(f"The CUDA tests: {tests_summary(folder, results)}.")
+    return " ".join(parts)
+
+
+def stacked_line(results: Path | None = None) -> str:
+    """The stacked runs against as many on streams, graphed, per GPU, from the newest GPU session
+    that measured them; where none did, the CPU measurement (gpu_step_stacked_cpu.json) and that
+    the GPU's is to come."""
+    name = newest_file("gpu_step_stacked", results=results)
+    if name is None:
+        cpu = step_cells("gpu_step_stacked_cpu.json", results)
+        alone = cpu[(cpu["runs per GPU"] == 1) & (cpu.precision == "bf16")]["images/s per GPU"].max()
+        stacks = cpu[cpu.sharing == "stacked"].groupby("runs per GPU")["images/s per GPU"].max()
+        rates = ", ".join(f"{n} stacked runs {v:,.0f} images/s" for n, v in stacks.items())
+        return (f"No lent GPU has measured the stack yet: `benchmarks/gpu_session.sh` measures it beside as many runs on "
+                f"streams and trains the `gpu` tier that way where it is the faster. On a CPU it does not pay "
+                f"(`gpu_step_stacked_cpu.json`: {machine(load('gpu_step_stacked_cpu.json', results))}): {rates}, against "
+                f"{alone:,.0f} for one run alone.")
+    t = step_cells(name, results)
+    t = t[t.step == "CUDA graph"]
+    pairs = t[t.sharing.isin(["stacked", "streams"])].pivot_table(index=["network", "runs per GPU"], columns="sharing",
+                                                                  values="images/s per GPU", aggfunc="max")
+    pairs = pairs.dropna()
+    cells = "; ".join(f"{net}, {n} runs: stacked {r.stacked:,.0f} against streams {r.streams:,.0f} images/s per GPU "
+                      f"({r.stacked / r.streams:.2f}x)" for (net, n), r in pairs.iterrows())
+    return f"`{name}`: {machine(load(name, results))}. Graphed, per GPU: {cells or 'no pair of cells was measured'}."
 
 
 def store_log_line(path: Path | str, summary: dict) -> str:
@@ -512,16 +623,17 @@ def store_built_line(path: Path) -> str:
             f"{built['wall_s'] / 3600:.2f} h of wall time in all, on {', '.join(built['cpu_models'])}.")
 
 
-def paper_cost_intro(matrix: pd.DataFrame, name: str = "paper_profile_cost_h200.json", results: Path | None = None) -> str:
+def paper_cost_intro(cells: pd.DataFrame, name: str = "paper_profile_cost_h200.json", results: Path | None = None) -> str:
     """The measured parts of the `paper` profile's cost: an epoch of ResNet-56, a spectral clipping,
-    and the graphed step's speed-up over the eager step (`graph_speedup`)."""
-    cost, speed = load(name, results), graph_speedup(matrix)
+    and the graphed step's speed-up over the eager step (`graph_speedup` of `cells`)."""
+    cost, speed = load(name, results), graph_speedup(cells)
+    how = {p: f"{s['runs per GPU']} runs on {s['sharing']}" if s["runs per GPU"] > 1 else "one run" for p, s in speed.items()}
     return (f"`{name}`: {machine(cost)}; ResNet-56 at eps 8 in fp32 "
             f"{cost['meta']['seconds_per_50k_epoch_fp32']:.1f} s per epoch of 50,000 images, one spectral clipping of its "
             f"{cost['meta']['spectral_clip_layers']} layers {cost['meta']['spectral_clip_seconds']:.1f} s. The graphed step's "
-            f"speed-up over the eager step, ResNet-56 per GPU: fp32 {speed['fp32']['speedup']:.2f}x (one run), bf16 "
-            f"{speed['bf16']['speedup']:.2f}x ({speed['bf16']['runs per GPU']} runs on {speed['bf16']['sharing']}), both "
-            "against one run of the eager fp32 step.")
+            f"speed-up over the eager step, ResNet-56 per GPU ({', '.join(f'`{f}`' for f in dict.fromkeys(cells.file))}): "
+            f"fp32 {speed['fp32']['speedup']:.2f}x ({how['fp32']}), bf16 {speed['bf16']['speedup']:.2f}x "
+            f"({how['bf16']}), both against one run of the eager fp32 step of the same file.")
 
 
 def styled(table: pd.DataFrame, precision: int = 2):

@@ -18,7 +18,8 @@
 #      seed after seed), the step as one CUDA graph, evaluated and analysed, checkpoints every epoch
 #   6. arreg export-runs: the store packed into OUT/gpu-runs.partNN (at most 15 MiB each), also when
 #      step 5 ran out of time (its runs resume from their last epoch in a later session)
-# Back here: `arreg import-runs <files>/gpu-runs.part* --runs-dir results/gpu/runs`.
+# Back here: `python benchmarks/file_gpu_session.py <files>` files the logs and JSONs in
+# benchmarks/results/gpu_session_<gpu>_<date>/ and imports the store (`arreg import-runs`).
 #
 #   ARREG_DATA=<folder of cifar10-jpeg.tar.gz> [MATRIX=0] [STACKED=0] [STACK=K] bash benchmarks/gpu_session.sh OUT [SECONDS]
 # (STACK=K given: 3b's choice is not made, K is used)
@@ -50,6 +51,7 @@ if ! $PY -c "import torchattacks" 2>/dev/null && ls .whl/torchattacks-*.whl >/de
   $PY -m pip install -q --no-deps --no-index --target /tmp/arreg-site .whl/torchattacks-*.whl && \
     export PYTHONPATH="$PYTHONPATH:/tmp/arreg-site"
 fi
+echo "date: $(date -u +%F)"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
 GPU_TAG="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | grep -oiE 'h100|h200|a100|l40s' | tr 'A-Z' 'a-z')"
 GPU_TAG="${GPU_TAG:-gpu}"  # the measurements' files are named by the GPU they ran on

@@ -14,7 +14,7 @@ cell start together and the per-GPU rate is all their images over the span from 
 start to the last end. Single-run cells are timed `--repeats` times, interleaved, and give the
 median. Channels-last memory format throughout (the project's fast path).
 
-    python benchmarks/gpu_step_matrix.py --json benchmarks/results/gpu_step_matrix_h200.json
+    python benchmarks/gpu_step_matrix.py --json OUT/gpu_step_matrix_h200.json  # gpu_session.sh's step 3
     python benchmarks/gpu_step_matrix.py --device cpu --archs resnet8 --images 64 --batch-size 16 \
         --runs 1 2 --seconds 0.2 --repeats 1   # the CPU-side check of the script (tests)
     python benchmarks/gpu_step_matrix.py --archs resnet56 --runs 4 8 --sharing stacked  # one way of sharing

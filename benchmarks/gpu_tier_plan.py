@@ -16,7 +16,7 @@ With --stack: whether the tier's runs train as one stack (arreg_core.stacked, `a
 stack=K`) instead of side by side: STACK=K (one seed's three PGD runs: K=3) where the matrix's
 stacked cell of 4 runs trained more images per second per GPU than 4 runs on streams, measured
 side by side in the same script (the ResNet-20's graphed step), else STACK=1. Streams stand for
-side by side: on the H200 they beat 4 processes (benchmarks/results/gpu_step_matrix_h200.json),
+side by side: on the H200 they beat 4 processes (benchmarks/results/gpu_session_h200_2026-12-04/gpu_step_matrix_h200.json),
 so a stack that beats them beats what the tier would otherwise run.
 
     eval "$(python benchmarks/gpu_tier_plan.py stacked.json --stack)"

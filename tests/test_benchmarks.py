@@ -240,3 +240,32 @@ def test_gpu_tier_plan_stacks_the_runs_only_where_the_stack_beat_streams(tmp_pat
     module.main([str(path), "--stack", "--json", str(tmp_path / "choice.json")])
     assert capsys.readouterr().out.strip() == "STACK=3"
     assert json.loads((tmp_path / "choice.json").read_text())["streams_images_per_s_per_gpu"] == 20000
+
+
+def test_file_gpu_session_files_each_session_in_its_own_folder_and_imports_its_runs(tmp_path):
+    from arreg_core.runs import get_or_train
+    from arreg_core.train import TrainConfig
+    from arreg_core.transfer import pack_store
+
+    config = TrainConfig(dataset="synthetic", arch="resnet8", n_train=40, n_test=20, epochs=1, batch_size=20,
+                         milestones=(), method="none", eps=0)
+    run = get_or_train(config, tmp_path / "lent" / "runs", device="cpu", progress=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    pack_store(tmp_path / "lent" / "runs", out / "gpu-runs")
+    (out / "session.log").write_text("date: 2026-12-06\nNVIDIA H100 80GB HBM3, 580.2, 81559 MiB, 1980 MHz\n")
+    (out / "gpu_step_stacked_h100.json").write_text("{}")
+    script = load("file_gpu_session")
+    results, store = tmp_path / "results", tmp_path / "store"
+    folder = script.main([str(out), "--results", str(results), "--runs-dir", str(store), "--note", "A note."])
+    assert folder == results / "gpu_session_h100_2026-12-06"
+    assert sorted(p.name for p in folder.iterdir()) == ["gpu_step_stacked_h100.json", "notes.md", "session.log"]
+    assert (store / run.path.name / "metrics.json").exists()
+    again, imported = script.file_session(out, results, store)  # a second session that day: a folder of its own
+    assert again.name == "gpu_session_h100_2026-12-06_2" and imported == [(run.path.name, "unchanged")]
+    (out / "session.log").write_text("no GPU here\n")
+    with pytest.raises(SystemExit, match="names no NVIDIA GPU"):
+        script.file_session(out, results, store)
+    with pytest.raises(SystemExit, match="holds no session.log"):
+        script.file_session(tmp_path, results, store)
+    assert script.session_facts("NVIDIA A10, 1, 2 MiB\n")[0] == "gpu"

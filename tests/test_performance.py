@@ -20,9 +20,12 @@ def test_every_committed_result_file_reads():
     assert len(perf.fast_path_runs()) == 18 and "test_acc" in set(perf.precision_effect().metric)
     assert perf.spectral_clip()["speed-up"].max() > 1
     assert not perf.spectrum_timings().empty and not perf.padding_gap("spectrum_trained_resnet8x2_cpu.json").empty
-    assert set(perf.session_steps().step) >= {"matrix", "train"}
-    assert perf.session_total()["gpu"].startswith("NVIDIA")
-    assert "passed" in perf.tests_summary()
+    first = perf.gpu_sessions()[0]
+    assert set(perf.session_steps(first).step) >= {"matrix", "train"}
+    assert perf.session_total(first)["gpu"].startswith("NVIDIA")
+    assert "passed" in perf.tests_summary(first)
+    assert all(perf.session_line(folder) for folder in perf.gpu_sessions())
+    assert perf.gpu_step_matrix()["x eager fp32"].notna().all() and perf.stacked_line()
     log = perf.build_log("results/gpu/runs/prepare_log.jsonl")
     assert len(log) == perf.build_summary("results/gpu/runs/prepare_log.jsonl")["trained"] == 4
 
@@ -44,7 +47,8 @@ def matrix(eager=1000.0, graphed_one=2000.0, graphed_streams=3000.0, eager_bf16=
             ("CUDA graph", "fp32", 1, "-", graphed_one), ("CUDA graph", "bf16", 1, "-", graphed_one),
             ("CUDA graph", "bf16", 4, "streams", graphed_streams), ("CUDA graph", "bf16", 4, "processes", 1900.0)]
     return pd.DataFrame([{"network": "resnet56", "step": s, "precision": p, "runs per GPU": n, "sharing": how,
-                          "images/s per GPU": v, "x plain loop": v / 800.0} for s, p, n, how, v in rows])
+                          "images/s per GPU": v, "x plain loop": v / 800.0, "x eager fp32": v / eager}
+                         for s, p, n, how, v in rows])
 
 
 def test_graph_speedup_is_the_fastest_graphed_cell_over_one_eager_fp32_run():
@@ -65,7 +69,7 @@ def test_paper_cost_divides_the_cifar_resnet_steps_and_keeps_clipping_and_tinyim
                      {"experiment": "spectral_norm", "spectral_norm": 1.0, "epochs": 100, "hours_fp32": 5.0, "hours_fast": 4.0},
                      {"experiment": "tinyimagenet", "spectral_norm": None, "epochs": 90, "hours_fp32": 8.0, "hours_fast": 6.0}]}
     (tmp_path / "paper_profile_cost_h200.json").write_text(json.dumps(cost))
-    monkeypatch.setattr(perf, "gpu_step_matrix", lambda results=None: matrix())
+    monkeypatch.setattr(perf, "gpu_cells", lambda gpu=None, results=None: matrix())
     table = perf.paper_cost(tmp_path).set_index("experiment")
     assert table.loc["ar_sweep", "graphed fp32"] == pytest.approx(2.0)      # 4 h / 2x
     assert table.loc["ar_sweep", "graphed bf16"] == pytest.approx(4 / 3)    # 4 h (fp32) / 3x
@@ -87,7 +91,7 @@ def test_session_steps_read_each_step_with_its_first_error(tmp_path):
         {"step": "tests", "limit (s)": 75, "exit": 2, "seconds": 16, "error": "ImportError: no x"},
         {"step": "train", "limit (s)": 300, "exit": 0, "seconds": 290, "error": ""}]
     assert perf.session_total("s", tmp_path) == {"seconds": 320, "exit": 1, "gpu": "NVIDIA H200", "driver": "580.1",
-                                                 "memory_gib": 143771 / 1024}
+                                                 "memory_gib": 143771 / 1024, "torch": "?"}
 
 
 def test_build_log_skips_a_cut_line(tmp_path):
@@ -170,3 +174,75 @@ def test_each_step_shows_the_range_of_its_per_round_ratios_where_the_file_has_ro
     del rows[1]["images_per_s_per_round"]
     (tmp_path / "t.json").write_text(json.dumps({"results": rows}))
     assert "x plain loop, rounds" not in perf.pgd_at_throughput("t.json", tmp_path)
+
+
+def step_file(rows, plain=True, date="2026-12-06"):
+    """A gpu_step_matrix.py file of resnet56 cells (step, precision, runs, sharing, images/s per GPU)."""
+    plain_rate = 800.0
+    cells = ([("plain loop", "fp32", 1, "-", plain_rate)] if plain else []) + rows
+    return {"meta": {"gpu": "NVIDIA H200", "date": date, "torch": "2.11"},
+            "results": [{"arch": "resnet56", "step": s, "precision": p, "runs_per_gpu": n, "sharing": how,
+                         "images_per_s_per_run": v / n, "images_per_s_per_gpu": v,
+                         **({"ratio_per_gpu_vs_plain": v / plain_rate} if plain else {})}
+                        for s, p, n, how, v in cells]}
+
+
+def session(results, folder, files=(), log="NVIDIA H200, 580.1, 143771 MiB, 1980 MHz\n"):
+    """A filed session's folder: its session.log and `files` ({name: JSON data})."""
+    (results / folder).mkdir(parents=True)
+    (results / folder / "session.log").write_text(log)
+    for name, data in dict(files).items():
+        (results / folder / name).write_text(json.dumps(data))
+
+
+def test_sessions_are_ordered_by_date_and_each_kind_of_file_is_read_from_the_newest_session_that_has_one(tmp_path):
+    cells = [("eager", "fp32", 1, "-", 1000.0), ("CUDA graph", "fp32", 1, "-", 2000.0), ("CUDA graph", "bf16", 1, "-", 3000.0)]
+    session(tmp_path, "gpu_session_h200_2026-12-04", {"gpu_step_matrix_h200.json": step_file(cells)})
+    session(tmp_path, "gpu_session_h100_2026-12-05", {"gpu_step_matrix_h100.json": step_file(cells)})
+    stacked = [("eager", "fp32", 1, "-", 1100.0), ("CUDA graph", "bf16", 4, "stacked", 5500.0),
+               ("CUDA graph", "bf16", 4, "streams", 4400.0)]
+    session(tmp_path, "gpu_session_h200_2026-12-05_2", {"gpu_step_stacked_h200.json": step_file(stacked, plain=False)})
+    session(tmp_path, "gpu_session_h200_2026-12-05")
+    (tmp_path / "gpu_session_h200").mkdir()  # not a filed session's name: ignored
+    assert perf.gpu_sessions(tmp_path) == ["gpu_session_h200_2026-12-04", "gpu_session_h100_2026-12-05",
+                                           "gpu_session_h200_2026-12-05", "gpu_session_h200_2026-12-05_2"]
+    assert perf.newest_file("gpu_step_matrix", results=tmp_path) == "gpu_session_h100_2026-12-05/gpu_step_matrix_h100.json"
+    assert perf.newest_file("gpu_step_matrix", "h200", tmp_path) == "gpu_session_h200_2026-12-04/gpu_step_matrix_h200.json"
+    assert perf.newest_file("gpu_step_stacked", "h100", tmp_path) is None
+    # the newest matrix is an H100's: its cells are not joined with an H200's stacked cells
+    assert set(perf.gpu_cells(results=tmp_path).file) == {"gpu_session_h100_2026-12-05/gpu_step_matrix_h100.json"}
+    cells = perf.gpu_cells("h200", tmp_path)
+    stack = cells[cells.sharing == "stacked"].iloc[0]
+    # within its own file: 5,500 / 1,100 = 5x the eager fp32 step; no plain loop there, so through the
+    # matrix's eager fp32 over plain loop (1,000 / 800): 6.25x the plain loop
+    assert stack["x eager fp32"] == pytest.approx(5.0) and stack["x plain loop"] == pytest.approx(6.25)
+    assert perf.graph_speedup(cells)["bf16"] == {"speedup": pytest.approx(5.0), "runs per GPU": 4, "sharing": "stacked"}
+    assert "it is met" in perf.step_goal_line(cells) and "with 4 runs on stacked" in perf.step_goal_line(cells)
+    line = perf.stacked_line(tmp_path)
+    assert line.startswith("`gpu_session_h200_2026-12-05_2/gpu_step_stacked_h200.json`: NVIDIA H200")
+    assert "resnet56, 4 runs: stacked 5,500 against streams 4,400 images/s per GPU (1.25x)" in line
+
+
+def test_the_stacked_line_says_no_gpu_measured_the_stack_and_gives_the_cpus(tmp_path):
+    cpu = step_file([("eager", "bf16", 1, "-", 600.0), ("eager", "bf16", 2, "stacked", 240.0)], plain=False)
+    (tmp_path / "gpu_step_stacked_cpu.json").write_text(json.dumps(cpu))
+    line = perf.stacked_line(tmp_path)
+    assert line.startswith("No lent GPU has measured the stack yet") and "2 stacked runs 240 images/s" in line
+    assert "against 600 for one run alone" in line
+
+
+def test_a_session_line_reads_plan_stack_choice_notes_and_the_tests_in_the_session_log(tmp_path):
+    log = ("date: 2026-12-06\nNVIDIA H100 80GB HBM3, 580.2, 81559 MiB, 1980 MHz\ntorch 2.12.0+cu130 | cuda 13.0\n"
+           "== tests_cuda (limit 75 s, 530 s left)\n.....\n12 passed, 390 deselected in 40.1s\n"
+           "== tests_cuda: exit 0 after 45 s\n")
+    choice = {"arch": "resnet20", "runs": 4, "stacked_images_per_s_per_gpu": 30000.0,
+              "streams_images_per_s_per_gpu": 22000.0, "stack": 3}
+    session(tmp_path, "gpu_session_h100_2026-12-06", {"gpu_stack_choice.json": choice}, log=log)
+    line = perf.session_line("gpu_session_h100_2026-12-06", tmp_path)
+    assert line.startswith("`gpu_session_h100_2026-12-06/`: NVIDIA H100 80GB HBM3 (driver 580.2, 80 GiB), torch "
+                           "2.12.0+cu130, cut off before its last line.")
+    assert "kept the `gpu` profile's epochs and precision" in line
+    assert "4 resnet20 runs stacked 30,000 images/s per GPU against 22,000 on streams, so the runs trained in stacks of 3" in line
+    assert line.endswith("The CUDA tests: 12 passed, 390 deselected in 40.1s.")
+    (tmp_path / "gpu_session_h100_2026-12-06" / "notes.md").write_text("The train step ran out of time.\n")
+    assert "The train step ran out of time. The CUDA tests:" in perf.session_line("gpu_session_h100_2026-12-06", tmp_path)
