@@ -23,6 +23,10 @@ PAPER_GOAL_HOURS = 15.0       # the goal for the whole `paper` profile, in H200-
 STEP_GOAL = 5.0               # the GPU step's goal: images/s per GPU against the plain loop (ResNet-56)
 SHORT = {"batch_size": "batch", "weight_decay": "wd", "eps_warmup_epochs": "eps warm-up"}  # narrow table headers
 GRAPHED_EXPERIMENTS = ("ar_sweep", "deeper", "spectral_norm", "fgsm")  # the CIFAR ResNet parts
+# dense bf16 tensor-core TFLOP/s by NVIDIA's H100 and H200 SXM datasheets: the ceiling until a lent
+# session measured the chip's own (benchmarks/gpu_ceiling.py)
+DATASHEET_BF16_TFLOPS = {"h100": 989.0, "h200": 989.0}
+ATTACKS = {"pgd": "PGD-10", "fgsm": "FGSM", "none": "none"}
 
 
 def load(name: str, results: Path | None = None) -> dict:
@@ -327,6 +331,86 @@ def paper_cost(results: Path | None = None, network: str = "resnet56", gpu: str 
     table = table.rename(columns={"hours_fp32": "eager fp32", "hours_fast": "eager bf16"})
     table.insert(0, "runs", [*runs.groupby("experiment", sort=False).size(), len(runs)])
     return table.reset_index()
+
+
+def ceiling(gpu: str = "h200", results: Path | None = None) -> tuple[float, str]:
+    """(TFLOP/s, where it comes from): the bf16 matrix product the newest session on `gpu` measured
+    (benchmarks/gpu_ceiling.py), else the datasheet's dense bf16 rate (DATASHEET_BF16_TFLOPS)."""
+    name = newest_file("gpu_ceiling", gpu, results)
+    if name:
+        measured = load(name, results)
+        return measured["bf16_matmul_tflops"], (f"an {measured['n']}x{measured['n']} bf16 matrix product measured "
+                                                f"on the {measured['meta'].get('gpu', gpu)} (`{name}`)")
+    return DATASHEET_BF16_TFLOPS[gpu], (f"NVIDIA's datasheet rate of dense bf16 for the {gpu.upper()} SXM; no lent "
+                                        "session has measured the chip's own yet (`benchmarks/gpu_ceiling.py`)")
+
+
+def compute_use(gpu: str = "h200", results: Path | None = None) -> pd.DataFrame:
+    """The arithmetic rate each measured GPU step reached: FLOPs per image of the step
+    (benchmarks/step_flops.py's count) times images per second, and its share of `ceiling`. Rows:
+    every kind of step the `paper` profile's cost timed (eager fp32 and eager bf16 + channels_last;
+    CIFAR-100's kinds, which differ only in the classifier, left out), then the fastest graphed bf16
+    cell of each network of `gpu_cells`."""
+    flops, cost = load("step_flops.json", results), load("paper_profile_cost_h200.json", results)
+    per_image = {tuple(k["kind"]): k for k in flops["kinds"]}
+    top, rows = ceiling(gpu, results)[0], []
+    for probe in cost["probes_ms_per_image"]:
+        arch, _, method, _, _, classes, _ = probe["kind"]
+        if classes == 100:
+            continue
+        k = per_image[tuple(probe["kind"])]
+        for column, step in (("fp32", "eager fp32"), ("fast", "eager bf16 + channels_last")):
+            rows.append({"network": arch, "attack": ATTACKS[method], "input": k["training_input"], "step": step,
+                         "GFLOP per image": k["gflop_per_image"], "images/s per GPU": 1e3 / probe[column]})
+    cells = gpu_cells(gpu, results)
+    for network, t in cells[(cells.step == "CUDA graph") & (cells.precision == "bf16")].groupby("network", sort=False):
+        best, k = t.loc[t["x eager fp32"].idxmax()], per_image.get((network, 1, "pgd", 10, 32, 10, 256))
+        if k:
+            how = f", {best['runs per GPU']} runs on {best.sharing}" if best["runs per GPU"] > 1 else ""
+            rows.append({"network": network, "attack": "PGD-10", "input": 32, "step": f"CUDA graph bf16{how}",
+                         "GFLOP per image": k["gflop_per_image"], "images/s per GPU": best["images/s per GPU"]})
+    table = pd.DataFrame(rows)
+    table["TFLOP/s"] = table["GFLOP per image"] * table["images/s per GPU"] / 1e3
+    return table.assign(**{"% of ceiling": 100 * table["TFLOP/s"] / top})
+
+
+def flop_floor(gpu: str = "h200", results: Path | None = None) -> pd.DataFrame:
+    """Per experiment of the `paper` profile: its counted PFLOPs (step_flops.json), the hours it needs
+    at `ceiling` (the least any step could take; spectral clipping, evaluation and analysis left out),
+    the graphed bf16 re-estimate of `paper_cost` and how many times its floor that is. Last row: the total."""
+    runs = pd.DataFrame(load("step_flops.json", results)["runs"])
+    table = runs.groupby("experiment", sort=False)[["pflop"]].sum()
+    table.loc["total"] = table.sum()
+    table["hours at the ceiling"] = table.pflop * 1e3 / ceiling(gpu, results)[0] / 3600
+    table["graphed bf16 (h)"] = paper_cost(results, gpu=gpu).set_index("experiment")["graphed bf16"]
+    table["x the floor"] = table["graphed bf16 (h)"] / table["hours at the ceiling"]
+    return table.rename(columns={"pflop": "PFLOP"}).reset_index()
+
+
+def floor_line(floor: pd.DataFrame, use: pd.DataFrame, gpu: str = "h200", results: Path | None = None) -> str:
+    """What the FLOP floor says of the PAPER_GOAL_HOURS goal: the floor in all and Tiny-ImageNet's,
+    the share of the ceiling Tiny-ImageNet's PGD step and the graphed ResNet-56 reach, what the goal
+    leaves Tiny-ImageNet beside the CIFAR parts' re-estimate, and the share (and speed-up) its step
+    would need with the CIFAR parts at their floor."""
+    top, source = ceiling(gpu, results)
+    f = floor.set_index("experiment")
+    tiny, total = f.loc["tinyimagenet"], f.loc["total"]
+    cifar_floor = total["hours at the ceiling"] - tiny["hours at the ceiling"]
+    cifar_now = f[f.index.isin(GRAPHED_EXPERIMENTS)]["graphed bf16 (h)"].sum()
+    left_now, left = PAPER_GOAL_HOURS - cifar_now, PAPER_GOAL_HOURS - cifar_floor
+    wrn = use[(use.network == "wrn50_2") & (use.attack == "PGD-10")]["% of ceiling"].max()
+    resnet = use[(use.network == "resnet56") & use.step.str.startswith("CUDA graph")]["% of ceiling"].max()
+    now = ("less than its floor: the goal needs the CIFAR parts faster as well" if left_now < tiny["hours at the ceiling"]
+           else f"{100 * tiny['hours at the ceiling'] / left_now:.0f}% of the ceiling for its step")
+    return (f"The ceiling: {top:,.0f} TFLOP/s, {source}. At that rate the whole profile needs at least "
+            f"{total['hours at the ceiling']:.1f} hours, {tiny['hours at the ceiling']:.1f} of them Tiny-ImageNet's. "
+            f"Tiny-ImageNet's eager PGD-10 step (WRN-50-2, wide layers on 56x56 inputs) reaches {wrn:.0f}% of the "
+            f"ceiling, the graphed ResNet-56 step {resnet:.1f}%: the CIFAR networks' narrow layers leave the chip "
+            f"mostly idle, and their parts' re-estimate, {cifar_now:.1f} hours, is {cifar_now / cifar_floor:.0f}x their "
+            f"floor. Beside it, the goal of {PAPER_GOAL_HOURS:g} hours leaves Tiny-ImageNet {max(left_now, 0):.1f} hours, "
+            f"{now}. With the CIFAR parts at their floor ({cifar_floor:.1f} h) it would leave {left:.1f} hours: "
+            f"Tiny-ImageNet's step would need {100 * tiny['hours at the ceiling'] / left:.0f}% of the ceiling, "
+            f"{tiny['graphed bf16 (h)'] / left:.1f}x its eager bf16 rate, a speed-up this project has not measured.")
 
 
 def session_steps(folder: str, results: Path | None = None) -> pd.DataFrame:

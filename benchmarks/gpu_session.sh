@@ -2,6 +2,7 @@
 # One lent GPU session, one command (about 9 minutes on an H200): measure, then train the `gpu` tier.
 #   1. environment: the machine's own PyTorch (a lent machine has no network); torchattacks (the
 #      plain loop's attack) from .whl/; the GPU, driver and torch versions into OUT/session.log
+#   1b. benchmarks/gpu_ceiling.py: the TFLOP/s of a large bf16 matrix product (a few seconds)
 #   2. the CUDA tests (`pytest -m cuda`: none may be skipped for want of CUDA)
 #   3. benchmarks/gpu_step_matrix.py: images/s per run and per GPU, ResNet-20 and ResNet-56 at batch
 #      256, fp32/bf16, eager/CUDA graph, 1/2/4/8 runs per GPU, beside the plain loop
@@ -63,6 +64,9 @@ EOF
 $PY -c "import torch, sys; sys.exit(not torch.cuda.is_available())" || { echo "gpu_session: no CUDA device" >&2; exit 1; }
 $PY -c "from arreg_core.data import load_data; d = load_data('cifar10-jpeg'); print('cifar10-jpeg', len(d.y_train), len(d.y_test))" \
   || { echo "gpu_session: cifar10-jpeg not found under ARREG_DATA=${ARREG_DATA:-}" >&2; exit 1; }
+
+# 1b. the chip's ceiling: a large bf16 matrix product's TFLOP/s (the Performance chapter's yardstick)
+step ceiling 30 $PY benchmarks/gpu_ceiling.py --json "$OUT/gpu_ceiling_$GPU_TAG.json"
 
 # 2. the CUDA tests
 # (only the files that hold CUDA tests: the others import the book's packages, which the image lacks)

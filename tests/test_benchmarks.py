@@ -269,3 +269,28 @@ def test_file_gpu_session_files_each_session_in_its_own_folder_and_imports_its_r
     with pytest.raises(SystemExit, match="holds no session.log"):
         script.file_session(tmp_path, results, store)
     assert script.session_facts("NVIDIA A10, 1, 2 MiB\n")[0] == "gpu"
+
+
+def test_step_flops_counts_the_attack_and_the_training_pass_of_each_kind(tmp_path):
+    """PGD-10: ten forward and input-gradient passes, then a forward and a backward with weight
+    gradients (23 forwards' worth, less the first layer's input gradient in the training pass, which
+    nothing needs); FGSM: 5; clean training: 3. ResNet-20's forward: its 40.6 M multiply-adds."""
+    from arreg_core.train import TrainConfig
+
+    script = load("step_flops")
+    base = dict(dataset="cifar10", arch="resnet8", attack_step=2.0, batch_size=256)
+    first_layer = 2 * 3 * 16 * 9 * 32 * 32 / 1e9  # its input gradient: the one the training pass skips
+    for method, eps, steps, ratio in (("pgd", 8.0, 10, 23), ("fgsm", 8.0, 1, 5), ("none", 0.0, 1, 3)):
+        counted = script.step_flops(TrainConfig(**base, method=method, eps=eps, attack_steps=steps))
+        assert counted["gflop_per_image"] == pytest.approx(ratio * counted["forward_gflop_per_image"] - first_layer,
+                                                           rel=1e-6)
+    out = script.main(["--experiments", "fgsm", "--json", str(tmp_path / "flops.json")])
+    tier = next(k for k in out["kinds"] if k["kind"][0] == "resnet20")
+    assert tier["forward_gflop_per_image"] == pytest.approx(2 * 40.6e-3, rel=0.01)
+    assert {r["experiment"] for r in out["runs"]} == {"fgsm"} and all(r["pflop"] > 0 for r in out["runs"])
+    assert json.loads((tmp_path / "flops.json").read_text())["meta"]["cpu_model"]
+
+
+def test_gpu_ceiling_times_a_bf16_matrix_product(tmp_path):
+    out = load("gpu_ceiling").main(["--device", "cpu", "--n", "64", "--repeats", "1", "--json", str(tmp_path / "c.json")])
+    assert out["bf16_matmul_tflops"] > 0 and json.loads((tmp_path / "c.json").read_text())["n"] == 64

@@ -26,6 +26,8 @@ def test_every_committed_result_file_reads():
     assert "passed" in perf.tests_summary(first)
     assert all(perf.session_line(folder) for folder in perf.gpu_sessions())
     assert perf.gpu_step_matrix()["x eager fp32"].notna().all() and perf.stacked_line()
+    use, floor = perf.compute_use(), perf.flop_floor()
+    assert (use["% of ceiling"] > 0).all() and (floor["x the floor"] > 1).all() and perf.floor_line(floor, use)
     log = perf.build_log("results/gpu/runs/prepare_log.jsonl")
     assert len(log) == perf.build_summary("results/gpu/runs/prepare_log.jsonl")["trained"] == 4
 
@@ -246,3 +248,45 @@ def test_a_session_line_reads_plan_stack_choice_notes_and_the_tests_in_the_sessi
     assert line.endswith("The CUDA tests: 12 passed, 390 deselected in 40.1s.")
     (tmp_path / "gpu_session_h100_2026-12-06" / "notes.md").write_text("The train step ran out of time.\n")
     assert "The train step ran out of time. The CUDA tests:" in perf.session_line("gpu_session_h100_2026-12-06", tmp_path)
+
+
+def test_the_ceiling_is_the_newest_measured_one_and_else_the_datasheets(tmp_path):
+    top, source = perf.ceiling("h200", tmp_path)
+    assert top == 989.0 and "datasheet" in source
+    session(tmp_path, "gpu_session_h200_2026-12-06",
+            {"gpu_ceiling_h200.json": {"meta": {"gpu": "NVIDIA H200"}, "n": 8192, "bf16_matmul_tflops": 790.0}})
+    top, source = perf.ceiling("h200", tmp_path)
+    assert top == 790.0 and "gpu_session_h200_2026-12-06/gpu_ceiling_h200.json" in source
+    assert "datasheet" in perf.ceiling("h100", tmp_path)[1]
+
+
+def test_the_flop_floor_divides_the_counted_flops_by_the_ceiling_and_the_line_says_what_the_goal_needs(tmp_path, monkeypatch):
+    flops = {"meta": {}, "kinds": [{"kind": ["wrn50_2", 1, "pgd", 10, 64, 200, 256], "training_input": 56,
+                                    "gflop_per_image": 500.0, "forward_gflop_per_image": 22.0},
+                                   {"kind": ["resnet56", 1, "pgd", 10, 32, 10, 256], "training_input": 32,
+                                    "gflop_per_image": 5.0, "forward_gflop_per_image": 0.25}],
+             "runs": [{"experiment": "ar_sweep", "pflop": 3.6 * 1000 * 1.0},        # 1 h at 1,000 TFLOP/s
+                      {"experiment": "tinyimagenet", "pflop": 3.6 * 1000 * 4.0}]}   # 4 h
+    cost = {"meta": {"spectral_clip_seconds": 0.0},
+            "probes_ms_per_image": [{"kind": ["wrn50_2", 1, "pgd", 10, 64, 200, 256], "fp32": 4.0, "fast": 2.0}],
+            "runs": [{"experiment": "ar_sweep", "spectral_norm": None, "epochs": 1, "hours_fp32": 30.0, "hours_fast": 20.0},
+                     {"experiment": "tinyimagenet", "spectral_norm": None, "epochs": 1, "hours_fp32": 30.0,
+                      "hours_fast": 20.0}]}
+    (tmp_path / "step_flops.json").write_text(json.dumps(flops))
+    (tmp_path / "paper_profile_cost_h200.json").write_text(json.dumps(cost))
+    monkeypatch.setattr(perf, "gpu_cells", lambda gpu=None, results=None: matrix())
+    monkeypatch.setattr(perf, "DATASHEET_BF16_TFLOPS", {"h200": 1000.0})
+    use = perf.compute_use("h200", tmp_path).set_index("step")
+    assert use.loc["eager bf16 + channels_last", "TFLOP/s"] == pytest.approx(250.0)   # 500 GFLOP / 2 ms
+    assert use.loc["eager fp32", "% of ceiling"] == pytest.approx(12.5)
+    graphed = use.loc["CUDA graph bf16, 4 runs on streams"]                            # 5 GFLOP x 3,000 images/s
+    assert graphed["TFLOP/s"] == pytest.approx(15.0) and graphed.network == "resnet56"
+    floor = perf.flop_floor("h200", tmp_path).set_index("experiment")
+    assert floor.loc["total", "hours at the ceiling"] == pytest.approx(5.0)
+    assert floor.loc["ar_sweep", "graphed bf16 (h)"] == pytest.approx(10.0)               # 30 h / 3x
+    assert floor.loc["tinyimagenet", "x the floor"] == pytest.approx(5.0)               # 20 h / 4 h
+    line = perf.floor_line(floor.reset_index(), use.reset_index(), "h200", tmp_path)
+    assert "at least 5.0 hours, 4.0 of them Tiny-ImageNet's" in line and "reaches 25% of the ceiling" in line
+    # 15 h - 10 h of CIFAR leaves 5 h (more than the 4 h floor): 80% of the ceiling; at the CIFAR floor, 14 h
+    assert "leaves Tiny-ImageNet 5.0 hours, 80% of the ceiling for its step" in line
+    assert "leave 14.0 hours: Tiny-ImageNet's step would need 29% of the ceiling, 1.4x its eager bf16 rate" in line
