@@ -644,7 +644,11 @@ def stack_choice_line(choice: dict) -> str:
     stacked, streams = choice["stacked_images_per_s_per_gpu"], choice["streams_images_per_s_per_gpu"]
     rates = (f"{choice['runs']} {choice['arch']} runs stacked {stacked:,.0f} images/s per GPU against {streams:,.0f} "
              "on streams" if stacked and streams else "the stacked or the streams cell was not measured")
-    return f"The stack: {rates}, so the runs trained {'in stacks of ' + str(choice['stack']) if choice['stack'] > 1 else 'one per process'}."
+    cells = Path(choice.get("cells", ""))
+    where = (f" (the cells of `{cells.parent.name}/{cells.name}`, an earlier session's)" if SESSION.fullmatch(cells.parent.name)
+             else "")
+    trained = f"in stacks of {choice['stack']}" if choice["stack"] > 1 else "one per process"
+    return f"The stack: {rates}{where}, so the runs trained {trained}."
 
 
 def session_line(folder: str, results: Path | None = None) -> str:

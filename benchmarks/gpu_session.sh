@@ -8,7 +8,8 @@
 #      256, fp32/bf16, eager/CUDA graph, 1/2/4/8 runs per GPU, beside the plain loop
 #   3b. the same script's stacked and streams cells (runs stacked into one network, arreg_core.stacked,
 #      beside runs on streams), ResNet-20 and ResNet-56 at batch 256 with 4 and 8 runs, beside one
-#      run and the plain loop (STACKED=0 skips it)
+#      run and the plain loop; once per GPU: skipped where a session filed under benchmarks/results
+#      measured it on this GPU (its cells decide step 4's stack; STACKED=1 measures again, STACKED=0 never)
 #   4. benchmarks/gpu_tier_plan.py: the tier's epochs and precision from that throughput and the time
 #      left (only while results/gpu/runs holds no run: after that the profile's own values are kept,
 #      so that a later session resumes the same runs); and whether its runs train as stacks
@@ -22,7 +23,7 @@
 # Back here: `python benchmarks/file_gpu_session.py <files>` files the logs and JSONs in
 # benchmarks/results/gpu_session_<gpu>_<date>/ and imports the store (`arreg import-runs`).
 #
-#   ARREG_DATA=<folder of cifar10-jpeg.tar.gz> [MATRIX=0] [STACKED=0] [STACK=K] bash benchmarks/gpu_session.sh OUT [SECONDS]
+#   ARREG_DATA=<folder of cifar10-jpeg.tar.gz> [MATRIX=0] [STACKED=0|1] [STACK=K] bash benchmarks/gpu_session.sh OUT [SECONDS]
 # (STACK=K given: 3b's choice is not made, K is used)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -79,7 +80,9 @@ fi
 
 # 3b. runs stacked into one network: one grouped kernel where each run launched its own (the 5x goal),
 #     beside the same number of runs on streams, measured in the same script
-if [ "${STACKED:-1}" = 1 ]; then
+#     (once per GPU: where a filed session of this GPU measured it, its cells decide and 3b is skipped)
+FILED="$(ls benchmarks/results/gpu_session_"$GPU_TAG"_*/gpu_step_stacked_"$GPU_TAG".json 2>/dev/null | sort -V | tail -1)"
+if [ "${STACKED:-auto}" = 1 ] || { [ "${STACKED:-auto}" = auto ] && [ -z "$FILED" ]; }; then
   NO_PLAIN=(); [ "${MATRIX:-1}" = 1 ] && NO_PLAIN=(--no-plain)  # the matrix measured the plain loop already
   step stacked 150 $PY benchmarks/gpu_step_matrix.py --archs resnet20 resnet56 --runs 4 8 --sharing stacked streams \
     --seconds 1.5 --repeats 1 "${NO_PLAIN[@]}" --json "$OUT/gpu_step_stacked_$GPU_TAG.json"
@@ -95,7 +98,8 @@ fi
 
 if [ -z "${STACK:-}" ]; then
   STACK=1
-  for CELLS in "$OUT/gpu_step_stacked_$GPU_TAG.json" "$OUT/gpu_step_matrix_$GPU_TAG.json"; do  # 3b's, else 3's
+  for CELLS in "$OUT/gpu_step_stacked_$GPU_TAG.json" ${FILED:+"$FILED"} "$OUT/gpu_step_matrix_$GPU_TAG.json"; do
+    # 3b's, else a filed session's, else 3's
     if [ -f "$CELLS" ]; then
       CHOICE="$($PY benchmarks/gpu_tier_plan.py "$CELLS" --stack --json "$OUT/gpu_stack_choice.json")" && eval "$CHOICE"
       break

@@ -78,7 +78,7 @@ def main(argv=None):
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     if args.stack:
-        out = stack_choice(json.loads(Path(args.matrix).read_text()), args.arch)
+        out = {**stack_choice(json.loads(Path(args.matrix).read_text()), args.arch), "cells": args.matrix}
         if args.json:
             Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
         print(f"STACK={out['stack']}")

@@ -239,7 +239,8 @@ def test_gpu_tier_plan_stacks_the_runs_only_where_the_stack_beat_streams(tmp_pat
     path.write_text(json.dumps({"results": rows[:1] + [{**rows[1], "images_per_s_per_gpu": 25000}]}))
     module.main([str(path), "--stack", "--json", str(tmp_path / "choice.json")])
     assert capsys.readouterr().out.strip() == "STACK=3"
-    assert json.loads((tmp_path / "choice.json").read_text())["streams_images_per_s_per_gpu"] == 20000
+    choice = json.loads((tmp_path / "choice.json").read_text())
+    assert choice["streams_images_per_s_per_gpu"] == 20000 and choice["cells"] == str(path)
 
 
 def test_file_gpu_session_files_each_session_in_its_own_folder_and_imports_its_runs(tmp_path):

@@ -247,6 +247,10 @@ def test_a_session_line_reads_plan_stack_choice_notes_and_the_tests_in_the_sessi
     assert "4 resnet20 runs stacked 30,000 images/s per GPU against 22,000 on streams, so the runs trained in stacks of 3" in line
     assert line.endswith("The CUDA tests: 12 passed, 390 deselected in 40.1s.")
     (tmp_path / "gpu_session_h100_2026-12-06" / "notes.md").write_text("The train step ran out of time.\n")
+    choice["cells"] = "benchmarks/results/gpu_session_h100_2026-12-05/gpu_step_stacked_h100.json"
+    (tmp_path / "gpu_session_h100_2026-12-06" / "gpu_stack_choice.json").write_text(json.dumps(choice))
+    assert ("22,000 on streams (the cells of `gpu_session_h100_2026-12-05/gpu_step_stacked_h100.json`, an earlier "
+            "session's), so") in perf.session_line("gpu_session_h100_2026-12-06", tmp_path)
     assert "The train step ran out of time. The CUDA tests:" in perf.session_line("gpu_session_h100_2026-12-06", tmp_path)
 
 
