@@ -26,6 +26,7 @@ GRAPHED_EXPERIMENTS = ("ar_sweep", "deeper", "spectral_norm", "fgsm")  # the CIF
 # dense bf16 tensor-core TFLOP/s by NVIDIA's H100 and H200 SXM datasheets: the ceiling until a lent
 # session measured the chip's own (benchmarks/gpu_ceiling.py)
 DATASHEET_BF16_TFLOPS = {"h100": 989.0, "h200": 989.0}
+COST_GPU = "h200"  # the `paper` profile's cost (paper_profile_cost_h200.json) was measured on an H200
 ATTACKS = {"pgd": "PGD-10", "fgsm": "FGSM", "none": "none"}
 
 
@@ -209,14 +210,35 @@ SESSION = re.compile(r"gpu_session_([a-z0-9]+)_(\d{4}-\d{2}-\d{2})(?:_(\d+))?")
 
 def gpu_sessions(results: Path | None = None) -> list[str]:
     """The lent GPU sessions filed under benchmarks/results by benchmarks/file_gpu_session.py, one
-    folder each (gpu_session_<gpu>_<date>, then _2, _3... on one day), oldest first."""
+    folder each (gpu_session_<gpu>_<date>, then _2, _3... for the day's later sessions, on any GPU),
+    oldest first."""
     folders = [p.name for p in Path(results or RESULTS).iterdir() if SESSION.fullmatch(p.name)]
-    return sorted(folders, key=lambda f: (SESSION.fullmatch(f).group(2), int(SESSION.fullmatch(f).group(3) or 1)))
+    return sorted(folders, key=lambda f: (SESSION.fullmatch(f).group(2), int(SESSION.fullmatch(f).group(3) or 1), f))
 
 
 def session_gpu(folder: str) -> str:
     """The GPU a session folder names (h200, h100...)."""
     return SESSION.fullmatch(folder).group(1)
+
+
+def nvidia_smi(text: str) -> dict | None:
+    """The GPU, driver and memory of the nvidia-smi line a session log holds (None where none)."""
+    line = re.search(r"^(NVIDIA [^,\n]+), ([\d.]+), (\d+) MiB", text, re.M)
+    return line and {"gpu": line.group(1), "driver": line.group(2), "memory_gib": int(line.group(3)) / 1024}
+
+
+def newest_gpu(results: Path | None = None) -> str:
+    """The GPU of the newest session that measured the step matrix: the page's GPU."""
+    name = newest_file("gpu_step_matrix", results=results)
+    if name is None:
+        raise ValueError("no filed GPU session holds a step matrix (gpu_step_matrix_<gpu>.json): file one with "
+                         "benchmarks/file_gpu_session.py")
+    return session_gpu(name.split("/")[0])
+
+
+def sharing_text(runs: int, sharing: str) -> str:
+    """How `runs` runs shared a GPU, in words: "one run", "4 runs on streams", "4 runs stacked"."""
+    return "one run" if runs == 1 else f"{runs} runs stacked" if sharing == "stacked" else f"{runs} runs on {sharing}"
 
 
 def newest_file(prefix: str, gpu: str | None = None, results: Path | None = None) -> str | None:
@@ -243,7 +265,7 @@ def step_cells(name: str, results: Path | None = None) -> pd.DataFrame:
 
 def gpu_step_matrix(name: str | None = None, results: Path | None = None) -> pd.DataFrame:
     """`step_cells` of the step matrix (`name`; by default the newest session's)."""
-    return step_cells(name or newest_file("gpu_step_matrix", results=results), results)
+    return step_cells(name or newest_file("gpu_step_matrix", newest_gpu(results), results), results)
 
 
 def gpu_cells(gpu: str | None = None, results: Path | None = None) -> pd.DataFrame:
@@ -251,8 +273,11 @@ def gpu_cells(gpu: str | None = None, results: Path | None = None) -> pd.DataFra
     newest stacked cells' (gpu_step_stacked_<gpu>.json), each row naming its `file`. Where the
     stacked file timed no plain loop, its `x plain loop` is its `x eager fp32` times the matrix's
     eager fp32 step over its plain loop."""
+    gpu = gpu or newest_gpu(results)  # not another GPU's stacked cells
     matrix_name = newest_file("gpu_step_matrix", gpu, results)
-    gpu = session_gpu(matrix_name.split("/")[0])  # None: the GPU of the newest matrix, not another's stacked cells
+    if matrix_name is None:
+        raise ValueError(f"no filed GPU session of the {gpu} holds a step matrix: run benchmarks/gpu_session.sh "
+                         "with MATRIX=1 on it")
     matrix = step_cells(matrix_name, results).assign(file=matrix_name)
     stacked_name = newest_file("gpu_step_stacked", gpu, results)
     if stacked_name is None:
@@ -311,49 +336,54 @@ def graph_speedup(cells: pd.DataFrame, network: str = "resnet56") -> dict:
     return out
 
 
-def paper_cost(results: Path | None = None, network: str = "resnet56", gpu: str = "h200") -> pd.DataFrame:
+def paper_cost(results: Path | None = None, network: str = "resnet56") -> pd.DataFrame:
     """The `paper` profile's H200-hours per experiment: the eager estimate of
     paper_profile_cost_h200.json (fp32; bf16 + channels_last, "fast") and the same re-estimated
     with the graphed step in each precision. The CIFAR ResNet parts (GRAPHED_EXPERIMENTS: ResNet-56,
     and ResNet-110 assumed to gain like it) are the eager fp32 hours divided by `graph_speedup` of
-    `network` on `gpu` (both against the eager fp32 step: the one the estimate measured), their spectral
-    clipping (not part of the step) kept; Tiny-ImageNet's WRN-50-2, not measured with graphs, keeps
-    its eager estimate in that precision. Last row: the total."""
-    cost, speed = load("paper_profile_cost_h200.json", results), graph_speedup(gpu_cells(gpu, results), network)
+    `network` on the H200 (both against the eager fp32 step: the one the estimate measured), their
+    spectral clipping (not part of the step; its hours are a column of their own) kept; Tiny-ImageNet's
+    WRN-50-2, not measured with graphs, keeps its eager estimate in that precision. Last row: the total."""
+    cost, speed = load("paper_profile_cost_h200.json", results), graph_speedup(gpu_cells(COST_GPU, results), network)
     runs = pd.DataFrame(cost["runs"])
     clip_h = runs.spectral_norm.notna() * runs.epochs * cost["meta"]["spectral_clip_seconds"] / 3600
     graphed = runs.experiment.isin(GRAPHED_EXPERIMENTS)
+    runs["spectral clipping"] = clip_h
     for precision, column in (("fp32", "hours_fp32"), ("bf16", "hours_fast")):
         step_h = (runs["hours_fp32"] - clip_h) / speed[precision]["speedup"] + clip_h
         runs[f"graphed {precision}"] = step_h.where(graphed, runs[column])
-    table = runs.groupby("experiment", sort=False)[["hours_fp32", "hours_fast", "graphed fp32", "graphed bf16"]].sum()
+    columns = ["hours_fp32", "hours_fast", "graphed fp32", "graphed bf16", "spectral clipping"]
+    table = runs.groupby("experiment", sort=False)[columns].sum()
     table.loc["total"] = table.sum()
     table = table.rename(columns={"hours_fp32": "eager fp32", "hours_fast": "eager bf16"})
     table.insert(0, "runs", [*runs.groupby("experiment", sort=False).size(), len(runs)])
     return table.reset_index()
 
 
-def ceiling(gpu: str = "h200", results: Path | None = None) -> tuple[float, str]:
+def ceiling(gpu: str = COST_GPU, results: Path | None = None) -> tuple[float, str]:
     """(TFLOP/s, where it comes from): the bf16 matrix product the newest session on `gpu` measured
     (benchmarks/gpu_ceiling.py), else the datasheet's dense bf16 rate (DATASHEET_BF16_TFLOPS)."""
     name = newest_file("gpu_ceiling", gpu, results)
     if name:
         measured = load(name, results)
-        return measured["bf16_matmul_tflops"], (f"an {measured['n']}x{measured['n']} bf16 matrix product measured "
+        return measured["bf16_matmul_tflops"], (f"a {measured['n']}x{measured['n']} bf16 matrix product measured "
                                                 f"on the {measured['meta'].get('gpu', gpu)} (`{name}`)")
+    if gpu not in DATASHEET_BF16_TFLOPS:
+        raise ValueError(f"no ceiling for the {gpu}: run benchmarks/gpu_ceiling.py on it and file the session")
     return DATASHEET_BF16_TFLOPS[gpu], (f"NVIDIA's datasheet rate of dense bf16 for the {gpu.upper()} SXM; no lent "
                                         "session has measured the chip's own yet (`benchmarks/gpu_ceiling.py`)")
 
 
-def compute_use(gpu: str = "h200", results: Path | None = None) -> pd.DataFrame:
+def compute_use(results: Path | None = None) -> pd.DataFrame:
     """The arithmetic rate each measured GPU step reached: FLOPs per image of the step
     (benchmarks/step_flops.py's count) times images per second, and its share of `ceiling`. Rows:
     every kind of step the `paper` profile's cost timed (eager fp32 and eager bf16 + channels_last;
     CIFAR-100's kinds, which differ only in the classifier, left out), then the fastest graphed bf16
-    cell of each network of `gpu_cells`."""
+    cell of each network of the H200's `gpu_cells`. The fp32 rows ran their convolutions in TF32,
+    whose peak is about half the bf16 one the share is taken of."""
     flops, cost = load("step_flops.json", results), load("paper_profile_cost_h200.json", results)
     per_image = {tuple(k["kind"]): k for k in flops["kinds"]}
-    top, rows = ceiling(gpu, results)[0], []
+    top, rows = ceiling(COST_GPU, results)[0], []
     for probe in cost["probes_ms_per_image"]:
         arch, _, method, _, _, classes, _ = probe["kind"]
         if classes == 100:
@@ -362,42 +392,48 @@ def compute_use(gpu: str = "h200", results: Path | None = None) -> pd.DataFrame:
         for column, step in (("fp32", "eager fp32"), ("fast", "eager bf16 + channels_last")):
             rows.append({"network": arch, "attack": ATTACKS[method], "input": k["training_input"], "step": step,
                          "GFLOP per image": k["gflop_per_image"], "images/s per GPU": 1e3 / probe[column]})
-    cells = gpu_cells(gpu, results)
+    cells = gpu_cells(COST_GPU, results)
     for network, t in cells[(cells.step == "CUDA graph") & (cells.precision == "bf16")].groupby("network", sort=False):
-        best, k = t.loc[t["x eager fp32"].idxmax()], per_image.get((network, 1, "pgd", 10, 32, 10, 256))
+        best = t.loc[t["x eager fp32"].idxmax()]
+        k = next((k for k in flops["kinds"] if k["kind"][0] == network and k["kind"][2:4] == ["pgd", 10]
+                  and k["kind"][5] == 10), None)  # the matrix's step: PGD-10 on CIFAR-10
         if k:
-            how = f", {best['runs per GPU']} runs on {best.sharing}" if best["runs per GPU"] > 1 else ""
-            rows.append({"network": network, "attack": "PGD-10", "input": 32, "step": f"CUDA graph bf16{how}",
+            how = sharing_text(int(best["runs per GPU"]), best.sharing)
+            rows.append({"network": network, "attack": "PGD-10", "input": 32, "step": f"CUDA graph bf16, {how}",
                          "GFLOP per image": k["gflop_per_image"], "images/s per GPU": best["images/s per GPU"]})
     table = pd.DataFrame(rows)
     table["TFLOP/s"] = table["GFLOP per image"] * table["images/s per GPU"] / 1e3
     return table.assign(**{"% of ceiling": 100 * table["TFLOP/s"] / top})
 
 
-def flop_floor(gpu: str = "h200", results: Path | None = None) -> pd.DataFrame:
+def flop_floor(results: Path | None = None) -> pd.DataFrame:
     """Per experiment of the `paper` profile: its counted PFLOPs (step_flops.json), the hours it needs
-    at `ceiling` (the least any step could take; spectral clipping, evaluation and analysis left out),
-    the graphed bf16 re-estimate of `paper_cost` and how many times its floor that is. Last row: the total."""
+    at the H200's `ceiling` (the least any step could take; spectral clipping, evaluation and analysis
+    left out), the training steps' hours of `paper_cost`'s graphed bf16 re-estimate (its spectral
+    clipping taken out, as from the floor) and how many times the floor that is. Last row: the total."""
     runs = pd.DataFrame(load("step_flops.json", results)["runs"])
     table = runs.groupby("experiment", sort=False)[["pflop"]].sum()
     table.loc["total"] = table.sum()
-    table["hours at the ceiling"] = table.pflop * 1e3 / ceiling(gpu, results)[0] / 3600
-    table["graphed bf16 (h)"] = paper_cost(results, gpu=gpu).set_index("experiment")["graphed bf16"]
-    table["x the floor"] = table["graphed bf16 (h)"] / table["hours at the ceiling"]
+    table["hours at the ceiling"] = table.pflop * 1e3 / ceiling(COST_GPU, results)[0] / 3600
+    cost = paper_cost(results).set_index("experiment")
+    table["graphed bf16 steps (h)"] = cost["graphed bf16"] - cost["spectral clipping"]
+    table["x the floor"] = table["graphed bf16 steps (h)"] / table["hours at the ceiling"]
+    table["spectral clipping (h)"] = cost["spectral clipping"]
     return table.rename(columns={"pflop": "PFLOP"}).reset_index()
 
 
-def floor_line(floor: pd.DataFrame, use: pd.DataFrame, gpu: str = "h200", results: Path | None = None) -> str:
+def floor_line(floor: pd.DataFrame, use: pd.DataFrame, results: Path | None = None) -> str:
     """What the FLOP floor says of the PAPER_GOAL_HOURS goal: the floor in all and Tiny-ImageNet's,
     the share of the ceiling Tiny-ImageNet's PGD step and the graphed ResNet-56 reach, what the goal
-    leaves Tiny-ImageNet beside the CIFAR parts' re-estimate, and the share (and speed-up) its step
-    would need with the CIFAR parts at their floor."""
-    top, source = ceiling(gpu, results)
+    leaves Tiny-ImageNet beside the CIFAR parts' re-estimate (their steps and spectral clipping),
+    and the share (and speed-up) its step would need with the CIFAR steps at their floor."""
+    top, source = ceiling(COST_GPU, results)
     f = floor.set_index("experiment")
     tiny, total = f.loc["tinyimagenet"], f.loc["total"]
-    cifar_floor = total["hours at the ceiling"] - tiny["hours at the ceiling"]
-    cifar_now = f[f.index.isin(GRAPHED_EXPERIMENTS)]["graphed bf16 (h)"].sum()
-    left_now, left = PAPER_GOAL_HOURS - cifar_now, PAPER_GOAL_HOURS - cifar_floor
+    cifar = f[f.index.isin(GRAPHED_EXPERIMENTS)]
+    cifar_floor = cifar["hours at the ceiling"].sum()
+    cifar_now, clipping = cifar["graphed bf16 steps (h)"].sum(), cifar["spectral clipping (h)"].sum()
+    left_now, left = PAPER_GOAL_HOURS - cifar_now - clipping, PAPER_GOAL_HOURS - cifar_floor - clipping
     wrn = use[(use.network == "wrn50_2") & (use.attack == "PGD-10")]["% of ceiling"].max()
     resnet = use[(use.network == "resnet56") & use.step.str.startswith("CUDA graph")]["% of ceiling"].max()
     now = ("less than its floor: the goal needs the CIFAR parts faster as well" if left_now < tiny["hours at the ceiling"]
@@ -405,12 +441,13 @@ def floor_line(floor: pd.DataFrame, use: pd.DataFrame, gpu: str = "h200", result
     return (f"The ceiling: {top:,.0f} TFLOP/s, {source}. At that rate the whole profile needs at least "
             f"{total['hours at the ceiling']:.1f} hours, {tiny['hours at the ceiling']:.1f} of them Tiny-ImageNet's. "
             f"Tiny-ImageNet's eager PGD-10 step (WRN-50-2, wide layers on 56x56 inputs) reaches {wrn:.0f}% of the "
-            f"ceiling, the graphed ResNet-56 step {resnet:.1f}%: the CIFAR networks' narrow layers leave the chip "
-            f"mostly idle, and their parts' re-estimate, {cifar_now:.1f} hours, is {cifar_now / cifar_floor:.0f}x their "
-            f"floor. Beside it, the goal of {PAPER_GOAL_HOURS:g} hours leaves Tiny-ImageNet {max(left_now, 0):.1f} hours, "
-            f"{now}. With the CIFAR parts at their floor ({cifar_floor:.1f} h) it would leave {left:.1f} hours: "
-            f"Tiny-ImageNet's step would need {100 * tiny['hours at the ceiling'] / left:.0f}% of the ceiling, "
-            f"{tiny['graphed bf16 (h)'] / left:.1f}x its eager bf16 rate, a speed-up this project has not measured.")
+            f"ceiling, the graphed ResNet-56 step {resnet:.1f}%: the CIFAR networks' narrow layers leave the tensor "
+            f"cores mostly unused, and their parts' re-estimated training steps, {cifar_now:.1f} hours, are "
+            f"{cifar_now / cifar_floor:.0f}x their floor. Beside them and their spectral clipping ({clipping:.1f} h), "
+            f"the goal of {PAPER_GOAL_HOURS:g} hours leaves Tiny-ImageNet {max(left_now, 0):.1f} hours, {now}. With the "
+            f"CIFAR steps at their floor ({cifar_floor:.1f} h) it would leave {left:.1f} hours: Tiny-ImageNet's step "
+            f"would need {100 * tiny['hours at the ceiling'] / left:.0f}% of the ceiling, "
+            f"{tiny['graphed bf16 steps (h)'] / left:.1f}x its eager bf16 rate, a speed-up this project has not measured.")
 
 
 def session_steps(folder: str, results: Path | None = None) -> pd.DataFrame:
@@ -430,11 +467,9 @@ def session_total(folder: str, results: Path | None = None) -> dict:
     driver and memory nvidia-smi named, and the torch version it ran ("?" where not printed)."""
     text = (Path(results or RESULTS) / folder / "session.log").read_text()
     end = re.search(r"after (\d+) s \(exit (\d+)\)", text)
-    gpu = re.search(r"^(NVIDIA [^,]+), ([\d.]+), (\d+) MiB", text, re.M)
     torch_version = re.search(r"^torch (\S+) \|", text, re.M)
     return {"seconds": int(end.group(1)) if end else None, "exit": int(end.group(2)) if end else None,
-            "gpu": gpu.group(1), "driver": gpu.group(2), "memory_gib": int(gpu.group(3)) / 1024,
-            "torch": torch_version.group(1) if torch_version else "?"}
+            **nvidia_smi(text), "torch": torch_version.group(1) if torch_version else "?"}
 
 
 def tests_summary(folder: str, results: Path | None = None) -> str:
@@ -480,7 +515,7 @@ def step_goal_line(cells: pd.DataFrame, network: str = "resnet56") -> str:
     best = best_cells(cells)
     graph = best[(best.network == network) & (best.step == "CUDA graph")].iloc[0]
     met = "met" if graph["x plain loop"] >= STEP_GOAL else "not met"
-    how = f"with {graph['runs per GPU']} runs on {graph.sharing}" if graph["runs per GPU"] > 1 else "with one run"
+    how = "with " + sharing_text(int(graph["runs per GPU"]), graph.sharing)
     return (f"**This project's goal for the step: at least {STEP_GOAL:g}x the plain loop's images/s per GPU for "
             f"{network}; it is {met}.** The fastest {network} cell measured is the {graph.precision} CUDA graph {how}: "
             f"{graph['images/s per GPU']:,.0f} images/s per GPU, {graph['x plain loop']:.2f}x the plain loop.")
@@ -653,7 +688,7 @@ def stack_choice_line(choice: dict) -> str:
 
 def session_line(folder: str, results: Path | None = None) -> str:
     """A lent GPU session in a paragraph: its GPU, driver, torch and seconds, the tier's plan it sized
-    (or that the store's runs kept the profile's), its stack choice, its notes.md (what a reader
+    (or that it sized none), its stack choice, its notes.md (what a reader
     needs to know of it that its logs do not say) and its CUDA tests."""
     root, total = Path(results or RESULTS) / folder, session_total(folder, results)
     ended = (f"{total['seconds']} s in all, exit {total['exit']}" if total["seconds"] is not None
@@ -661,7 +696,8 @@ def session_line(folder: str, results: Path | None = None) -> str:
     parts = [f"`{folder}/`: {total['gpu']} (driver {total['driver']}, {total['memory_gib']:.0f} GiB), torch "
              f"{total['torch']}, {ended}."]
     parts.append(plan_line(load(f"{folder}/gpu_tier_plan.json", results)) if (root / "gpu_tier_plan.json").exists()
-                 else "The tier kept the `gpu` profile's epochs and precision: its store held runs, which resume.")
+                 else "No plan was sized (that needs this session's step matrix and an empty store), so the tier "
+                 "kept the `gpu` profile's epochs and precision.")
     if (root / "gpu_stack_choice.json").exists():
         parts.append(stack_choice_line(load(f"{folder}/gpu_stack_choice.json", results)))
     if (root / "notes.md").exists():
@@ -670,17 +706,18 @@ def session_line(folder: str, results: Path | None = None) -> str:
     return " ".join(parts)
 
 
-def stacked_line(results: Path | None = None) -> str:
-    """The stacked runs against as many on streams, graphed, per GPU, from the newest GPU session
-    that measured them; where none did, the CPU measurement (gpu_step_stacked_cpu.json) and that
-    the GPU's is to come."""
-    name = newest_file("gpu_step_stacked", results=results)
+def stacked_line(gpu: str | None = None, results: Path | None = None) -> str:
+    """The stacked runs against as many on streams, graphed, per GPU, from the newest session on
+    `gpu` (None: the page's, `newest_gpu`) that measured them; where none did, the CPU measurement
+    (gpu_step_stacked_cpu.json) and that the GPU's is to come."""
+    gpu = gpu or newest_gpu(results)
+    name = newest_file("gpu_step_stacked", gpu, results)
     if name is None:
         cpu = step_cells("gpu_step_stacked_cpu.json", results)
         alone = cpu[(cpu["runs per GPU"] == 1) & (cpu.precision == "bf16")]["images/s per GPU"].max()
         stacks = cpu[cpu.sharing == "stacked"].groupby("runs per GPU")["images/s per GPU"].max()
         rates = ", ".join(f"{n} stacked runs {v:,.0f} images/s" for n, v in stacks.items())
-        return (f"No lent GPU has measured the stack yet: `benchmarks/gpu_session.sh` measures it beside as many runs on "
+        return (f"No lent {gpu.upper()} has measured the stack yet: `benchmarks/gpu_session.sh` measures it beside as many runs on "
                 f"streams and trains the `gpu` tier that way where it is the faster. On a CPU it does not pay "
                 f"(`gpu_step_stacked_cpu.json`: {machine(load('gpu_step_stacked_cpu.json', results))}): {rates}, against "
                 f"{alone:,.0f} for one run alone.")
@@ -715,7 +752,7 @@ def paper_cost_intro(cells: pd.DataFrame, name: str = "paper_profile_cost_h200.j
     """The measured parts of the `paper` profile's cost: an epoch of ResNet-56, a spectral clipping,
     and the graphed step's speed-up over the eager step (`graph_speedup` of `cells`)."""
     cost, speed = load(name, results), graph_speedup(cells)
-    how = {p: f"{s['runs per GPU']} runs on {s['sharing']}" if s["runs per GPU"] > 1 else "one run" for p, s in speed.items()}
+    how = {p: sharing_text(s["runs per GPU"], s["sharing"]) for p, s in speed.items()}
     return (f"`{name}`: {machine(cost)}; ResNet-56 at eps 8 in fp32 "
             f"{cost['meta']['seconds_per_50k_epoch_fp32']:.1f} s per epoch of 50,000 images, one spectral clipping of its "
             f"{cost['meta']['spectral_clip_layers']} layers {cost['meta']['spectral_clip_seconds']:.1f} s. The graphed step's "

@@ -1,6 +1,7 @@
 """File what a lent GPU session brought back (benchmarks/gpu_session.sh's OUT folder): its logs
 and measurements into their own folder, benchmarks/results/gpu_session_<gpu>_<date>/ (then _2,
-_3... for another session on one day), and its packed run store (gpu-runs.partNN) into the
+_3... for the day's later sessions, on any GPU, so that the folders sort in the order filed), and
+its packed run store (gpu-runs.partNN) into the
 `gpu` tier's store through `arreg import-runs` (verified; a run already further along is kept).
 The book's Performance and cost chapter reads every such folder (`arreg_core.performance.gpu_sessions`).
 
@@ -16,6 +17,8 @@ import re
 import shutil
 from pathlib import Path
 
+from arreg_core.performance import SESSION, nvidia_smi
+
 ROOT = Path(__file__).resolve().parents[1]
 GPUS = re.compile(r"h100|h200|a100|l40s", re.I)  # gpu_session.sh names its files by the same rule
 
@@ -24,22 +27,20 @@ def session_facts(log: str) -> tuple[str, str]:
     """(gpu, date) of a session log: the GPU nvidia-smi named (as gpu_session.sh tags its files,
     "gpu" where it names none of GPUS) and the date gpu_session.sh printed (today's, UTC, where the
     log has none: logs written before it printed one)."""
-    name = re.search(r"^(NVIDIA [^,\n]+),", log, re.M)
-    if name is None:
+    line = nvidia_smi(log)
+    if line is None:
         raise SystemExit("file_gpu_session: session.log names no NVIDIA GPU (no nvidia-smi line): "
                          "is this gpu_session.sh's OUT folder?")
-    gpu = GPUS.search(name.group(1))
+    gpu = GPUS.search(line["gpu"])
     date = re.search(r"^date: (\d{4}-\d{2}-\d{2})", log, re.M)
     return (gpu.group(0).lower() if gpu else "gpu",
             date.group(1) if date else datetime.datetime.now(datetime.timezone.utc).date().isoformat())
 
 
 def destination(results: Path, gpu: str, date: str) -> Path:
-    """results/gpu_session_<gpu>_<date>, or the first of _2, _3... that does not exist."""
-    folder, n = results / f"gpu_session_{gpu}_{date}", 2
-    while folder.exists():
-        folder, n = results / f"gpu_session_{gpu}_{date}_{n}", n + 1
-    return folder
+    """results/gpu_session_<gpu>_<date>, with _N where N - 1 sessions of that date (on any GPU) are filed."""
+    filed = [p for p in results.glob(f"gpu_session_*_{date}*") if (m := SESSION.fullmatch(p.name)) and m.group(2) == date]
+    return results / (f"gpu_session_{gpu}_{date}" + (f"_{len(filed) + 1}" if filed else ""))
 
 
 def file_session(out: Path, results: Path, runs_dir: Path, note: str | None = None) -> tuple[Path, list]:
@@ -52,7 +53,11 @@ def file_session(out: Path, results: Path, runs_dir: Path, note: str | None = No
     if not (out / "session.log").is_file():
         raise SystemExit(f"file_gpu_session: {out} holds no session.log: give the folder gpu_session.sh wrote "
                          "(the device run's files_at)")
-    gpu, date = session_facts((out / "session.log").read_text(errors="replace"))
+    log = (out / "session.log").read_bytes()
+    filed = [p.parent for p in Path(results).glob("gpu_session_*/session.log") if p.read_bytes() == log]
+    if filed:
+        raise SystemExit(f"file_gpu_session: this session is filed already, as {filed[0]}")
+    gpu, date = session_facts(log.decode(errors="replace"))
     parts = sorted(out.glob("gpu-runs.part*"))
     imported = import_parts(parts, runs_dir) if parts else []  # first: a part that does not verify files nothing
     folder = destination(Path(results), gpu, date)

@@ -13,7 +13,8 @@
 #   4. benchmarks/gpu_tier_plan.py: the tier's epochs and precision from that throughput and the time
 #      left (only while results/gpu/runs holds no run: after that the profile's own values are kept,
 #      so that a later session resumes the same runs); and whether its runs train as stacks
-#      (STACK=3 where 3b's graphed 4-run ResNet-20 stack beat 4 runs on streams, else 1)
+#      (STACK=3 where the graphed 4-run ResNet-20 stack beat 4 runs on streams, in 3b's cells or a
+#      filed session's of this GPU, else 1)
 #   5. arreg prepare --profile gpu --workers 4 -p stack=STACK: the AR sweep's runs missing, either
 #      as stacks in this process (the standard-training runs as one, then each seed's three PGD
 #      runs as one, each stack analysed as it ends) or four runs side by side (one process each,

@@ -262,8 +262,13 @@ def test_file_gpu_session_files_each_session_in_its_own_folder_and_imports_its_r
     assert folder == results / "gpu_session_h100_2026-12-06"
     assert sorted(p.name for p in folder.iterdir()) == ["gpu_step_stacked_h100.json", "notes.md", "session.log"]
     assert (store / run.path.name / "metrics.json").exists()
-    again, imported = script.file_session(out, results, store)  # a second session that day: a folder of its own
-    assert again.name == "gpu_session_h100_2026-12-06_2" and imported == [(run.path.name, "unchanged")]
+    with pytest.raises(SystemExit, match="filed already, as .*gpu_session_h100_2026-12-06"):
+        script.file_session(out, results, store)  # the same session again: nothing filed twice
+    (out / "session.log").write_text("date: 2026-12-06\nNVIDIA H200, 580.2, 143771 MiB, 1980 MHz\n")
+    again, imported = script.file_session(out, results, store)  # the day's second session, on another GPU
+    assert again.name == "gpu_session_h200_2026-12-06_2" and imported == [(run.path.name, "unchanged")]
+    from arreg_core import performance
+    assert performance.gpu_sessions(results) == ["gpu_session_h100_2026-12-06", "gpu_session_h200_2026-12-06_2"]
     (out / "session.log").write_text("no GPU here\n")
     with pytest.raises(SystemExit, match="names no NVIDIA GPU"):
         script.file_session(out, results, store)
@@ -293,5 +298,7 @@ def test_step_flops_counts_the_attack_and_the_training_pass_of_each_kind(tmp_pat
 
 
 def test_gpu_ceiling_times_a_bf16_matrix_product(tmp_path):
-    out = load("gpu_ceiling").main(["--device", "cpu", "--n", "64", "--repeats", "1", "--json", str(tmp_path / "c.json")])
-    assert out["bf16_matmul_tflops"] > 0 and json.loads((tmp_path / "c.json").read_text())["n"] == 64
+    out = load("gpu_ceiling").main(["--device", "cpu", "--n", "64", "--seconds", "0.02", "--windows", "2",
+                                    "--json", str(tmp_path / "c.json")])
+    assert len(out["windows_tflops"]) == 2 and out["bf16_matmul_tflops"] == max(out["windows_tflops"]) > 0
+    assert json.loads((tmp_path / "c.json").read_text())["n"] == 64

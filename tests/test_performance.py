@@ -24,7 +24,7 @@ def test_every_committed_result_file_reads():
     assert set(perf.session_steps(first).step) >= {"matrix", "train"}
     assert perf.session_total(first)["gpu"].startswith("NVIDIA")
     assert "passed" in perf.tests_summary(first)
-    assert all(perf.session_line(folder) for folder in perf.gpu_sessions())
+    assert "The plan: resnet20 with the bf16 CUDA graph step" in perf.session_line(first)
     assert perf.gpu_step_matrix()["x eager fp32"].notna().all() and perf.stacked_line()
     use, floor = perf.compute_use(), perf.flop_floor()
     assert (use["% of ceiling"] > 0).all() and (floor["x the floor"] > 1).all() and perf.floor_line(floor, use)
@@ -78,7 +78,7 @@ def test_paper_cost_divides_the_cifar_resnet_steps_and_keeps_clipping_and_tinyim
     assert table.loc["spectral_norm", "graphed bf16"] == pytest.approx(4.0 / 3 + 1.0)  # clipping: 100 x 36 s = 1 h
     assert table.loc["tinyimagenet", "graphed bf16"] == 6.0 and table.loc["tinyimagenet", "graphed fp32"] == 8.0
     assert table.loc["total", "graphed bf16"] == pytest.approx(4 / 3 + 7 / 3 + 6.0)
-    assert table.loc["total", "runs"] == 3
+    assert table.loc["total", "runs"] == 3 and table.loc["spectral_norm", "spectral clipping"] == pytest.approx(1.0)
     assert "9.7 H200-hours, within this project's goal of 15" in perf.paper_cost_line(table.reset_index())
 
 
@@ -203,33 +203,36 @@ def test_sessions_are_ordered_by_date_and_each_kind_of_file_is_read_from_the_new
     session(tmp_path, "gpu_session_h100_2026-12-05", {"gpu_step_matrix_h100.json": step_file(cells)})
     stacked = [("eager", "fp32", 1, "-", 1100.0), ("CUDA graph", "bf16", 4, "stacked", 5500.0),
                ("CUDA graph", "bf16", 4, "streams", 4400.0)]
-    session(tmp_path, "gpu_session_h200_2026-12-05_2", {"gpu_step_stacked_h200.json": step_file(stacked, plain=False)})
-    session(tmp_path, "gpu_session_h200_2026-12-05")
+    session(tmp_path, "gpu_session_h200_2026-12-05_3", {"gpu_step_stacked_h200.json": step_file(stacked, plain=False)})
+    session(tmp_path, "gpu_session_h200_2026-12-05_2")
     (tmp_path / "gpu_session_h200").mkdir()  # not a filed session's name: ignored
     assert perf.gpu_sessions(tmp_path) == ["gpu_session_h200_2026-12-04", "gpu_session_h100_2026-12-05",
-                                           "gpu_session_h200_2026-12-05", "gpu_session_h200_2026-12-05_2"]
+                                           "gpu_session_h200_2026-12-05_2", "gpu_session_h200_2026-12-05_3"]
     assert perf.newest_file("gpu_step_matrix", results=tmp_path) == "gpu_session_h100_2026-12-05/gpu_step_matrix_h100.json"
     assert perf.newest_file("gpu_step_matrix", "h200", tmp_path) == "gpu_session_h200_2026-12-04/gpu_step_matrix_h200.json"
     assert perf.newest_file("gpu_step_stacked", "h100", tmp_path) is None
     # the newest matrix is an H100's: its cells are not joined with an H200's stacked cells
     assert set(perf.gpu_cells(results=tmp_path).file) == {"gpu_session_h100_2026-12-05/gpu_step_matrix_h100.json"}
+    cpu = step_file([("eager", "bf16", 1, "-", 600.0), ("eager", "bf16", 2, "stacked", 240.0)], plain=False)
+    (tmp_path / "gpu_step_stacked_cpu.json").write_text(json.dumps(cpu))
+    assert perf.stacked_line(results=tmp_path).startswith("No lent H100 has measured the stack yet")
     cells = perf.gpu_cells("h200", tmp_path)
     stack = cells[cells.sharing == "stacked"].iloc[0]
     # within its own file: 5,500 / 1,100 = 5x the eager fp32 step; no plain loop there, so through the
     # matrix's eager fp32 over plain loop (1,000 / 800): 6.25x the plain loop
     assert stack["x eager fp32"] == pytest.approx(5.0) and stack["x plain loop"] == pytest.approx(6.25)
     assert perf.graph_speedup(cells)["bf16"] == {"speedup": pytest.approx(5.0), "runs per GPU": 4, "sharing": "stacked"}
-    assert "it is met" in perf.step_goal_line(cells) and "with 4 runs on stacked" in perf.step_goal_line(cells)
-    line = perf.stacked_line(tmp_path)
-    assert line.startswith("`gpu_session_h200_2026-12-05_2/gpu_step_stacked_h200.json`: NVIDIA H200")
+    assert "it is met" in perf.step_goal_line(cells) and "CUDA graph with 4 runs stacked:" in perf.step_goal_line(cells)
+    line = perf.stacked_line("h200", tmp_path)
+    assert line.startswith("`gpu_session_h200_2026-12-05_3/gpu_step_stacked_h200.json`: NVIDIA H200")
     assert "resnet56, 4 runs: stacked 5,500 against streams 4,400 images/s per GPU (1.25x)" in line
 
 
 def test_the_stacked_line_says_no_gpu_measured_the_stack_and_gives_the_cpus(tmp_path):
     cpu = step_file([("eager", "bf16", 1, "-", 600.0), ("eager", "bf16", 2, "stacked", 240.0)], plain=False)
     (tmp_path / "gpu_step_stacked_cpu.json").write_text(json.dumps(cpu))
-    line = perf.stacked_line(tmp_path)
-    assert line.startswith("No lent GPU has measured the stack yet") and "2 stacked runs 240 images/s" in line
+    line = perf.stacked_line("h200", tmp_path)
+    assert line.startswith("No lent H200 has measured the stack yet") and "2 stacked runs 240 images/s" in line
     assert "against 600 for one run alone" in line
 
 
@@ -243,7 +246,7 @@ def test_a_session_line_reads_plan_stack_choice_notes_and_the_tests_in_the_sessi
     line = perf.session_line("gpu_session_h100_2026-12-06", tmp_path)
     assert line.startswith("`gpu_session_h100_2026-12-06/`: NVIDIA H100 80GB HBM3 (driver 580.2, 80 GiB), torch "
                            "2.12.0+cu130, cut off before its last line.")
-    assert "kept the `gpu` profile's epochs and precision" in line
+    assert "No plan was sized (that needs this session's step matrix and an empty store)" in line
     assert "4 resnet20 runs stacked 30,000 images/s per GPU against 22,000 on streams, so the runs trained in stacks of 3" in line
     assert line.endswith("The CUDA tests: 12 passed, 390 deselected in 40.1s.")
     (tmp_path / "gpu_session_h100_2026-12-06" / "notes.md").write_text("The train step ran out of time.\n")
@@ -280,17 +283,27 @@ def test_the_flop_floor_divides_the_counted_flops_by_the_ceiling_and_the_line_sa
     (tmp_path / "paper_profile_cost_h200.json").write_text(json.dumps(cost))
     monkeypatch.setattr(perf, "gpu_cells", lambda gpu=None, results=None: matrix())
     monkeypatch.setattr(perf, "DATASHEET_BF16_TFLOPS", {"h200": 1000.0})
-    use = perf.compute_use("h200", tmp_path).set_index("step")
+    use = perf.compute_use(tmp_path).set_index("step")
     assert use.loc["eager bf16 + channels_last", "TFLOP/s"] == pytest.approx(250.0)   # 500 GFLOP / 2 ms
     assert use.loc["eager fp32", "% of ceiling"] == pytest.approx(12.5)
     graphed = use.loc["CUDA graph bf16, 4 runs on streams"]                            # 5 GFLOP x 3,000 images/s
     assert graphed["TFLOP/s"] == pytest.approx(15.0) and graphed.network == "resnet56"
-    floor = perf.flop_floor("h200", tmp_path).set_index("experiment")
+    floor = perf.flop_floor(tmp_path).set_index("experiment")
     assert floor.loc["total", "hours at the ceiling"] == pytest.approx(5.0)
-    assert floor.loc["ar_sweep", "graphed bf16 (h)"] == pytest.approx(10.0)               # 30 h / 3x
+    assert floor.loc["ar_sweep", "graphed bf16 steps (h)"] == pytest.approx(10.0)          # 30 h / 3x
     assert floor.loc["tinyimagenet", "x the floor"] == pytest.approx(5.0)               # 20 h / 4 h
-    line = perf.floor_line(floor.reset_index(), use.reset_index(), "h200", tmp_path)
+    line = perf.floor_line(floor.reset_index(), use.reset_index(), tmp_path)
     assert "at least 5.0 hours, 4.0 of them Tiny-ImageNet's" in line and "reaches 25% of the ceiling" in line
     # 15 h - 10 h of CIFAR leaves 5 h (more than the 4 h floor): 80% of the ceiling; at the CIFAR floor, 14 h
     assert "leaves Tiny-ImageNet 5.0 hours, 80% of the ceiling for its step" in line
     assert "leave 14.0 hours: Tiny-ImageNet's step would need 29% of the ceiling, 1.4x its eager bf16 rate" in line
+
+
+def test_a_gpu_without_a_matrix_or_a_ceiling_is_one_clear_error(tmp_path):
+    session(tmp_path, "gpu_session_h100_2026-12-06")
+    with pytest.raises(ValueError, match="no filed GPU session holds a step matrix"):
+        perf.gpu_step_matrix(results=tmp_path)
+    with pytest.raises(ValueError, match="no filed GPU session of the h100 holds a step matrix"):
+        perf.gpu_cells("h100", tmp_path)
+    with pytest.raises(ValueError, match="run benchmarks/gpu_ceiling.py on it"):
+        perf.ceiling("a100", tmp_path)
