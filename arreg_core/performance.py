@@ -269,10 +269,10 @@ def gpu_step_matrix(name: str | None = None, results: Path | None = None) -> pd.
 
 
 def gpu_cells(gpu: str | None = None, results: Path | None = None) -> pd.DataFrame:
-    """Every GPU step cell measured on `gpu` (where None: the GPU of the newest matrix): the newest step matrix's and the
-    newest stacked cells' (gpu_step_stacked_<gpu>.json), each row naming its `file`. Where the
-    stacked file timed no plain loop, its `x plain loop` is its `x eager fp32` times the matrix's
-    eager fp32 step over its plain loop."""
+    """Every GPU step cell measured on `gpu` (where None: the GPU of the newest matrix): the newest
+    step matrix's and the newest stacked cells' (gpu_step_stacked_<gpu>.json), each row naming its
+    `file`. Where the stacked file timed no plain loop, its `x plain loop` is its `x eager fp32`
+    times the matrix's eager fp32 step over its plain loop."""
     gpu = gpu or newest_gpu(results)  # not another GPU's stacked cells
     matrix_name = newest_file("gpu_step_matrix", gpu, results)
     if matrix_name is None:
