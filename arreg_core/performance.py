@@ -227,13 +227,18 @@ def nvidia_smi(text: str) -> dict | None:
     return line and {"gpu": line.group(1), "driver": line.group(2), "memory_gib": int(line.group(3)) / 1024}
 
 
-def newest_gpu(results: Path | None = None) -> str:
-    """The GPU of the newest session that measured the step matrix: the page's GPU."""
+def newest_matrix(results: Path | None = None) -> str:
+    """The step matrix of the newest session that measured one (any GPU)."""
     name = newest_file("gpu_step_matrix", results=results)
     if name is None:
         raise ValueError("no filed GPU session holds a step matrix (gpu_step_matrix_<gpu>.json): file one with "
                          "benchmarks/file_gpu_session.py")
-    return session_gpu(name.split("/")[0])
+    return name
+
+
+def newest_gpu(results: Path | None = None) -> str:
+    """The GPU of the newest session that measured the step matrix: the page's GPU."""
+    return session_gpu(newest_matrix(results).split("/")[0])
 
 
 def sharing_text(runs: int, sharing: str) -> str:
@@ -265,7 +270,7 @@ def step_cells(name: str, results: Path | None = None) -> pd.DataFrame:
 
 def gpu_step_matrix(name: str | None = None, results: Path | None = None) -> pd.DataFrame:
     """`step_cells` of the step matrix (`name`; by default the newest session's)."""
-    return step_cells(name or newest_file("gpu_step_matrix", newest_gpu(results), results), results)
+    return step_cells(name or newest_matrix(results), results)
 
 
 def gpu_cells(gpu: str | None = None, results: Path | None = None) -> pd.DataFrame:
