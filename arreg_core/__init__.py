@@ -12,7 +12,8 @@ One module per concept, in three layers:
         executors, cli;
     the paper's measurements: margins, spectrum, spectral_clip, loss_variation, bound,
         analysis (artifacts per run);
-    the book: profiles, experiments, chapter, findings, plots, paper, scorecard, verdicts, performance, book.
+    the book: profiles, experiments, chapter, findings, plots, paper, scorecard, verdicts, performance,
+        gpu_sessions (where the lent GPU sessions' files are), book.
 
 The names above load their module on first use (PEP 562), so importing a module of the package,
 e.g. arreg_core.evaluate, imports neither training nor the analysis instruments.

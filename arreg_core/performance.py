@@ -16,6 +16,7 @@ import pandas as pd
 
 from . import plots
 from .executors import store_wall_time
+from .gpu_sessions import SESSION, gpu_sessions, newest_file, nvidia_smi, session_gpu
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -205,28 +206,6 @@ def padding_line(random: str = "spectrum_cpu.json", trained: str = "spectrum_tra
 
 COLUMNS = {"arch": "network", "runs_per_gpu": "runs per GPU", "images_per_s_per_run": "images/s per run",
            "images_per_s_per_gpu": "images/s per GPU", "ratio_per_gpu_vs_plain": "x plain loop"}
-SESSION = re.compile(r"gpu_session_([a-z0-9]+)_(\d{4}-\d{2}-\d{2})(?:_(\d+))?")
-
-
-def gpu_sessions(results: Path | None = None) -> list[str]:
-    """The lent GPU sessions filed under benchmarks/results by benchmarks/file_gpu_session.py, one
-    folder each (gpu_session_<gpu>_<date>, then _2, _3... for the day's later sessions, on any GPU),
-    oldest first."""
-    folders = [p.name for p in Path(results or RESULTS).iterdir() if SESSION.fullmatch(p.name)]
-    return sorted(folders, key=lambda f: (SESSION.fullmatch(f).group(2), int(SESSION.fullmatch(f).group(3) or 1), f))
-
-
-def session_gpu(folder: str) -> str:
-    """The GPU a session folder names (h200, h100...)."""
-    return SESSION.fullmatch(folder).group(1)
-
-
-def nvidia_smi(text: str) -> dict | None:
-    """The GPU, driver and memory of the nvidia-smi line a session log holds (None where none)."""
-    line = re.search(r"^(NVIDIA [^,\n]+), ([\d.]+), (\d+) MiB", text, re.M)
-    return line and {"gpu": line.group(1), "driver": line.group(2), "memory_gib": int(line.group(3)) / 1024}
-
-
 def newest_matrix(results: Path | None = None) -> str:
     """The step matrix of the newest session that measured one (any GPU)."""
     name = newest_file("gpu_step_matrix", results=results)
@@ -244,16 +223,6 @@ def newest_gpu(results: Path | None = None) -> str:
 def sharing_text(runs: int, sharing: str) -> str:
     """How `runs` runs shared a GPU, in words: "one run", "4 runs on streams", "4 runs stacked"."""
     return "one run" if runs == 1 else f"{runs} runs stacked" if sharing == "stacked" else f"{runs} runs on {sharing}"
-
-
-def newest_file(prefix: str, gpu: str | None = None, results: Path | None = None) -> str | None:
-    """`<folder>/<prefix>_<gpu>.json` of the newest session (on `gpu`; on any where None) that
-    wrote one, or None where none did."""
-    for folder in reversed(gpu_sessions(results)):
-        name = f"{folder}/{prefix}_{session_gpu(folder)}.json"
-        if gpu in (None, session_gpu(folder)) and (Path(results or RESULTS) / name).exists():
-            return name
-    return None
 
 
 def step_cells(name: str, results: Path | None = None) -> pd.DataFrame:
@@ -693,7 +662,7 @@ def stack_choice_line(choice: dict) -> str:
 
 def session_line(folder: str, results: Path | None = None) -> str:
     """A lent GPU session in a paragraph: its GPU, driver, torch and seconds, the tier's plan it sized
-    (or that it sized none), its stack choice, its notes.md (what a reader
+    (or that it sized none), its stack choice, the chip's ceiling it measured, its notes.md (what a reader
     needs to know of it that its logs do not say) and its CUDA tests."""
     root, total = Path(results or RESULTS) / folder, session_total(folder, results)
     ended = (f"{total['seconds']} s in all, exit {total['exit']}" if total["seconds"] is not None
@@ -705,35 +674,50 @@ def session_line(folder: str, results: Path | None = None) -> str:
                  "kept the `gpu` profile's epochs and precision.")
     if (root / "gpu_stack_choice.json").exists():
         parts.append(stack_choice_line(load(f"{folder}/gpu_stack_choice.json", results)))
+    if (root / f"gpu_ceiling_{session_gpu(folder)}.json").exists():
+        top = load(f"{folder}/gpu_ceiling_{session_gpu(folder)}.json", results)
+        parts.append(f"The chip's ceiling: a {top['n']}x{top['n']} bf16 matrix product ran "
+                     f"{top['bf16_matmul_tflops']:,.0f} TFLOP/s.")
     if (root / "notes.md").exists():
         parts.append((root / "notes.md").read_text().strip())
     parts.append(f"The CUDA tests: {tests_summary(folder, results)}.")
     return " ".join(parts)
 
 
-def stacked_line(gpu: str | None = None, results: Path | None = None) -> str:
-    """The stacked runs against as many on streams, graphed, per GPU, from the newest session on
-    `gpu` (None: the page's, `newest_gpu`) that measured them; where none did, the CPU measurement
-    (gpu_step_stacked_cpu.json) and that the GPU's is to come."""
-    gpu = gpu or newest_gpu(results)
-    name = newest_file("gpu_step_stacked", gpu, results)
-    if name is None:
-        cpu = step_cells("gpu_step_stacked_cpu.json", results)
-        alone = cpu[(cpu["runs per GPU"] == 1) & (cpu.precision == "bf16")]["images/s per GPU"].max()
-        stacks = cpu[cpu.sharing == "stacked"].groupby("runs per GPU")["images/s per GPU"].max()
-        rates = ", ".join(f"{n} stacked runs {v:,.0f} images/s" for n, v in stacks.items())
-        return (f"No lent {gpu.upper()} has measured the stack yet: `benchmarks/gpu_session.sh` measures it beside as many runs on "
-                f"streams and trains the `gpu` tier that way where it is the faster. On a CPU it does not pay "
-                f"(`gpu_step_stacked_cpu.json`: {machine(load('gpu_step_stacked_cpu.json', results))}): {rates}, against "
-                f"{alone:,.0f} for one run alone.")
-    t = step_cells(name, results)
-    t = t[t.step == "CUDA graph"]
-    pairs = t[t.sharing.isin(["stacked", "streams"])].pivot_table(index=["network", "runs per GPU"], columns="sharing",
-                                                                  values="images/s per GPU", aggfunc="max")
-    pairs = pairs.dropna()
-    cells = "; ".join(f"{net}, {n} runs: stacked {r.stacked:,.0f} against streams {r.streams:,.0f} images/s per GPU "
-                      f"({r.stacked / r.streams:.2f}x)" for (net, n), r in pairs.iterrows())
-    return f"`{name}`: {machine(load(name, results))}. Graphed, per GPU: {cells or 'no pair of cells was measured'}."
+def stacked_gpus(results: Path | None = None) -> list[str]:
+    """The GPUs some filed session measured the stacked cells on (gpu_step_stacked_<gpu>.json), in
+    the order of their newest such session."""
+    gpus = [session_gpu(f) for f in gpu_sessions(results)
+            if (Path(results or RESULTS) / f / f"gpu_step_stacked_{session_gpu(f)}.json").exists()]
+    return list(dict.fromkeys(reversed(gpus)))[::-1]
+
+
+def stacked_line(results: Path | None = None) -> str:
+    """The stacked runs against as many on streams, graphed, per GPU, from the newest session of each
+    GPU that measured them; where none did, the CPU measurement (gpu_step_stacked_cpu.json) and that
+    the GPU's is to come."""
+    lines = []
+    for gpu in stacked_gpus(results):
+        name = newest_file("gpu_step_stacked", gpu, results)
+        t = step_cells(name, results)
+        t = t[t.step == "CUDA graph"]
+        pairs = t[t.sharing.isin(["stacked", "streams"])].pivot_table(
+            index=["network", "runs per GPU"], columns="sharing", values="images/s per GPU", aggfunc="max")
+        pairs = pairs.dropna() if {"stacked", "streams"} <= set(pairs.columns) else pairs.iloc[0:0]
+        cells = "; ".join(f"{net}, {n} runs: stacked {r.stacked:,.0f} against streams {r.streams:,.0f} images/s per "
+                          f"GPU ({r.stacked / r.streams:.2f}x)" for (net, n), r in pairs.iterrows())
+        lines.append(f"`{name}`: {machine(load(name, results))}. Graphed, per GPU: "
+                     f"{cells or 'no pair of cells was measured'}.")
+    if lines:
+        return " ".join(lines)
+    cpu = step_cells("gpu_step_stacked_cpu.json", results)
+    alone = cpu[(cpu["runs per GPU"] == 1) & (cpu.precision == "bf16")]["images/s per GPU"].max()
+    stacks = cpu[cpu.sharing == "stacked"].groupby("runs per GPU")["images/s per GPU"].max()
+    rates = ", ".join(f"{n} stacked runs {v:,.0f} images/s" for n, v in stacks.items())
+    return (f"No lent GPU has measured the stack yet: `benchmarks/gpu_session.sh` measures it beside as many runs on "
+            f"streams and trains the `gpu` tier that way where it is the faster. On a CPU it does not pay "
+            f"(`gpu_step_stacked_cpu.json`: {machine(load('gpu_step_stacked_cpu.json', results))}): {rates}, against "
+            f"{alone:,.0f} for one run alone.")
 
 
 def store_log_line(path: Path | str, summary: dict) -> str:

@@ -17,30 +17,21 @@ import re
 import shutil
 from pathlib import Path
 
-from arreg_core.performance import SESSION, nvidia_smi
+from arreg_core.gpu_sessions import gpu_tag, nvidia_smi, session_folder
 
 ROOT = Path(__file__).resolve().parents[1]
-GPUS = re.compile(r"h100|h200|a100|l40s", re.I)  # gpu_session.sh names its files by the same rule
 
 
 def session_facts(log: str) -> tuple[str, str]:
-    """(gpu, date) of a session log: the GPU nvidia-smi named (as gpu_session.sh tags its files,
-    "gpu" where it names none of GPUS) and the date gpu_session.sh printed (today's, UTC, where the
+    """(gpu, date) of a session log: the tag of the GPU nvidia-smi named (`gpu_tag`, as gpu_session.sh
+    names its files) and the date gpu_session.sh printed (today's, UTC, where the
     log has none: logs written before it printed one)."""
     line = nvidia_smi(log)
     if line is None:
         raise SystemExit("file_gpu_session: session.log names no NVIDIA GPU (no nvidia-smi line): "
                          "is this gpu_session.sh's OUT folder?")
-    gpu = GPUS.search(line["gpu"])
     date = re.search(r"^date: (\d{4}-\d{2}-\d{2})", log, re.M)
-    return (gpu.group(0).lower() if gpu else "gpu",
-            date.group(1) if date else datetime.datetime.now(datetime.timezone.utc).date().isoformat())
-
-
-def destination(results: Path, gpu: str, date: str) -> Path:
-    """results/gpu_session_<gpu>_<date>, with _N where N - 1 sessions of that date (on any GPU) are filed."""
-    filed = [p for p in results.glob(f"gpu_session_*_{date}*") if (m := SESSION.fullmatch(p.name)) and m.group(2) == date]
-    return results / (f"gpu_session_{gpu}_{date}" + (f"_{len(filed) + 1}" if filed else ""))
+    return gpu_tag(line["gpu"]), date.group(1) if date else datetime.datetime.now(datetime.timezone.utc).date().isoformat()
 
 
 def file_session(out: Path, results: Path, runs_dir: Path, note: str | None = None) -> tuple[Path, list]:
@@ -60,7 +51,7 @@ def file_session(out: Path, results: Path, runs_dir: Path, note: str | None = No
     gpu, date = session_facts(log.decode(errors="replace"))
     parts = sorted(out.glob("gpu-runs.part*"))
     imported = import_parts(parts, runs_dir) if parts else []  # first: a part that does not verify files nothing
-    folder = destination(Path(results), gpu, date)
+    folder = session_folder(results, gpu, date)
     folder.mkdir(parents=True)
     for path in sorted(out.iterdir()):
         if path.is_file() and path not in parts:

@@ -56,8 +56,8 @@ if ! $PY -c "import torchattacks" 2>/dev/null && ls .whl/torchattacks-*.whl >/de
 fi
 echo "date: $(date -u +%F)"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
-GPU_TAG="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | grep -oiE 'h100|h200|a100|l40s' | tr 'A-Z' 'a-z')"
-GPU_TAG="${GPU_TAG:-gpu}"  # the measurements' files are named by the GPU they ran on
+# the measurements' files are named by the GPU they ran on (h200, h100...: arreg_core.gpu_sessions)
+GPU_TAG="$($PY -m arreg_core.gpu_sessions tag "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)")"
 $PY - <<'EOF'
 import torch
 print("torch", torch.__version__, "| cuda", torch.version.cuda, "| cudnn", torch.backends.cudnn.version(),
@@ -82,7 +82,7 @@ fi
 # 3b. runs stacked into one network: one grouped kernel where each run launched its own (the 5x goal),
 #     beside the same number of runs on streams, measured in the same script
 #     (once per GPU: where a filed session of this GPU measured it, its cells decide and 3b is skipped)
-FILED="$(ls benchmarks/results/gpu_session_"$GPU_TAG"_*/gpu_step_stacked_"$GPU_TAG".json 2>/dev/null | sort -V | tail -1)"
+FILED="$($PY -m arreg_core.gpu_sessions filed gpu_step_stacked "$GPU_TAG")"
 if [ "${STACKED:-auto}" = 1 ] || { [ "${STACKED:-auto}" = auto ] && [ -z "$FILED" ]; }; then
   NO_PLAIN=(); [ "${MATRIX:-1}" = 1 ] && NO_PLAIN=(--no-plain)  # the matrix measured the plain loop already
   step stacked 150 $PY benchmarks/gpu_step_matrix.py --archs resnet20 resnet56 --runs 4 8 --sharing stacked streams \
@@ -99,13 +99,10 @@ fi
 
 if [ -z "${STACK:-}" ]; then
   STACK=1
-  for CELLS in "$OUT/gpu_step_stacked_$GPU_TAG.json" ${FILED:+"$FILED"} "$OUT/gpu_step_matrix_$GPU_TAG.json"; do
-    # 3b's, else a filed session's, else 3's
-    if [ -f "$CELLS" ]; then
-      CHOICE="$($PY benchmarks/gpu_tier_plan.py "$CELLS" --stack --json "$OUT/gpu_stack_choice.json")" && eval "$CHOICE"
-      break
-    fi
-  done
+  CELLS="$($PY -m arreg_core.gpu_sessions stack-cells "$OUT" "$GPU_TAG")"  # 3b's, else a filed session's, else 3's
+  if [ -n "$CELLS" ]; then
+    CHOICE="$($PY benchmarks/gpu_tier_plan.py "$CELLS" --stack --json "$OUT/gpu_stack_choice.json")" && eval "$CHOICE"
+  fi
 fi
 echo "stack: $STACK"
 OVERRIDES+=(-p "stack=$STACK")

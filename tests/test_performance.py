@@ -215,7 +215,7 @@ def test_sessions_are_ordered_by_date_and_each_kind_of_file_is_read_from_the_new
     assert set(perf.gpu_cells(results=tmp_path).file) == {"gpu_session_h100_2026-12-05/gpu_step_matrix_h100.json"}
     cpu = step_file([("eager", "bf16", 1, "-", 600.0), ("eager", "bf16", 2, "stacked", 240.0)], plain=False)
     (tmp_path / "gpu_step_stacked_cpu.json").write_text(json.dumps(cpu))
-    assert perf.stacked_line(results=tmp_path).startswith("No lent H100 has measured the stack yet")
+    assert perf.stacked_gpus(tmp_path) == ["h200"]
     cells = perf.gpu_cells("h200", tmp_path)
     stack = cells[cells.sharing == "stacked"].iloc[0]
     # within its own file: 5,500 / 1,100 = 5x the eager fp32 step; no plain loop there, so through the
@@ -223,16 +223,25 @@ def test_sessions_are_ordered_by_date_and_each_kind_of_file_is_read_from_the_new
     assert stack["x eager fp32"] == pytest.approx(5.0) and stack["x plain loop"] == pytest.approx(6.25)
     assert perf.graph_speedup(cells)["bf16"] == {"speedup": pytest.approx(5.0), "runs per GPU": 4, "sharing": "stacked"}
     assert "it is met" in perf.step_goal_line(cells) and "CUDA graph with 4 runs stacked:" in perf.step_goal_line(cells)
-    line = perf.stacked_line("h200", tmp_path)
+    # the H200's stacked cells are shown although the page's GPU (the newest matrix's) is the H100
+    line = perf.stacked_line(tmp_path)
     assert line.startswith("`gpu_session_h200_2026-12-05_3/gpu_step_stacked_h200.json`: NVIDIA H200")
-    assert "resnet56, 4 runs: stacked 5,500 against streams 4,400 images/s per GPU (1.25x)" in line
+    assert "resnet56, 4 runs: stacked 5,500 against streams 4,400 images/s per GPU (1.25x)." in line
+    # a later H100 session's stacked cells come beside them, each GPU from its newest file
+    session(tmp_path, "gpu_session_h100_2026-12-06", {"gpu_step_stacked_h100.json": step_file(
+        [("eager", "fp32", 1, "-", 900.0), ("CUDA graph", "bf16", 8, "stacked", 3000.0),
+         ("CUDA graph", "bf16", 8, "streams", 4000.0)], plain=False)})
+    assert perf.stacked_gpus(tmp_path) == ["h200", "h100"]
+    line = perf.stacked_line(tmp_path)
+    assert line.index("gpu_step_stacked_h200.json") < line.index("`gpu_session_h100_2026-12-06/gpu_step_stacked_h100.json`")
+    assert "resnet56, 8 runs: stacked 3,000 against streams 4,000 images/s per GPU (0.75x)." in line
 
 
 def test_the_stacked_line_says_no_gpu_measured_the_stack_and_gives_the_cpus(tmp_path):
     cpu = step_file([("eager", "bf16", 1, "-", 600.0), ("eager", "bf16", 2, "stacked", 240.0)], plain=False)
     (tmp_path / "gpu_step_stacked_cpu.json").write_text(json.dumps(cpu))
-    line = perf.stacked_line("h200", tmp_path)
-    assert line.startswith("No lent H200 has measured the stack yet") and "2 stacked runs 240 images/s" in line
+    line = perf.stacked_line(tmp_path)
+    assert line.startswith("No lent GPU has measured the stack yet") and "2 stacked runs 240 images/s" in line
     assert "against 600 for one run alone" in line
 
 
@@ -255,6 +264,10 @@ def test_a_session_line_reads_plan_stack_choice_notes_and_the_tests_in_the_sessi
     assert ("22,000 on streams (the cells of `gpu_session_h100_2026-12-05/gpu_step_stacked_h100.json`, an earlier "
             "session's), so") in perf.session_line("gpu_session_h100_2026-12-06", tmp_path)
     assert "The train step ran out of time. The CUDA tests:" in perf.session_line("gpu_session_h100_2026-12-06", tmp_path)
+    (tmp_path / "gpu_session_h100_2026-12-06" / "gpu_ceiling_h100.json").write_text(json.dumps(
+        {"meta": {"gpu": "NVIDIA H100 80GB HBM3"}, "n": 8192, "bf16_matmul_tflops": 661.4}))
+    assert ("in stacks of 3. The chip's ceiling: a 8192x8192 bf16 matrix product ran 661 TFLOP/s. The train step"
+            in perf.session_line("gpu_session_h100_2026-12-06", tmp_path))
 
 
 def test_the_ceiling_is_the_newest_measured_one_and_else_the_datasheets(tmp_path):
