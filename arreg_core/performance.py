@@ -657,6 +657,8 @@ def stack_choice_line(choice: dict) -> str:
     where = (f" (the cells of `{cells.parent.name}/{cells.name}`, an earlier session's)" if SESSION.fullmatch(cells.parent.name)
              else "")
     trained = f"in stacks of {choice['stack']}" if choice["stack"] > 1 else "one per process"
+    if choice.get("tests_passed") is False:
+        return f"The stack: {rates}{where}; the session's CUDA tests did not all pass, so the runs trained {trained}."
     return f"The stack: {rates}{where}, so the runs trained {trained}."
 
 

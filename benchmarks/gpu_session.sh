@@ -14,7 +14,7 @@
 #      left (only while results/gpu/runs holds no run: after that the profile's own values are kept,
 #      so that a later session resumes the same runs); and whether its runs train as stacks
 #      (STACK=3 where the graphed 4-run ResNet-20 stack beat 4 runs on streams, in 3b's cells or a
-#      filed session's of this GPU, else 1)
+#      filed session's of this GPU, and step 2's CUDA tests passed, else 1)
 #   5. arreg prepare --profile gpu --workers 4 -p stack=STACK: the AR sweep's runs missing, either
 #      as stacks in this process (the standard-training runs as one, then each seed's three PGD
 #      runs as one, each stack analysed as it ends) or four runs side by side (one process each,
@@ -72,7 +72,9 @@ step ceiling 30 $PY benchmarks/gpu_ceiling.py --json "$OUT/gpu_ceiling_$GPU_TAG.
 
 # 2. the CUDA tests
 # (only the files that hold CUDA tests: the others import the book's packages, which the image lacks)
-step tests_cuda 75 $PY -m pytest -m cuda -rs -q -p no:cacheprovider $(grep -l "pytest.mark.cuda" tests/test_*.py)
+TESTS_FAILED=()  # where a CUDA test fails, the runs are not stacked (step 4)
+step tests_cuda 75 $PY -m pytest -m cuda -rs -q -p no:cacheprovider $(grep -l "pytest.mark.cuda" tests/test_*.py) \
+  || TESTS_FAILED=(--tests-failed)
 # 3. the throughput matrix (its JSON is rewritten after every cell: a timeout keeps what was measured)
 # (MATRIX=0 skips it: a later session that only trains more of the tier gives it the time)
 if [ "${MATRIX:-1}" = 1 ]; then
@@ -101,7 +103,8 @@ if [ -z "${STACK:-}" ]; then
   STACK=1
   CELLS="$($PY -m arreg_core.gpu_sessions stack-cells "$OUT" "$GPU_TAG")"  # 3b's, else a filed session's, else 3's
   if [ -n "$CELLS" ]; then
-    CHOICE="$($PY benchmarks/gpu_tier_plan.py "$CELLS" --stack --json "$OUT/gpu_stack_choice.json")" && eval "$CHOICE"
+    CHOICE="$($PY benchmarks/gpu_tier_plan.py "$CELLS" --stack "${TESTS_FAILED[@]}" --json "$OUT/gpu_stack_choice.json")" \
+      && eval "$CHOICE"
   fi
 fi
 echo "stack: $STACK"

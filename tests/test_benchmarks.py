@@ -223,8 +223,8 @@ def test_gpu_tier_plan_sizes_the_epochs_from_the_measured_rate():
 
 def test_gpu_tier_plan_stacks_the_runs_only_where_the_stack_beat_streams(tmp_path, capsys):
     """STACK=3 (one seed's PGD runs as one network) where the graphed 4-run stack trained more
-    images per GPU than 4 graphed runs on streams in the same script; else STACK=1; a missing cell
-    (a timed-out matrix) never stacks."""
+    images per GPU than 4 graphed runs on streams in the same script and the CUDA tests passed;
+    else STACK=1; a missing cell (a timed-out matrix) never stacks."""
     module = load("gpu_tier_plan")
     rows = [{"arch": a, "precision": "bf16", "step": s, "runs_per_gpu": n, "sharing": sh, "images_per_s_per_gpu": r}
             for a, s, n, sh, r in [("resnet20", "CUDA graph", 4, "streams", 20000),
@@ -241,6 +241,11 @@ def test_gpu_tier_plan_stacks_the_runs_only_where_the_stack_beat_streams(tmp_pat
     assert capsys.readouterr().out.strip() == "STACK=3"
     choice = json.loads((tmp_path / "choice.json").read_text())
     assert choice["streams_images_per_s_per_gpu"] == 20000 and choice["cells"] == str(path)
+    assert choice["tests_passed"] is True
+    module.main([str(path), "--stack", "--tests-failed", "--json", str(tmp_path / "choice.json")])
+    assert capsys.readouterr().out.strip() == "STACK=1"
+    choice = json.loads((tmp_path / "choice.json").read_text())
+    assert choice["tests_passed"] is False and choice["stacked_images_per_s_per_gpu"] == 25000
 
 
 def test_file_gpu_session_files_each_session_in_its_own_folder_and_imports_its_runs(tmp_path):

@@ -264,6 +264,12 @@ def test_a_session_line_reads_plan_stack_choice_notes_and_the_tests_in_the_sessi
     assert ("22,000 on streams (the cells of `gpu_session_h100_2026-12-05/gpu_step_stacked_h100.json`, an earlier "
             "session's), so") in perf.session_line("gpu_session_h100_2026-12-06", tmp_path)
     assert "The train step ran out of time. The CUDA tests:" in perf.session_line("gpu_session_h100_2026-12-06", tmp_path)
+    choice.update(tests_passed=False, stack=1)
+    (tmp_path / "gpu_session_h100_2026-12-06" / "gpu_stack_choice.json").write_text(json.dumps(choice))
+    assert ("session's); the session's CUDA tests did not all pass, so the runs trained one per process."
+            in perf.session_line("gpu_session_h100_2026-12-06", tmp_path))
+    choice.update(tests_passed=True, stack=3)
+    (tmp_path / "gpu_session_h100_2026-12-06" / "gpu_stack_choice.json").write_text(json.dumps(choice))
     (tmp_path / "gpu_session_h100_2026-12-06" / "gpu_ceiling_h100.json").write_text(json.dumps(
         {"meta": {"gpu": "NVIDIA H100 80GB HBM3"}, "n": 8192, "bf16_matmul_tflops": 661.4}))
     assert ("in stacks of 3. The chip's ceiling: a 8192x8192 bf16 matrix product ran 661 TFLOP/s. The train step"
