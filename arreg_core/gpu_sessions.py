@@ -6,6 +6,7 @@ stack only once per GPU) and the book's Performance and cost chapter find them a
 Standard library only: gpu_session.sh calls it on a lent machine before anything else is known.
 
     python -m arreg_core.gpu_sessions tag "NVIDIA H200"                  # h200
+    python -m arreg_core.gpu_sessions filed gpu_step_stacked h200        # the newest filed file, or nothing
     python -m arreg_core.gpu_sessions stack-cells OUT h200               # the cells that decide the stack
 """
 
@@ -30,7 +31,8 @@ def gpu_sessions(results: Path | None = None) -> list[str]:
     """The lent GPU sessions filed under benchmarks/results by benchmarks/file_gpu_session.py, one
     folder each (gpu_session_<gpu>_<date>, then _2, _3... for the day's later sessions, on any GPU),
     oldest first."""
-    folders = [p.name for p in Path(results or RESULTS).iterdir() if SESSION.fullmatch(p.name)]
+    root = Path(results or RESULTS)
+    folders = [p.name for p in root.iterdir() if SESSION.fullmatch(p.name)] if root.is_dir() else []
     return sorted(folders, key=lambda f: (SESSION.fullmatch(f).group(2), int(SESSION.fullmatch(f).group(3) or 1), f))
 
 

@@ -16,10 +16,9 @@ import pandas as pd
 
 from . import plots
 from .executors import store_wall_time
-from .gpu_sessions import SESSION, gpu_sessions, newest_file, nvidia_smi, session_gpu
+from .gpu_sessions import RESULTS, SESSION, gpu_sessions, newest_file, nvidia_smi, session_gpu
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 PAPER_GOAL_HOURS = 15.0       # the goal for the whole `paper` profile, in H200-hours
 STEP_GOAL = 5.0               # the GPU step's goal: images/s per GPU against the plain loop (ResNet-56)
 SHORT = {"batch_size": "batch", "weight_decay": "wd", "eps_warmup_epochs": "eps warm-up"}  # narrow table headers
@@ -206,6 +205,8 @@ def padding_line(random: str = "spectrum_cpu.json", trained: str = "spectrum_tra
 
 COLUMNS = {"arch": "network", "runs_per_gpu": "runs per GPU", "images_per_s_per_run": "images/s per run",
            "images_per_s_per_gpu": "images/s per GPU", "ratio_per_gpu_vs_plain": "x plain loop"}
+
+
 def newest_matrix(results: Path | None = None) -> str:
     """The step matrix of the newest session that measured one (any GPU)."""
     name = newest_file("gpu_step_matrix", results=results)
@@ -657,9 +658,13 @@ def stack_choice_line(choice: dict) -> str:
     where = (f" (the cells of `{cells.parent.name}/{cells.name}`, an earlier session's)" if SESSION.fullmatch(cells.parent.name)
              else "")
     trained = f"in stacks of {choice['stack']}" if choice["stack"] > 1 else "one per process"
-    if choice.get("tests_passed") is False:
-        return f"The stack: {rates}{where}; the session's CUDA tests did not all pass, so the runs trained {trained}."
-    return f"The stack: {rates}{where}, so the runs trained {trained}."
+    tests = choice.get("tests_exit", 0)
+    if tests == 0:
+        return f"The stack: {rates}{where}, so the runs trained {trained}."
+    failed = "ran out of time" if tests in (124, 137) else f"did not all pass (exit {tests})"
+    if stacked and streams and stacked > streams:
+        return f"The stack: {rates}{where}; the session's CUDA tests {failed}, so the runs trained {trained}."
+    return f"The stack: {rates}{where}, so the runs trained {trained} (the session's CUDA tests {failed} as well)."
 
 
 def session_line(folder: str, results: Path | None = None) -> str:
@@ -678,7 +683,7 @@ def session_line(folder: str, results: Path | None = None) -> str:
         parts.append(stack_choice_line(load(f"{folder}/gpu_stack_choice.json", results)))
     if (root / f"gpu_ceiling_{session_gpu(folder)}.json").exists():
         top = load(f"{folder}/gpu_ceiling_{session_gpu(folder)}.json", results)
-        parts.append(f"The chip's ceiling: a {top['n']}x{top['n']} bf16 matrix product ran "
+        parts.append(f"The chip's ceiling: a bf16 matrix product of {top['n']}x{top['n']} matrices ran "
                      f"{top['bf16_matmul_tflops']:,.0f} TFLOP/s.")
     if (root / "notes.md").exists():
         parts.append((root / "notes.md").read_text().strip())

@@ -3,7 +3,7 @@ and measurements into their own folder, benchmarks/results/gpu_session_<gpu>_<da
 _3... for the day's later sessions, on any GPU, so that the folders sort in the order filed), and
 its packed run store (gpu-runs.partNN) into the
 `gpu` tier's store through `arreg import-runs` (verified; a run already further along is kept).
-The book's Performance and cost chapter reads every such folder (`arreg_core.performance.gpu_sessions`).
+The book's Performance and cost chapter reads every such folder (`arreg_core.gpu_sessions.gpu_sessions`).
 
     python benchmarks/file_gpu_session.py <the run's files_at folder>
     python benchmarks/file_gpu_session.py OUT --note "what a reader should know of this session"

@@ -3,7 +3,8 @@
 #   1. environment: the machine's own PyTorch (a lent machine has no network); torchattacks (the
 #      plain loop's attack) from .whl/; the GPU, driver and torch versions into OUT/session.log
 #   1b. benchmarks/gpu_ceiling.py: the TFLOP/s of a large bf16 matrix product (a few seconds)
-#   2. the CUDA tests (`pytest -m cuda`: none may be skipped for want of CUDA)
+#   2. the CUDA tests (`pytest -m cuda`: none may be skipped for want of CUDA; where they fail or run out
+#      of time, step 4 does not stack the runs)
 #   3. benchmarks/gpu_step_matrix.py: images/s per run and per GPU, ResNet-20 and ResNet-56 at batch
 #      256, fp32/bf16, eager/CUDA graph, 1/2/4/8 runs per GPU, beside the plain loop
 #   3b. the same script's stacked and streams cells (runs stacked into one network, arreg_core.stacked,
@@ -58,6 +59,7 @@ echo "date: $(date -u +%F)"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
 # the measurements' files are named by the GPU they ran on (h200, h100...: arreg_core.gpu_sessions)
 GPU_TAG="$($PY -m arreg_core.gpu_sessions tag "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)")"
+GPU_TAG="${GPU_TAG:-gpu}"
 $PY - <<'EOF'
 import torch
 print("torch", torch.__version__, "| cuda", torch.version.cuda, "| cudnn", torch.backends.cudnn.version(),
@@ -72,9 +74,9 @@ step ceiling 30 $PY benchmarks/gpu_ceiling.py --json "$OUT/gpu_ceiling_$GPU_TAG.
 
 # 2. the CUDA tests
 # (only the files that hold CUDA tests: the others import the book's packages, which the image lacks)
-TESTS_FAILED=()  # where a CUDA test fails, the runs are not stacked (step 4)
-step tests_cuda 75 $PY -m pytest -m cuda -rs -q -p no:cacheprovider $(grep -l "pytest.mark.cuda" tests/test_*.py) \
-  || TESTS_FAILED=(--tests-failed)
+# (where they fail or run out of time, step 4 does not stack the runs)
+step tests_cuda 90 $PY -m pytest -m cuda -rs -q -p no:cacheprovider $(grep -l "pytest.mark.cuda" tests/test_*.py)
+TESTS_EXIT=$?
 # 3. the throughput matrix (its JSON is rewritten after every cell: a timeout keeps what was measured)
 # (MATRIX=0 skips it: a later session that only trains more of the tier gives it the time)
 if [ "${MATRIX:-1}" = 1 ]; then
@@ -103,7 +105,7 @@ if [ -z "${STACK:-}" ]; then
   STACK=1
   CELLS="$($PY -m arreg_core.gpu_sessions stack-cells "$OUT" "$GPU_TAG")"  # 3b's, else a filed session's, else 3's
   if [ -n "$CELLS" ]; then
-    CHOICE="$($PY benchmarks/gpu_tier_plan.py "$CELLS" --stack "${TESTS_FAILED[@]}" --json "$OUT/gpu_stack_choice.json")" \
+    CHOICE="$($PY benchmarks/gpu_tier_plan.py "$CELLS" --stack --tests-exit "$TESTS_EXIT" --json "$OUT/gpu_stack_choice.json")" \
       && eval "$CHOICE"
   fi
 fi

@@ -16,8 +16,8 @@ With --stack: whether the tier's runs train as one stack (arreg_core.stacked, `a
 stack=K`) instead of side by side: STACK=K (one seed's three PGD runs: K=3) where the matrix's
 stacked cell of 4 runs trained more images per second per GPU than 4 runs on streams, measured
 side by side in the same script (the ResNet-20's graphed step), and the session's CUDA tests passed
-(--tests-failed: they did not, so the stacked step, whose CUDA tests check it against the runs
-trained alone, is not used), else STACK=1. Streams stand for
+(--tests-exit: their exit status; where it is not 0, the stacked step, whose CUDA tests check it
+against the runs trained alone, is not used), else STACK=1. Streams stand for
 side by side: on the H200 they beat 4 processes (benchmarks/results/gpu_session_h200_2026-12-04/gpu_step_matrix_h200.json),
 so a stack that beats them beats what the tier would otherwise run.
 
@@ -60,16 +60,16 @@ def plan(matrix: dict, seconds: float, arch: str = "resnet20", reserve: float = 
             "seconds_available": seconds, "reserve_seconds": reserve, "epochs": epochs, "milestones": milestones}
 
 
-def stack_choice(matrix: dict, arch: str = "resnet20", runs: int = 4, stack: int = 3, tests_passed: bool = True) -> dict:
+def stack_choice(matrix: dict, arch: str = "resnet20", runs: int = 4, stack: int = 3, tests_exit: int = 0) -> dict:
     """STACK (`stack` where the stacked cell of `runs` runs beats `runs` runs on streams per GPU,
-    both graphed, and the session's CUDA tests passed, among them the stacked runs' against the
-    same runs trained alone; else 1) and the two rates it compared (None where a cell is missing)."""
+    both graphed, and the session's CUDA tests passed (exit 0), among them the stacked runs' against
+    the same runs trained alone; else 1) and the two rates it compared (None where a cell is missing)."""
     stacked, streams = (rate_of(matrix["results"], arch, None, "CUDA graph", runs, (sharing,))
                         for sharing in ("stacked", "streams"))
     pays = stacked is not None and streams is not None and stacked > streams
     return {"arch": arch, "runs": runs, "stacked_images_per_s_per_gpu": stacked,
-            "streams_images_per_s_per_gpu": streams, "tests_passed": tests_passed,
-            "stack": stack if pays and tests_passed else 1}
+            "streams_images_per_s_per_gpu": streams, "tests_exit": tests_exit,
+            "stack": stack if pays and tests_exit == 0 else 1}
 
 
 def main(argv=None):
@@ -77,14 +77,14 @@ def main(argv=None):
     parser.add_argument("matrix", help="gpu_step_matrix.py's JSON")
     parser.add_argument("--seconds", type=float, help="seconds left for training and analysis")
     parser.add_argument("--stack", action="store_true", help="print STACK: stack the runs, or not (stack_choice)")
-    parser.add_argument("--tests-failed", action="store_true",
-                        help="with --stack: the session's CUDA tests did not pass, so STACK=1")
+    parser.add_argument("--tests-exit", type=int, default=0,
+                        help="with --stack: the exit status of the session's CUDA tests (not 0: STACK=1)")
     parser.add_argument("--reserve", type=float, default=90.0)
     parser.add_argument("--arch", default="resnet20")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     if args.stack:
-        out = {**stack_choice(json.loads(Path(args.matrix).read_text()), args.arch, tests_passed=not args.tests_failed),
+        out = {**stack_choice(json.loads(Path(args.matrix).read_text()), args.arch, tests_exit=args.tests_exit),
                "cells": args.matrix}
         if args.json:
             Path(args.json).write_text(json.dumps(out, indent=2) + "\n")

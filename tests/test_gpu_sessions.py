@@ -63,9 +63,18 @@ def test_the_command_line_prints_the_tag_and_paths_below_the_working_directory_o
             == "benchmarks/results/gpu_session_h200_2026-12-04/gpu_step_stacked_h200.json")
     assert (run("stack-cells", str(tmp_path / "out"), "h200", "--results", str(results), cwd=tmp_path)
             == "benchmarks/results/gpu_session_h200_2026-12-04/gpu_step_stacked_h200.json")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "gpu_step_stacked_h200.json").write_text("{}")
+    assert (run("stack-cells", str(tmp_path / "out"), "h200", "--results", str(results), cwd=tmp_path)
+            == "out/gpu_step_stacked_h200.json")
+    # OUT outside the working directory: its path as given
+    assert run("stack-cells", str(tmp_path / "out"), "h200", "--results", str(results), cwd=results) == str(
+        tmp_path / "out" / "gpu_step_stacked_h200.json")
+    assert run("filed", "gpu_step_stacked", "h200", "--results", str(tmp_path / "nothing"), cwd=tmp_path) == ""
 
 
 def test_gpu_session_sh_takes_its_tag_and_its_stack_cells_from_this_module():
     script = (ROOT / "benchmarks" / "gpu_session.sh").read_text()
     assert "-m arreg_core.gpu_sessions tag" in script and "-m arreg_core.gpu_sessions stack-cells" in script
     assert "-m arreg_core.gpu_sessions filed gpu_step_stacked" in script and "h100|h200" not in script
+    assert "TESTS_EXIT=$?" in script and '--stack --tests-exit "$TESTS_EXIT"' in script

@@ -1,6 +1,7 @@
 """The "Performance and cost" chapter's readers: every committed result file reads into its table,
 and the paper profile's re-estimate follows from the step matrix by the stated rule."""
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -232,6 +233,13 @@ def test_sessions_are_ordered_by_date_and_each_kind_of_file_is_read_from_the_new
         [("eager", "fp32", 1, "-", 900.0), ("CUDA graph", "bf16", 8, "stacked", 3000.0),
          ("CUDA graph", "bf16", 8, "streams", 4000.0)], plain=False)})
     assert perf.stacked_gpus(tmp_path) == ["h200", "h100"]
+    (tmp_path / "gpu_session_h100_2026-12-07").mkdir()  # a newer one without streams cells: no pair to show
+    (tmp_path / "gpu_session_h100_2026-12-07" / "gpu_step_stacked_h100.json").write_text(json.dumps(step_file(
+        [("eager", "fp32", 1, "-", 900.0), ("CUDA graph", "bf16", 4, "stacked", 3000.0)], plain=False)))
+    line = perf.stacked_line(tmp_path)
+    assert "`gpu_session_h100_2026-12-07/gpu_step_stacked_h100.json`" in line and "h100_2026-12-06" not in line
+    assert line.endswith("Graphed, per GPU: no pair of cells was measured.")
+    shutil.rmtree(tmp_path / "gpu_session_h100_2026-12-07")
     line = perf.stacked_line(tmp_path)
     assert line.index("gpu_step_stacked_h200.json") < line.index("`gpu_session_h100_2026-12-06/gpu_step_stacked_h100.json`")
     assert "resnet56, 8 runs: stacked 3,000 against streams 4,000 images/s per GPU (0.75x)." in line
@@ -264,15 +272,19 @@ def test_a_session_line_reads_plan_stack_choice_notes_and_the_tests_in_the_sessi
     assert ("22,000 on streams (the cells of `gpu_session_h100_2026-12-05/gpu_step_stacked_h100.json`, an earlier "
             "session's), so") in perf.session_line("gpu_session_h100_2026-12-06", tmp_path)
     assert "The train step ran out of time. The CUDA tests:" in perf.session_line("gpu_session_h100_2026-12-06", tmp_path)
-    choice.update(tests_passed=False, stack=1)
+    choice.update(tests_exit=1, stack=1)
     (tmp_path / "gpu_session_h100_2026-12-06" / "gpu_stack_choice.json").write_text(json.dumps(choice))
-    assert ("session's); the session's CUDA tests did not all pass, so the runs trained one per process."
+    assert ("session's); the session's CUDA tests did not all pass (exit 1), so the runs trained one per process."
             in perf.session_line("gpu_session_h100_2026-12-06", tmp_path))
-    choice.update(tests_passed=True, stack=3)
+    choice.update(tests_exit=124, stacked_images_per_s_per_gpu=20000.0)  # the stack lost anyway
+    (tmp_path / "gpu_session_h100_2026-12-06" / "gpu_stack_choice.json").write_text(json.dumps(choice))
+    assert ("session's), so the runs trained one per process (the session's CUDA tests ran out of time as well)."
+            in perf.session_line("gpu_session_h100_2026-12-06", tmp_path))
+    choice.update(tests_exit=0, stack=3, stacked_images_per_s_per_gpu=30000.0)
     (tmp_path / "gpu_session_h100_2026-12-06" / "gpu_stack_choice.json").write_text(json.dumps(choice))
     (tmp_path / "gpu_session_h100_2026-12-06" / "gpu_ceiling_h100.json").write_text(json.dumps(
         {"meta": {"gpu": "NVIDIA H100 80GB HBM3"}, "n": 8192, "bf16_matmul_tflops": 661.4}))
-    assert ("in stacks of 3. The chip's ceiling: a 8192x8192 bf16 matrix product ran 661 TFLOP/s. The train step"
+    assert ("in stacks of 3. The chip's ceiling: a bf16 matrix product of 8192x8192 matrices ran 661 TFLOP/s. The train step"
             in perf.session_line("gpu_session_h100_2026-12-06", tmp_path))
 
 
