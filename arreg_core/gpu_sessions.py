@@ -55,14 +55,22 @@ def nvidia_smi(text: str) -> dict | None:
     return line and {"gpu": line.group(1), "driver": line.group(2), "memory_gib": int(line.group(3)) / 1024}
 
 
+def newest_files(prefix: str, results: Path | None = None) -> dict[str, str]:
+    """{gpu: `<folder>/<prefix>_<gpu>.json` of the newest session on that GPU that wrote one}, the
+    GPUs in the order of those sessions (the newest last)."""
+    newest = {}
+    for folder in reversed(gpu_sessions(results)):
+        name = f"{folder}/{prefix}_{session_gpu(folder)}.json"
+        if (Path(results or RESULTS) / name).exists():
+            newest.setdefault(session_gpu(folder), name)
+    return dict(reversed(newest.items()))
+
+
 def newest_file(prefix: str, gpu: str | None = None, results: Path | None = None) -> str | None:
     """`<folder>/<prefix>_<gpu>.json` of the newest session (on `gpu`; on any where None) that
     wrote one, or None where none did."""
-    for folder in reversed(gpu_sessions(results)):
-        name = f"{folder}/{prefix}_{session_gpu(folder)}.json"
-        if gpu in (None, session_gpu(folder)) and (Path(results or RESULTS) / name).exists():
-            return name
-    return None
+    files = newest_files(prefix, results)
+    return files.get(gpu) if gpu else next(reversed(files.values()), None)
 
 
 def stack_cells(out: Path, gpu: str, results: Path | None = None) -> Path | None:

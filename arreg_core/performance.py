@@ -16,7 +16,7 @@ import pandas as pd
 
 from . import plots
 from .executors import store_wall_time
-from .gpu_sessions import RESULTS, SESSION, gpu_sessions, newest_file, nvidia_smi, session_gpu
+from .gpu_sessions import RESULTS, SESSION, newest_file, newest_files, nvidia_smi, session_gpu
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_GOAL_HOURS = 15.0       # the goal for the whole `paper` profile, in H200-hours
@@ -694,9 +694,7 @@ def session_line(folder: str, results: Path | None = None) -> str:
 def stacked_gpus(results: Path | None = None) -> list[str]:
     """The GPUs some filed session measured the stacked cells on (gpu_step_stacked_<gpu>.json), in
     the order of their newest such session."""
-    gpus = [session_gpu(f) for f in gpu_sessions(results)
-            if (Path(results or RESULTS) / f / f"gpu_step_stacked_{session_gpu(f)}.json").exists()]
-    return list(dict.fromkeys(reversed(gpus)))[::-1]
+    return list(newest_files("gpu_step_stacked", results))
 
 
 def stacked_line(results: Path | None = None) -> str:
@@ -704,8 +702,7 @@ def stacked_line(results: Path | None = None) -> str:
     GPU that measured them; where none did, the CPU measurement (gpu_step_stacked_cpu.json) and that
     the GPU's is to come."""
     lines = []
-    for gpu in stacked_gpus(results):
-        name = newest_file("gpu_step_stacked", gpu, results)
+    for name in newest_files("gpu_step_stacked", results).values():
         t = step_cells(name, results)
         t = t[t.step == "CUDA graph"]
         pairs = t[t.sharing.isin(["stacked", "streams"])].pivot_table(

@@ -272,8 +272,8 @@ def test_file_gpu_session_files_each_session_in_its_own_folder_and_imports_its_r
     (out / "session.log").write_text("date: 2026-12-06\nNVIDIA H200, 580.2, 143771 MiB, 1980 MHz\n")
     again, imported = script.file_session(out, results, store)  # the day's second session, on another GPU
     assert again.name == "gpu_session_h200_2026-12-06_2" and imported == [(run.path.name, "unchanged")]
-    from arreg_core import performance
-    assert performance.gpu_sessions(results) == ["gpu_session_h100_2026-12-06", "gpu_session_h200_2026-12-06_2"]
+    from arreg_core import gpu_sessions
+    assert gpu_sessions.gpu_sessions(results) == ["gpu_session_h100_2026-12-06", "gpu_session_h200_2026-12-06_2"]
     (out / "session.log").write_text("no GPU here\n")
     with pytest.raises(SystemExit, match="names no NVIDIA GPU"):
         script.file_session(out, results, store)

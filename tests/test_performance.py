@@ -6,6 +6,7 @@ import shutil
 import pandas as pd
 import pytest
 
+from arreg_core import gpu_sessions as gs
 from arreg_core import performance as perf
 
 
@@ -21,7 +22,7 @@ def test_every_committed_result_file_reads():
     assert len(perf.fast_path_runs()) == 18 and "test_acc" in set(perf.precision_effect().metric)
     assert perf.spectral_clip()["speed-up"].max() > 1
     assert not perf.spectrum_timings().empty and not perf.padding_gap("spectrum_trained_resnet8x2_cpu.json").empty
-    first = perf.gpu_sessions()[0]
+    first = gs.gpu_sessions()[0]
     assert set(perf.session_steps(first).step) >= {"matrix", "train"}
     assert perf.session_total(first)["gpu"].startswith("NVIDIA")
     assert "passed" in perf.tests_summary(first)
@@ -207,7 +208,7 @@ def test_sessions_are_ordered_by_date_and_each_kind_of_file_is_read_from_the_new
     session(tmp_path, "gpu_session_h200_2026-12-05_3", {"gpu_step_stacked_h200.json": step_file(stacked, plain=False)})
     session(tmp_path, "gpu_session_h200_2026-12-05_2")
     (tmp_path / "gpu_session_h200").mkdir()  # not a filed session's name: ignored
-    assert perf.gpu_sessions(tmp_path) == ["gpu_session_h200_2026-12-04", "gpu_session_h100_2026-12-05",
+    assert gs.gpu_sessions(tmp_path) == ["gpu_session_h200_2026-12-04", "gpu_session_h100_2026-12-05",
                                            "gpu_session_h200_2026-12-05_2", "gpu_session_h200_2026-12-05_3"]
     assert perf.newest_file("gpu_step_matrix", results=tmp_path) == "gpu_session_h100_2026-12-05/gpu_step_matrix_h100.json"
     assert perf.newest_file("gpu_step_matrix", "h200", tmp_path) == "gpu_session_h200_2026-12-04/gpu_step_matrix_h200.json"
