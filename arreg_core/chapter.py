@@ -350,17 +350,25 @@ GPU_TIER_HOWTO = ("on a machine with a CUDA GPU, `ARREG_DATA=<folder of cifar10-
                   "results/gpu/runs` and `make book`")
 
 
-def tier_cards(ex: Experiments, inputs: dict, card: pd.DataFrame, chapter: str | None = None, n_boot: int = 2000):
-    """({tier: scorecard}, {tier: scorecard inputs}) of the executed profile (`ex`, its scorecard
-    `inputs` and `card`) and of the
-    `gpu` tier read from its committed store, or None where that tier has no finished run (or is the
-    profile executed)."""
+def gpu_tier_inputs(ex: Experiments) -> dict | None:
+    """The scorecard inputs (`scorecard.inputs`) of the `gpu` tier read from its committed store
+    beside the executed profile `ex`; None where that tier has no finished run or is the profile
+    executed."""
     from . import scorecard as sc
 
     gpu = None if ex.profile.name == GPU_TIER else Experiments.tier(GPU_TIER)
-    if gpu is None:
+    return None if gpu is None else sc.inputs(gpu)
+
+
+def tier_cards(ex: Experiments, inputs: dict, card: pd.DataFrame, chapter: str | None = None, n_boot: int = 2000):
+    """({tier: scorecard}, {tier: scorecard inputs}) of the executed profile (`ex`, its scorecard
+    `inputs` and `card`) and of the `gpu` tier (`gpu_tier_inputs`), or None where that tier has
+    no finished run (or is the profile executed)."""
+    from . import scorecard as sc
+
+    gpu_inputs = gpu_tier_inputs(ex)
+    if gpu_inputs is None:
         return None
-    gpu_inputs = sc.inputs(gpu)
     cards = {f"{ex.profile.name} tier (this build)": card,
              f"{GPU_TIER} tier": sc.scorecard(gpu_inputs, n_boot=n_boot, chapter=chapter)}
     return cards, {f"{ex.profile.name} tier (this build)": inputs, f"{GPU_TIER} tier": gpu_inputs}
@@ -387,11 +395,28 @@ def tier_section(ex: Experiments, inputs: dict, card: pd.DataFrame, chapter: str
        "GPU), each judged by the same rule, with the regime of each tier's AR sweep in numbers below (each verdict "
        "above names the regime of the networks it rests on).")
     show_html(sc.tier_table(cards))
+    md(sc.seeds_line(inputs[gpu_name], tier=f"The {gpu_name}"))
     display(sc.tier_regimes(inputs))
     if (cards[gpu_name]["this build verdict"] != verdicts.NOT_RUN).any():
         md(sc.regime_paragraph(inputs[gpu_name], cards[gpu_name], name=f"The {gpu_name}"))
     else:
         md(f"The {gpu_name} runs none of this chapter's claims: its regime above does not bear on them.")
+
+
+def regime_tables(ex: Experiments, inputs: dict) -> None:
+    """Each network setting's regime (`scorecard.regime_table`, AR strengths only) in each tier of
+    the book: this build's (the executed profile `ex`, its scorecard `inputs`) and the `gpu`
+    tier's where it has finished runs, each under its name."""
+    from . import scorecard as sc
+
+    tiers = {f"{ex.profile.name} tier (this build)": inputs}
+    gpu_inputs = gpu_tier_inputs(ex)
+    if gpu_inputs is not None:
+        tiers[f"{GPU_TIER} tier"] = gpu_inputs
+    for name, tier_inputs in tiers.items():
+        if len(tiers) > 1:
+            md(f"**The {name}**")
+        display(sc.display_regime_table(sc.regime_table(sc.adversarial_only(tier_inputs))))
 
 
 def paper_strengths(eps) -> tuple[float, float]:

@@ -159,6 +159,17 @@ def precision_effect(results: Path | None = None) -> pd.DataFrame:
     return pd.DataFrame(load("precision_effect_cpu.json", results)["comparison"])
 
 
+def precision_table(effect: pd.DataFrame) -> pd.DataFrame:
+    """`precision_effect` for the page: metrics named for a reader, numbers to 4 significant digits
+    (training losses are ~1e-5; the exponent's hyphen a non-breaking one, so a cell never wraps
+    inside a number), and "—" for the difference in standard deviations where the bf16 seeds do not
+    differ at all (a std of 0)."""
+    table = effect.assign(metric=effect.metric.map(lambda m: plots.COLUMN_LABELS.get(m, m)))
+    digits = {c: table[c].map(lambda v: f"{v:.4g}".replace("e-", "e\u2011")) for c in ("fp32", "bf16 mean", "bf16 std")}
+    ratio = [f"{r:.2f}" if s > 0 else "—" for r, s in zip(table["difference / std"], table["bf16 std"])]
+    return table.assign(**digits, **{"bf16 seeds": table["bf16 seeds"].astype(int), "difference / std": ratio})
+
+
 def spectral_clip(results: Path | None = None) -> pd.DataFrame:
     """benchmarks/spectral_clip.py: seconds to clip every layer by each method, and the ratio."""
     data = load("spectral_clip_cpu.json", results)
@@ -279,19 +290,19 @@ def plot_step_matrix(matrix: pd.DataFrame):
     by step, with the plain loop's rate as a line and the 5x goal as a dashed line."""
     colours = {"plain loop": "0.55", "eager": "tab:blue", "CUDA graph": "tab:orange"}
     networks = list(dict.fromkeys(matrix.network))
-    fig, axes = plots.figure(1, len(networks), height=4.2)
+    fig, axes = plots.figure(1, len(networks), height=4.2 + plots.LEGEND_ROW)
     for ax, network in zip(axes[0], networks):
         t = matrix[matrix.network == network]
         labels = [f"{r['step']}, {r['precision']}" + (f", {r['runs per GPU']} {r['sharing']}" if r["runs per GPU"] > 1 else "")
                   for r in t.to_dict("records")]
         ax.barh(labels, t["images/s per GPU"], color=[colours[s] for s in t.step])
         plain = t[t.step == "plain loop"]["images/s per GPU"].iloc[0]
-        ax.axvline(plain, color="0.3", lw=1)
+        ax.axvline(plain, color="0.3", lw=1, label="the plain loop")
         ax.axvline(STEP_GOAL * plain, color="tab:red", ls="--", lw=1, label=f"goal: {STEP_GOAL:g}x the plain loop")
         ax.invert_yaxis()
         ax.set_title(network)
         ax.set_xlabel("images/s per GPU")
-        ax.legend(loc="lower right")
+        plots.legend_below(ax)  # under the panel: no bar can end beneath it
     fig.tight_layout()
     return fig
 
@@ -345,7 +356,7 @@ def ceiling(gpu: str = COST_GPU, results: Path | None = None) -> tuple[float, st
                                                 f"on the {measured['meta'].get('gpu', gpu)} (`{name}`)")
     if gpu not in DATASHEET_BF16_TFLOPS:
         raise ValueError(f"no ceiling for the {gpu}: run benchmarks/gpu_ceiling.py on it and file the session")
-    return DATASHEET_BF16_TFLOPS[gpu], (f"NVIDIA's datasheet rate of dense bf16 for the {gpu.upper()} SXM; no lent "
+    return DATASHEET_BF16_TFLOPS[gpu], (f"NVIDIA's datasheet rate of dense bf16 for the {gpu.upper()} SXM; no GPU "
                                         "session has measured the chip's own yet (`benchmarks/gpu_ceiling.py`)")
 
 
@@ -718,7 +729,7 @@ def stacked_line(results: Path | None = None) -> str:
     alone = cpu[(cpu["runs per GPU"] == 1) & (cpu.precision == "bf16")]["images/s per GPU"].max()
     stacks = cpu[cpu.sharing == "stacked"].groupby("runs per GPU")["images/s per GPU"].max()
     rates = ", ".join(f"{n} stacked runs {v:,.0f} images/s" for n, v in stacks.items())
-    return (f"No lent GPU has measured the stack yet: `benchmarks/gpu_session.sh` measures it beside as many runs on "
+    return (f"No GPU session has measured the stack yet: `benchmarks/gpu_session.sh` measures it beside as many runs on "
             f"streams and trains the `gpu` tier that way where it is the faster. On a CPU it does not pay "
             f"(`gpu_step_stacked_cpu.json`: {machine(load('gpu_step_stacked_cpu.json', results))}): {rates}, against "
             f"{alone:,.0f} for one run alone.")

@@ -2,7 +2,8 @@
 book's full text width. This build's numbers and the paper's published ones are drawn in
 side-by-side panels, each with its own labelled scale (never twin axes on one panel: the
 paper's 0.4-point change and this build's 58 points must not look alike); titles carry the
-paper's panel letters.
+paper's panel letters. An AR strength has one colour in every panel (`eps_color`), and legends
+sit under their panels (`legend_below`), where they can cover no data.
 
 Inputs are tidy pandas tables: a metrics table (`Experiments.metrics`: eps, seed, train/test acc
 and loss, gaps, pgd_acc, ...) and the paper's (`paper.metrics`, index eps_train). Where a
@@ -19,11 +20,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib import colormaps, transforms
+from matplotlib.legend_handler import HandlerTuple
 from mpl_toolkits.axes_grid1.inset_locator import inset_axes
 
 WIDTH = 10.0  # inches: the figure spans the text width (the book's CSS scales it to 100%)
 ROW = 3.4     # inches per row of panels
+LEGEND_ROW = 0.35  # inches more a row whose panels carry a legend below them (`legend_below`)
+ZERO_SHIFT = 0.15  # layers apart, the x's of neighbouring strengths' zero singular values
 EPS_PALETTE = "viridis"
+EPS_TOP = 16.0               # the largest AR strength of the paper's CIFAR tables: the palette's lightest
+EPS_SHADES = (0.05, 0.85)    # the part of EPS_PALETTE used (its yellow end is too light on white)
 OURS, PAPER = "tab:blue", "tab:gray"
 
 # The paper's reference for Fig. 12 (Section 5): "a 50% accuracy on adversarial examples
@@ -52,6 +59,43 @@ def figure(nrows: int = 1, ncols: int = 1, height: float | None = None, **kwargs
     """A full-width figure of nrows x ncols panels (axes as a 2-D array)."""
     fig, axes = plt.subplots(nrows, ncols, figsize=(WIDTH, height or ROW * nrows), squeeze=False, **kwargs)
     return fig, axes
+
+
+def panels(n: int, ncols: int = 2, height: float | None = None):
+    """A full-width figure of n panels, at most ncols a row (the book's column is about 676 px wide:
+    three panels a row shrink their labels below legibility), a last row with fewer panels centred.
+    Returns the figure and the list of axes; each row has room for a legend below its panels."""
+    nrows = -(-n // ncols)
+    fig = plt.figure(figsize=(WIDTH, height or (ROW + LEGEND_ROW) * nrows))
+    grid = fig.add_gridspec(nrows, 2 * ncols)
+    axes = []
+    for k in range(n):
+        row, col = divmod(k, ncols)
+        start = 2 * col + ncols - min(ncols, n - row * ncols)  # half-cells left empty to centre the row
+        axes.append(fig.add_subplot(grid[row, start:start + 2]))
+    return fig, axes
+
+
+def eps_color(eps: float):
+    """One colour per AR strength in every figure and panel: EPS_PALETTE at a place set by the
+    strength's value on a base-2 scale (eps 0 darkest, EPS_TOP and above lightest), not by its
+    position among the strengths drawn, so a paper panel without eps 0 keeps the build's colours."""
+    place = min(1.0, np.log2(1 + float(eps)) / np.log2(1 + EPS_TOP))
+    low, high = EPS_SHADES
+    return colormaps[EPS_PALETTE](low + (high - low) * place)
+
+
+def legend_below(ax, **kwargs):
+    """The panel's legend under it, below its x tick labels and x label, where it can cover no data
+    (frameless; up to 4 entries in one row, more in two). Call it once the panel's x axis is labelled."""
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    axis = ax.xaxis.get_tightbbox(renderer) if ax.axison else None
+    drop = 0.0 if axis is None else max(0.0, ax.get_window_extent(renderer).y0 - axis.y0) / fig.dpi
+    under = ax.transAxes + transforms.ScaledTranslation(0, -drop - 0.05, fig.dpi_scale_trans)
+    entries = len(kwargs.get("labels") or ax.get_legend_handles_labels()[1])
+    return ax.legend(**{"loc": "upper center", "bbox_to_anchor": (0.5, 0), "bbox_transform": under,
+                        "ncols": max(1, entries if entries <= 4 else -(-entries // 2)), "frameon": False, **kwargs})
 
 
 def eps_label(eps: float) -> str:
@@ -109,24 +153,35 @@ def _metric_grid(ours, paper, rows, letter: str, label: str = "", paper_label: s
     """Rows of metrics x columns of sources (this build | paper); each panel its own y-scale.
     `rows`: [(panel name, y label, [(column, legend label, style)])]."""
     sources = _source_tables(ours, paper)
-    fig, axes = figure(len(rows), len(sources))
+    legends = any(len(lines) > 1 for _, _, lines in rows)
+    # a row no source published shrinks to a line of text
+    heights = [1.0 if any(col in t for _, t, _ in sources for col, _, _ in lines) else 0.25 for _, _, lines in rows]
+    fig, axes = figure(len(rows), len(sources), height=(ROW + LEGEND_ROW * legends) * sum(heights),
+                       gridspec_kw={"height_ratios": heights})
     for j, (source, t, x) in enumerate(sources):
         where = label if source == "this build" else (paper_label if paper_label is not None else label)
         for i, (name, ylabel, lines) in enumerate(rows):
             ax = axes[i, j]
+            ax.set_title(f"({letter}) {name} — {source}{', ' + where if where else ''}")
             drawn = [(col, lab, st) for col, lab, st in lines if col in t]
+            if not drawn:
+                _not_published(ax)
+                continue
             for col, lab, st in drawn:
                 _series(ax, t, x, col, label=lab, **st)
-            if not drawn:
-                ax.text(0.5, 0.5, "not published", ha="center", va="center", transform=ax.transAxes, color="gray")
             ax.set_ylabel(ylabel)
-            ax.set_title(f"({letter}) {name} — {source}{', ' + where if where else ''}")
-            if len(drawn) > 1:
-                ax.legend()
             _eps_axis(ax, t[x])
             _unpublished_eps(ax, sources, j)
+            if len(lines) > 1:  # named even where one of the row's lines is unpublished
+                legend_below(ax)
     fig.tight_layout()
     return fig
+
+
+def _not_published(ax) -> None:
+    """A paper panel for a number the paper did not publish: the words alone, no axes or scale."""
+    ax.text(0.5, 0.5, "not published", ha="center", va="center", transform=ax.transAxes, color="gray")
+    ax.set_axis_off()
 
 
 def gap_curves(ours: pd.DataFrame | None, paper: pd.DataFrame | None = None, label: str = "",
@@ -163,10 +218,13 @@ def by_clip(ours: pd.DataFrame | None, paper: pd.DataFrame | None, metrics, lett
     """Fig. 6: one row per metric, columns this build | paper, one line per spectral-norm clip
     (`spectral_norm` column: "none", "5", "3", "1"). `metrics`: [(column, y label)]."""
     sources = _source_tables(_with_errors(ours), _with_errors(paper))
-    fig, axes = figure(len(metrics), len(sources))
+    fig, axes = figure(len(metrics), len(sources), height=ROW * len(metrics) + LEGEND_ROW)
+    # one colour per clip in both columns, whichever clips each has
+    every = {c for _, t, _ in sources for c in t["spectral_norm"].unique()}
+    order = sorted(every, key=lambda c: -np.inf if c == "none" else -float(c))
+    colors = dict(zip(order, sns.color_palette("rocket", len(order))))
     for j, (source, t, x) in enumerate(sources):
-        clips = sorted(t["spectral_norm"].unique(), key=lambda c: -np.inf if c == "none" else -float(c))
-        colors = dict(zip(clips, sns.color_palette("rocket", len(clips))))
+        clips = [c for c in order if c in set(t["spectral_norm"])]
         for i, (col, ylabel) in enumerate(metrics):
             ax = axes[i, j]
             for clip in clips:
@@ -174,9 +232,9 @@ def by_clip(ours: pd.DataFrame | None, paper: pd.DataFrame | None, metrics, lett
                         label="no clip" if clip == "none" else f"SN {clip}")
             ax.set_ylabel(ylabel)
             ax.set_title(f"({letter}) {ylabel} — {source}")
-            ax.legend(ncols=2)
             _eps_axis(ax, t[x])
             _unpublished_eps(ax, sources, j)
+        legend_below(axes[-1, j])  # once a column, under its last panel: the same lines in each
     fig.tight_layout()
     return fig
 
@@ -196,10 +254,9 @@ def adversarial_accuracy(ours: pd.DataFrame | None, paper: pd.DataFrame | None =
         ax.set_title(f"Fig. 12 — {source}")
         top = max([*t["pgd_acc"].dropna(), MADRY_PGD_ACC if madry else 0.0])
         ax.set_ylim(-0.05 * (top + 8), min(100.0, top + 8))  # from 0 (a percentage); no point on the frame
-        # below the panel, where no point can sit under it
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), ncols=2, frameon=False)
         _eps_axis(ax, list(t[x]) + ([8] if madry else []))
         _unpublished_eps(ax, sources, j)
+        legend_below(ax, ncols=2)
     fig.tight_layout()
     return fig
 
@@ -211,8 +268,8 @@ def accuracy_panel(t: pd.DataFrame, ax):
     _series(ax, t, "eps", "test_acc", color="tab:blue", label="standard (test accuracy)")
     _series(ax, t, "eps", "robust_acc", color="tab:red", ls="--", marker="s", label="adversarial")
     ax.set_ylabel("% of all test examples")
-    ax.legend()
     _eps_axis(ax, t["eps"])
+    legend_below(ax)
     return ax
 
 
@@ -227,7 +284,7 @@ def histograms_by_eps(examples: pd.DataFrame, xlabel: str, bins=60, value_range=
         _, axes = figure(1, 1)
         ax = axes[0, 0]
     groups = sorted(examples.groupby("eps"), key=lambda g: g[0])
-    colors = sns.color_palette(EPS_PALETTE, len(groups))
+    colors = [eps_color(eps) for eps, _ in groups]
     values = examples["value"].astype(float)
     value_range = value_range or (float(values.min()), float(values.max()))
     weighted = []
@@ -240,9 +297,7 @@ def histograms_by_eps(examples: pd.DataFrame, xlabel: str, bins=60, value_range=
     ax.set_xlabel(xlabel)
     ax.set_ylabel("examples" if counts == [1] else f"examples, mean over {counts[0]} seeds" if len(counts) == 1
                   else "examples, mean over each strength's seeds")
-    # the legend below the panel, where no histogram spike can sit under it
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=min(len(groups), 4), frameon=False,
-              fontsize="small", handlelength=1.2, columnspacing=1.0)
+    legend_below(ax, fontsize="small", handlelength=1.2, columnspacing=1.0)
     ax.set_title(title)
     if inset_range is not None:
         inset = inset_axes(ax, width="46%", height="50%", loc=emptiest_third(weighted, value_range, bins),
@@ -273,9 +328,8 @@ def singular_value_std_by_layer(spectrum: pd.DataFrame, eps, title: str = "", ax
     if ax is None:
         _, axes = figure(1, 1)
         ax = axes[0, 0]
-    colors = sns.color_palette(EPS_PALETTE, len(eps))
-    for color, e in zip(colors, sorted(eps)):
-        _series(ax, spectrum[spectrum.eps == e], "layer", "std", ms=4, color=color, label=eps_label(e))
+    for e in sorted(eps):
+        _series(ax, spectrum[spectrum.eps == e], "layer", "std", ms=4, color=eps_color(e), label=eps_label(e))
     layers = spectrum.drop_duplicates("layer").sort_values("layer")
     ax.set_xticks(layers["layer"])
     if names:
@@ -284,7 +338,7 @@ def singular_value_std_by_layer(spectrum: pd.DataFrame, eps, title: str = "", ax
         ax.set_xticklabels([str(n) if k == "conv" else "fc" for n, k in zip(layers["layer"], layers["kind"])])
     ax.set_xlabel("layer" if names or "kind" not in layers else "convolution (fc: the classifier)")
     ax.set_ylabel("std of singular values")
-    ax.legend()
+    legend_below(ax)
     ax.set_title(title)
     return ax
 
@@ -294,7 +348,8 @@ def smallest_singular_values(sigma: pd.DataFrame, names, ax=None):
     AR strength. `sigma`: one row per run (`Experiments.arrays(..., "bound", "sigma_min")`: eps,
     seed, value = the per-layer array); `names`: the layers' names. The line joins the means
     over seeds of the non-zero values, every seed is a point; a zero (a rank-deficient layer,
-    which makes the product and so the bound vacuous) is drawn as an x on the axis floor."""
+    which makes the product and so the bound vacuous) is drawn as an x on the axis floor in its
+    strength's colour, each strength's x shifted a little sideways so that none hides another."""
     if ax is None:
         _, axes = figure(1, 1)
         ax = axes[0, 0]
@@ -304,18 +359,23 @@ def smallest_singular_values(sigma: pd.DataFrame, names, ax=None):
     floor = np.floor(np.log10(positive.min())) - 1 if len(positive) else -1
     layers["log_sigma"] = np.log10(layers.sigma.where(layers.sigma > 0))
     trained = sorted(layers.eps.unique())
-    for color, e in zip(sns.color_palette(EPS_PALETTE, len(trained)), trained):
+    shifts = ZERO_SHIFT * (np.arange(len(trained)) - (len(trained) - 1) / 2)
+    zeros = []
+    for shift, e in zip(shifts, trained):
         t = layers[layers.eps == e]
-        _series(ax, t, "layer", "log_sigma", ms=4, color=color, label=eps_label(e))
-        zero = t[t.sigma <= 0]
-        ax.plot(zero.layer, np.full(len(zero), floor), "x", ms=9, mew=2, color=color)
+        _series(ax, t, "layer", "log_sigma", ms=4, color=eps_color(e), label=eps_label(e))
+        zero = t[t.sigma <= 0].drop_duplicates("layer")
+        if len(zero):
+            zeros += ax.plot(zero.layer + shift, np.full(len(zero), floor), "x", ms=7, mew=2, color=eps_color(e))
     ax.axhline(floor, color="gray", lw=0.8, ls=":")
-    ax.plot([], [], "x", ms=9, mew=2, color="gray", label="exactly 0 (on the dotted floor)")
     ax.set_xticks(np.arange(1, len(names) + 1))
     ax.set_xticklabels(names, rotation=30, ha="right")
     ax.set_ylabel("log10 smallest singular value")
     ax.set_title("Theorem 3.1: each convolution's smallest singular value")
-    ax.legend()
+    handles, labels = ax.get_legend_handles_labels()
+    if zeros:  # the x's as drawn: one a strength with a zero, in its colour
+        handles, labels = [*handles, tuple(zeros)], [*labels, "exactly 0 (on the dotted floor)"]
+    legend_below(ax, handles=handles, labels=labels, handler_map={tuple: HandlerTuple(ndivide=None)})
     return ax
 
 
@@ -323,7 +383,8 @@ def loss_variation_bars(table: pd.DataFrame, title: str = "", ax=None):
     """Fig. 8: mean (+- std over test examples) maximal loss change per attack strength, one bar
     per AR strength. `table`: columns eps (trained), eps_attack, mean, std, and seed where there
     are several networks per strength: the bar is then the mean over seeds and each seed's mean a
-    point on it."""
+    point on it. The change is never negative: a whisker of one std stops at 0. Colours are keyed
+    by the strength (`eps_color`), the same in this build's panel and the paper's."""
     if ax is None:
         _, axes = figure(1, 1)
         ax = axes[0, 0]
@@ -331,20 +392,21 @@ def loss_variation_bars(table: pd.DataFrame, title: str = "", ax=None):
     trained = sorted(means["eps"].unique())
     attacks = sorted(means["eps_attack"].unique())
     width = 0.8 / len(trained)
-    colors = sns.color_palette(EPS_PALETTE, len(trained))
     several = "seed" in table and table.groupby(["eps", "eps_attack"])["seed"].nunique().max() > 1
-    for i, (eps, color) in enumerate(zip(trained, colors)):
+    for i, eps in enumerate(trained):
         t = means[means["eps"] == eps].set_index("eps_attack").loc[attacks]
-        ax.bar(np.arange(len(attacks)) + i * width, t["mean"], width, yerr=t["std"], capsize=3,
-               color=color, label=eps_label(eps))
+        below = np.minimum(t["std"], t["mean"].clip(lower=0))  # a loss change is >= 0: the bar stops at 0
+        ax.bar(np.arange(len(attacks)) + i * width, t["mean"], width, yerr=[below, t["std"]], capsize=3,
+               color=eps_color(eps), label=eps_label(eps))
         if several:
             seeds = table[table["eps"] == eps]
             x = np.searchsorted(attacks, seeds["eps_attack"]) + i * width
             ax.scatter(x, seeds["mean"], s=12, color="black", zorder=3, label="each seed (bar: their mean)" if i == 0 else None)
     ax.set_xticks(np.arange(len(attacks)) + 0.4 - width / 2)
     ax.set_xticklabels([f"attack {a:g}/255" for a in attacks])
-    ax.set_ylabel("max. loss variation")
-    ax.legend()
+    ax.set_ylabel("max. loss variation\n(whiskers: ± 1 std, cut at 0)")
+    ax.set_ylim(bottom=0)
+    legend_below(ax)
     ax.set_title(title)
     return ax
 
@@ -373,6 +435,26 @@ def readable(table: pd.DataFrame, percent=()) -> pd.DataFrame:
     `percent` (fractions, e.g. MARGIN_FRACTIONS) turned into percentages."""
     shares = {c: 100 * table[c] for c in percent if c in table}
     return table.assign(**shares).rename(columns=COLUMN_LABELS)
+
+
+MARGIN_COLUMNS = {  # the margins summary per run (Sec. 4.2.1, Fig. 4-5), as two narrow tables
+    "margins": {"mean": "mean margin", "median": "median margin", "std": "margin std",
+                "skewness": "skewness", "frac_near_zero": "within 1 of zero %", "frac_negative": "negative %"},
+    "confidence": {"accuracy": "accuracy %", "mean_loss": "mean loss", "mean_prob": "mean probability of the true class"},
+}
+
+
+def margin_tables(margins: pd.DataFrame) -> list:
+    """The margins summary (`margins.summarize`, one row per run and split) for a dropdown: per
+    data set and split a caption (with its number of examples), then a margins table and a
+    confidence table, each indexed by eps and seed, shares as percentages, numbers to 4 significant
+    digits (a fitted network's training loss is ~1e-3)."""
+    parts = []
+    for (dataset, split), t in margins.groupby(["dataset", "split"], sort=False):
+        t = t.assign(**{c: 100 * t[c] for c in MARGIN_FRACTIONS}).set_index(["eps", "seed"]).sort_index()
+        parts.append(f"<p><b>{dataset}, {split} split</b> ({', '.join(map(str, sorted(set(t['n']))))} examples a run)</p>")
+        parts += [t[list(names)].rename(columns=names).map(lambda v: f"{v:.4g}") for names in MARGIN_COLUMNS.values()]
+    return parts
 
 
 def _number(value: float, fmt: str) -> str:

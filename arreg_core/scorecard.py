@@ -30,8 +30,8 @@ from .paper import dataset as paper_dataset, metrics as paper_metrics, spread_su
 from .profiles import load_profile
 from .verdicts import (ASSUMED_LOSS_SPREADS, CHAPTER_RULE, CONTRADICTED, INCONCLUSIVE, MISSING, NOT_RUN, NOT_TESTABLE,
                        OUTSIDE, PART_VALUES, REGIME_PARTS, REPRODUCED, RULE, Estimate, Network, NetworkRegime, failing,
-                       gate, majority_estimate, metric_point, regime_line, regime_marks, summary_network, trend_estimate,
-                       value_range)
+                       gate, layer_majority_estimate, majority_estimate, metric_point, regime_line, regime_marks,
+                       summary_network, trend_estimate, value_range)
 
 __all__ = ["RULE", "CHAPTER_RULE", "CLAIMS", "scorecard", "adversarial_only", "display_table", "regime_table", "display_regime_table",
            "overlapping_claims_line", "example_columns", "SN_DIRECTION", "html_table", "regime_paragraph"]
@@ -364,13 +364,19 @@ def _layers_ours(inputs, claim, **_) -> Side:
     low, high = convs.eps.min(), convs.eps.max()
     wide = convs[convs.eps.isin([low, high])].pivot_table(index=["seed", "layer"], columns="eps", values="std")
     wide = wide.dropna()
-    fell = int((wide[low] > wide[high]).sum())
+    follows = (wide[low] - wide[high]).unstack("layer").dropna(axis=1)  # seeds x layers, > 0: the std fell
     sweep = inputs.get("ar_sweep")
     fit = _regimes_of(sweep[sweep.eps.isin([low, high])]) if sweep is not None and not sweep.empty else ()
-    seeds = wide.index.get_level_values("seed").nunique()
-    note = (f"{fell} of {len(wide)} convolutions (eps {low:g} vs {high:g}"
-            + (f", {seeds} seeds pooled" if seeds > 1 else ", 1 seed") + "); the classifier layer is not counted, as in B.2")
-    return Side(dataclasses.replace(majority_estimate(fell, len(wide)), n_seeds=seeds), fit, note)
+    seeds, n = follows.shape
+    estimate = layer_majority_estimate(follows.to_numpy())
+    if seeds > 1:
+        note = (f"{int((follows.mean() > 0).sum())} of {n} convolutions on the mean over {seeds} seeds (eps {low:g} vs "
+                f"{high:g}; {int((follows > 0).to_numpy().sum())} of {follows.size} seed-layer pairs); "
+                f"{round(estimate.low * n)} fall and {n - round(estimate.high * n)} rise beyond the noise of the seeds "
+                "(one-sided t-tests over seeds, Holm-corrected): the interval's ends")
+    else:
+        note = f"{int((follows > 0).to_numpy().sum())} of {n} convolutions (eps {low:g} vs {high:g}, 1 seed)"
+    return Side(dataclasses.replace(estimate, n_seeds=seeds), fit, note + "; the classifier layer is not counted, as in B.2")
 
 
 def _layers_paper(claim, **_) -> Side:
@@ -676,9 +682,9 @@ def verdict_counts(card: pd.DataFrame, side: str = "this build") -> dict[str, in
 
 # ----------------------------------------------------------------------------- the page's sentences
 
-def seeds_line(inputs: dict) -> str:
-    """One sentence: how many training seeds each experiment of this build has, and what a
-    single seed means for the intervals."""
+def seeds_line(inputs: dict, tier: str = "") -> str:
+    """One sentence: how many training seeds each experiment of this build (or of the tier `tier`)
+    has, and what a single seed means for the intervals."""
     parts, fewest = [], None
     for experiment, name in EXPERIMENT_NAMES.items():
         t = inputs.get(experiment)
@@ -690,7 +696,7 @@ def seeds_line(inputs: dict) -> str:
         parts.append(f"{name} {n}")
     if not parts:
         return "This build has no runs yet: every claim is *not run here*."
-    line = "Training seeds per network setting: " + ", ".join(parts) + "."
+    line = (f"{tier}'s training seeds" if tier else "Training seeds") + " per network setting: " + ", ".join(parts) + "."
     if fewest == 1:
         line += (" Where there is one seed, a claim's interval covers only the sampling of the test and training "
                  "examples, not the variation from one training run to the next.")

@@ -19,8 +19,14 @@ imply: binomial for an accuracy, the published per-example std for a mean whose 
 gives (Table 1), none for a mean whose spread is unknown (its value is taken as exact, and the
 estimate says so; the scorecard then judges the paper under assumed per-example spreads,
 ASSUMED_LOSS_SPREADS). Such networks are drawn independently of each other: the pairing through a
-shared test set is unknown, so their intervals are, if anything, too wide. A fraction of layers ("most layers") gets the exact binomial (Clopper-Pearson)
-interval around one half.
+shared test set is unknown, so their intervals are, if anything, too wide.
+
+A fraction of layers ("most layers", Fig. 5c/d, B.2) is judged against one half. For one network
+(one seed, or the paper's) its layers are the units: the exact binomial (Clopper-Pearson) interval.
+For several seeds a layer is still one unit and its seeds are repeated measurements of it, not
+layers of their own (the same layer of two seeds is alike): the interval bounds the share of layers
+whose expected change follows the claim, from one-sided t-tests over the seeds with Holm's
+correction (`layer_majority_estimate`).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from scipy.stats import binomtest
+from scipy.stats import binomtest, ttest_1samp
 
 REPRODUCED, CONTRADICTED, INCONCLUSIVE, NOT_RUN = "reproduced", "contradicted", "inconclusive", "not run here"
 NON_MONOTONE = "non-monotone"  # one step between strengths rises and another falls, each beyond the noise
@@ -56,7 +62,12 @@ RULE = (
     "not part of the statistic; for a claim about layers, the fraction of layers that follow it), and a 95% "
     "confidence interval for it: a bootstrap that resamples the networks trained with different seeds and "
     "then the test and training examples they are evaluated on. The same bootstrap gives an interval for each "
-    "step between neighbouring strengths. The verdict is **reproduced** when the whole interval of the change "
+    "step between neighbouring strengths. For a claim about layers the interval is no bootstrap: for one network "
+    "(one seed, or the paper's) it is the exact binomial interval over its layers; for several seeds each layer "
+    "counts once, its seeds being repeated measurements of it, and the interval runs from the share of layers "
+    "that follow the claim beyond the noise of the seeds to the share left when those that go against it beyond "
+    "that noise are taken out (one-sided t-tests over the seeds, Holm's correction over all layers). "
+    "The verdict is **reproduced** when the whole interval of the change "
     "lies on the side of 'no effect' (a change of zero; for layers, one half) that the paper claims, "
     "**contradicted** when it lies wholly on the other side, **inconclusive** when it contains 'no effect', and "
     "**non-monotone** when one step rises and another falls, each beyond the noise (its interval excludes zero), "
@@ -327,6 +338,39 @@ def majority_estimate(k: int, n: int, level: float = LEVEL) -> Estimate:
         return Estimate(math.nan, math.nan, math.nan, null=0.5, fraction=True)
     ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="exact")
     return Estimate(k / n, float(ci.low), float(ci.high), null=0.5, fraction=True)
+
+
+def holm(p_values, alpha: float) -> np.ndarray:
+    """Which hypotheses Holm's step-down procedure rejects at family-wise error `alpha`: the k-th
+    smallest p-value (from 0) is tested against alpha / (m - k), until the first that fails."""
+    p = np.nan_to_num(np.asarray(p_values, float), nan=1.0)
+    rejected = np.zeros(len(p), bool)
+    for k, i in enumerate(np.argsort(p, kind="stable")):
+        if p[i] > alpha / (len(p) - k):
+            break
+        rejected[i] = True
+    return rejected
+
+
+def layer_majority_estimate(follows, level: float = LEVEL) -> Estimate:
+    """The share of layers that follow a claim (Fig. 5c/d, B.2: "most layers"), from `follows`: one
+    row per seed, one column per layer, how far each layer of each seed's network goes the claimed
+    way (positive: it does). One seed: `majority_estimate` over the layers of that network. Several:
+    each layer is one unit; the value is the share of layers whose mean over seeds goes the claimed
+    way, and the interval holds, at `level` for all layers at once, the share whose expected change
+    does: its low end counts the layers that go the claimed way beyond the noise of the seeds, its
+    high end leaves out those that go the other way beyond it (one-sided t-tests over the seeds,
+    both directions of every layer in one Holm family)."""
+    follows = np.asarray(follows, float)
+    seeds, n = follows.shape if follows.ndim == 2 else (0, 0)
+    if seeds < 2 or n == 0:
+        return majority_estimate(int((follows > 0).sum()), follows.size, level)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        along = ttest_1samp(follows, 0.0, alternative="greater").pvalue
+        against = ttest_1samp(follows, 0.0, alternative="less").pvalue
+    rejected = holm(np.concatenate([along, against]), 1 - level)
+    return Estimate(float((follows.mean(axis=0) > 0).mean()), rejected[:n].sum() / n, 1 - rejected[n:].sum() / n,
+                    n_seeds=seeds, null=0.5, fraction=True)
 
 
 # ----------------------------------------------------------------------------- regime

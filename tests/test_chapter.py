@@ -285,6 +285,12 @@ def test_the_gpu_tier_is_read_from_its_committed_store_and_never_trained(monkeyp
     assert list(regimes.columns) == ["paper (Table 3)", "smoke tier (this build)", "gpu tier"]
     assert regimes.loc["training / test images", "gpu tier"] == "50,000 / 10,000"
     assert any("The gpu tier's regime" in s and "do not fit" in s for s in shown if isinstance(s, str))
+    assert any(s.startswith("The gpu tier's training seeds per network setting: AR sweep 1. Where there is one seed")
+               for s in shown if isinstance(s, str))
+    shown.clear()  # the scorecard's regime of each network: a table per tier, each under its name
+    chapter.regime_tables(ex, inputs)
+    assert [s for s in shown if isinstance(s, str)] == ["**The smoke tier (this build)**", "**The gpu tier**"]
+    assert [len(s) for s in shown if isinstance(s, pd.DataFrame)] == [len(sc.regime_table(sc.adversarial_only(inputs)))] * 2
     shown.clear()  # a chapter whose claims the gpu tier does not run: no regime paragraph of it
     chapter.tier_section(ex, inputs, sc.scorecard(inputs, n_boot=200, chapter="secB4"), "secB4", n_boot=200)
     texts = [s for s in shown if isinstance(s, str)]

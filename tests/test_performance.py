@@ -10,6 +10,17 @@ from arreg_core import gpu_sessions as gs
 from arreg_core import performance as perf
 
 
+def test_precision_table_keeps_small_losses_and_marks_a_zero_spread():
+    effect = pd.DataFrame([{"metric": "train_acc", "fp32": 100.0, "bf16 mean": 100.0, "bf16 std": 0.0, "bf16 seeds": 3.0,
+                            "difference / std": float("nan")},
+                           {"metric": "train_loss", "fp32": 2.4e-5, "bf16 mean": 6.4e-5, "bf16 std": 3.6e-5,
+                            "bf16 seeds": 3.0, "difference / std": -1.106}])
+    table = perf.precision_table(effect).set_index("metric")
+    assert table.loc["training accuracy %", "difference / std"] == "—"
+    assert table.loc["training loss", "fp32"] == "2.4e\u201105" and table.loc["training loss", "difference / std"] == "-1.11"
+    assert table["bf16 seeds"].tolist() == [3, 3] and "nan" not in table.to_string()
+
+
 def test_every_committed_result_file_reads():
     assert set(perf.throughput_wide(perf.pgd_at_throughput()).index) == {"resnet20", "resnet56"}
     for name in ("pgd_at_throughput_cpu_profile.json", "pgd_at_throughput_cpu_no_native_bf16.json",
@@ -250,7 +261,7 @@ def test_the_stacked_line_says_no_gpu_measured_the_stack_and_gives_the_cpus(tmp_
     cpu = step_file([("eager", "bf16", 1, "-", 600.0), ("eager", "bf16", 2, "stacked", 240.0)], plain=False)
     (tmp_path / "gpu_step_stacked_cpu.json").write_text(json.dumps(cpu))
     line = perf.stacked_line(tmp_path)
-    assert line.startswith("No lent GPU has measured the stack yet") and "2 stacked runs 240 images/s" in line
+    assert line.startswith("No GPU session has measured the stack yet") and "2 stacked runs 240 images/s" in line
     assert "against 600 for one run alone" in line
 
 

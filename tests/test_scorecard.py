@@ -211,7 +211,7 @@ def test_scorecard_on_the_committed_cpu_store(cpu_inputs):
     assert (card.seeds[~one] == 3).all() and (card.seeds[one] == 1).all()  # 3 seeds on the AR sweep and FGSM
     one_seed = card["this build note"].str.contains("1 seed: the interval covers the sampling of test and training examples only")
     assert list(one_seed) == list(one)
-    assert "3 seeds pooled" in row(card, "Per-layer singular-value std")["this build note"]
+    assert "on the mean over 3 seeds" in row(card, "Per-layer singular-value std")["this build note"]  # a layer counts once
     # the networks memorise their 500 training images (96-100%; SN 1: 35-49%) but reach 30-40% test accuracy
     # against the paper's 83-90%: every claim that needs generalisation is outside the regime; only the two
     # that need fit alone (training loss, the layers' singular values) keep the rule's verdict
@@ -273,6 +273,7 @@ def test_summary_and_seed_lines(cpu_inputs, empty_card):
     assert "1 claim with no published numbers" in line
     assert "AR sweep 3, FGSM 3, spectral norm 1, deeper network 1" in seeds_line(cpu_inputs) and "only the sampling" in seeds_line(cpu_inputs)
     assert "no runs" in seeds_line({})
+    assert seeds_line(cpu_inputs, tier="The gpu tier").startswith("The gpu tier's training seeds per network setting: AR")
     card = scorecard(cpu_inputs, n_boot=100)
     cpu_line = summary_line(card)
     assert re.search(r"\*\*this build\*\*: \d+ reproduced, \d+ outside the regime\. The rule alone", cpu_line), cpu_line

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from arreg_core.verdicts import (CONTRADICTED, INCONCLUSIVE, NON_MONOTONE, NOT_RUN, NOT_TESTABLE, OUTSIDE, REPRODUCED,
-                                 RULE, Network, NetworkRegime, endpoint_change, gate, majority_estimate, regime_line,
+                                 RULE, Network, NetworkRegime, endpoint_change, gate, holm, layer_majority_estimate, majority_estimate,
+                                 regime_line,
                                  regime_marks, reverses, summary_network, trend_estimate, verdict)
 
 
@@ -146,6 +147,34 @@ def test_majority_of_layers_with_its_binomial_interval():
     assert paper.interval == f"75% [{paper.low:.0%}, {paper.high:.0%}]"  # a share of layers, not a signed change
     assert majority_estimate(5, 8).verdict(+1) == INCONCLUSIVE  # 5 of 8 is no evidence of a majority
     assert majority_estimate(1, 20).verdict(+1) == CONTRADICTED
+
+
+def test_holm_steps_down_until_the_first_p_value_above_its_threshold():
+    # thresholds 0.05/4, 0.05/3, 0.05/2, 0.05/1 for the sorted p-values
+    assert holm([0.01, 0.04, 0.012, 0.3], 0.05).tolist() == [True, False, True, False]
+    assert holm([0.02, 0.001, 0.3, 0.018], 0.05).tolist() == [False, True, False, False]  # 0.018 > 0.05/3
+    assert holm([float("nan"), 0.001], 0.05).tolist() == [False, True]
+
+
+def test_layers_of_several_seeds_count_once_each():
+    """Three seeds of a 7-layer network: 19 of 21 seed-layer pairs follow the claim, but the units
+    are the 7 layers, their seeds repeated measurements: one layer goes either way (no evidence),
+    so the interval cannot exclude that it goes against the claim."""
+    rng = np.random.default_rng(0)
+    clear = 0.5 + 0.02 * rng.standard_normal((3, 5))
+    follows = np.column_stack([clear, [0.2, -0.1, 0.1], [0.1, -0.15, 0.03]])
+    est = layer_majority_estimate(follows)
+    assert est.value == pytest.approx(6 / 7) and est.n_seeds == 3
+    assert est.low == pytest.approx(5 / 7) and est.high == 1.0 and est.verdict(+1) == REPRODUCED
+    assert int((follows > 0).sum()) == 19  # the pairs pooling would count as 21 layers
+    against = -np.abs(clear)  # five layers go against the claim beyond the noise, two are unclear
+    est = layer_majority_estimate(np.column_stack([against, follows[:, 5:]]))
+    assert est.high == pytest.approx(2 / 7) and est.verdict(+1) == CONTRADICTED
+    weak = layer_majority_estimate(np.array([[0.1, 0.2, -0.1], [-0.1, 0.3, 0.1]]))  # two seeds, nothing beyond the noise
+    assert (weak.low, weak.high) == (0.0, 1.0) and weak.verdict(+1) == INCONCLUSIVE
+    one = layer_majority_estimate(np.array([[0.1, 0.2, -0.1, 0.3]]))  # one seed: the layers of one network
+    assert (one.value, one.low, one.high) == (majority_estimate(3, 4).value, majority_estimate(3, 4).low,
+                                              majority_estimate(3, 4).high)
 
 
 def test_the_regime_gate_on_an_out_of_regime_series():
