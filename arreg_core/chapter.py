@@ -476,7 +476,8 @@ def spread_table(changes: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame
     ours = ours.reset_index().assign(source="this build")
     paper = published.assign(source="paper", seeds=1, **{c: published[c].map("{:g}".format) for c in columns})
     return stacked(ours, paper)[["dataset", "group", "source", "seeds"] + columns].rename(
-        columns={"layers": "layers (per seed)", "sum": "sum of changes", "mean": "mean change"})
+        columns={"layers": "layers (per seed)", "sum": "sum of changes", "mean": "mean change"}).set_index(
+        ["source", "dataset", "group"])
 
 
 def in_seeds(holds: pd.Series, yes: str, no: str) -> str:
@@ -628,18 +629,20 @@ def show_html(text: str) -> None:
 
 def regime_summary(ex: Experiments) -> None:
     """This build's regime and the gpu tier's, each in numbers beside the paper's (the scorecard's
-    regime paragraphs), shown here and glued as `regime` and `gpu_regime` for the hand-written
-    intro, which pastes them with the glue directive (`:doc: /chapters/overview.ipynb`)."""
+    regime paragraphs), and the scorecard's verdict counts (`scorecard.summary_line`), shown here
+    and glued as `regime`, `gpu_regime` and `verdicts` for the hand-written intro, which pastes
+    them with the glue directive (`:doc: /chapters/overview.ipynb`)."""
     from myst_nb import glue
     from markdown_it import MarkdownIt
 
     from . import scorecard as sc
 
-    inputs = sc.inputs(ex)
-    gpu = None if ex.profile.name == GPU_TIER else Experiments.tier(GPU_TIER)
+    inputs, gpu = sc.inputs(ex), gpu_tier_inputs(ex)
     texts = {"regime": sc.regime_paragraph(inputs),
-             "gpu_regime": (sc.regime_paragraph(sc.inputs(gpu), name=f"The {GPU_TIER} tier", consequences=False) if gpu else
-                            f"**The {GPU_TIER} tier** has no finished runs yet: {GPU_TIER_HOWTO}.")}
+             "gpu_regime": (sc.regime_paragraph(gpu, name=f"The {GPU_TIER} tier", consequences=False) if gpu else
+                            f"**The {GPU_TIER} tier** has no finished runs yet: {GPU_TIER_HOWTO}."),
+             "verdicts": f"**The verdicts** (the scorecard's, `{ex.profile.name}` profile). "
+                         + sc.summary_line(sc.scorecard(inputs))}
     for key, text in texts.items():
         md(text)
         glue(key, HTML(MarkdownIt().render(text)), display=False)

@@ -185,7 +185,8 @@ def spectrum_timings(name: str = "spectrum_cpu.json", results: Path | None = Non
     groups = groups[groups["size"].notna()]
     return pd.DataFrame({"layer": groups.layer, "count": groups["count"], "shape": groups["shape"],
                          "input": groups["size"].astype(int), "Fourier (s)": groups.fourier_s,
-                         "dense SVD (s)": groups.dense_build_s + groups.dense_svd_s, "x faster": groups.ratio,
+                         "dense SVD (s)": groups.dense_build_s + groups.dense_svd_s,
+                         "x faster": [f"{v:.1f}" for v in groups.ratio],
                          "max rel. difference": [f"{v:.0e}" for v in groups.max_rel_err]}).reset_index(drop=True)
 
 

@@ -419,6 +419,7 @@ COLUMN_LABELS = {
     "frac_near_zero": "margins within 1 of zero %", "frac_negative": "negative margins %",
     "mean_loss": "mean loss", "mean_prob": "mean probability of the true class", "skewness": "skewness",
     "median": "median margin", "accuracy": "accuracy %", "n": "examples", "robust_acc": "robust accuracy %",
+    "spectral_norm": "spectral norm clip",
     # Theorem 3.1's terms (the bound artifact; margins are logit differences, Definition 3)
     "n_examples": "test examples", "n_correct": "correctly classified", "empirical_u_min": "smallest margin (measured)",
     "min_row_distance": "min distance of classifier rows", "log_prod_sigma_min": "ln prod of smallest sigmas",
@@ -495,6 +496,6 @@ def comparison_table(ours: pd.DataFrame, paper: pd.DataFrame | None, metrics, in
 
 
 def _labelled(table: pd.DataFrame, metrics) -> pd.DataFrame:
-    """A comparison table's "<metric> (this build|paper)" columns named for a reader."""
+    """A comparison table's "<metric> (this build|paper)" columns and its index levels named for a reader."""
     names = {f"{m} ({side})": f"{COLUMN_LABELS.get(m, m)} ({side})" for m in metrics for side in ("this build", "paper")}
-    return table.rename(columns=names)
+    return table.rename(columns=names).rename_axis(index=[COLUMN_LABELS.get(n, n) for n in table.index.names])

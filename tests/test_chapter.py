@@ -139,10 +139,10 @@ def test_spread_changes_per_seed_and_the_b2_table():
     published = pd.DataFrame({"dataset": ["d", "d"], "group": ["decreased", "increased"], "sum": [4.7465, 0.4372],
                               "mean": [0.1158, 0.0312], "layers": [41, 14]})
     table = chapter.spread_table(changes, published)
-    assert table.columns.tolist() == ["dataset", "group", "source", "seeds", "layers (per seed)", "sum of changes",
-                                      "mean change"]
-    assert table.iloc[0].tolist()[:5] == ["d", "decreased", "this build", 2, "2, 2"]
-    assert table.iloc[0]["sum of changes"] == "2.75 ± 0.3536" and table.iloc[2]["sum of changes"] == "4.7465"
+    assert table.columns.tolist() == ["seeds", "layers (per seed)", "sum of changes", "mean change"]
+    assert table.index.names == ["source", "dataset", "group"]  # no bare row numbers on the page
+    assert table.loc[("this build", "d", "decreased")].tolist()[:2] == [2, "2, 2"]
+    assert table.iloc[0]["sum of changes"] == "2.75 ± 0.3536" and table.loc[("paper", "d", "decreased"), "sum of changes"] == "4.7465"
 
 
 def test_in_seeds_and_zero_layers():
@@ -291,6 +291,15 @@ def test_the_gpu_tier_is_read_from_its_committed_store_and_never_trained(monkeyp
     chapter.regime_tables(ex, inputs)
     assert [s for s in shown if isinstance(s, str)] == ["**The smoke tier (this build)**", "**The gpu tier**"]
     assert [len(s) for s in shown if isinstance(s, pd.DataFrame)] == [len(sc.regime_table(sc.adversarial_only(inputs)))] * 2
+    shown.clear()  # the overview's paragraphs, glued for the intro: both regimes and the verdict counts
+    import myst_nb
+    glued = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda key, value, display=True: glued.setdefault(key, value.data))
+    monkeypatch.setattr(sc, "inputs", lambda experiments: inputs)  # the gpu tier's inputs stand in for this build's
+    chapter.regime_summary(ex)
+    assert list(glued) == ["regime", "gpu_regime", "verdicts"] and len(shown) == 3
+    assert "The gpu tier's regime" in glued["gpu_regime"] and "<strong>The verdicts</strong>" in glued["verdicts"]
+    assert f"Of {len(sc.CLAIMS)} claims" in shown[2]
     shown.clear()  # a chapter whose claims the gpu tier does not run: no regime paragraph of it
     chapter.tier_section(ex, inputs, sc.scorecard(inputs, n_boot=200, chapter="secB4"), "secB4", n_boot=200)
     texts = [s for s in shown if isinstance(s, str)]

@@ -42,6 +42,8 @@ def test_comparison_table_pairs_only_the_same_strength():
     assert table.loc[4, f"{acc} (paper)"] == "88.86" and table.loc[4, f"{acc} (this build)"] == "56.5 ± 0.7071"
     assert list(plots.comparison_table(runs().assign(mystery=1.0), None, ["test_acc", "mystery"]).columns) == \
         ["seeds", f"{acc} (this build)", "mystery (this build)"]
+    clipped = plots.comparison_table(runs().assign(spectral_norm="5"), None, ["test_acc"], index=["spectral_norm", "eps"])
+    assert list(clipped.index.names) == ["spectral norm clip", "eps"]  # index levels named for a reader too
 
 
 def test_gap_curves_draw_every_seed_and_eps_0_on_a_symlog_axis():
