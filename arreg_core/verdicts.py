@@ -97,7 +97,8 @@ RULE = (
 
 CHAPTER_RULE = (
     "Each chapter's verdict section repeats the scorecard's verdict and interval for its claims: the brackets are "
-    "95% bootstrap intervals over what the statistic rests on (networks, test examples or layers); where the "
+    "95% intervals, bootstraps over the networks and the examples they are evaluated on (for a share of layers, "
+    "the interval the scorecard's rule describes); where the "
     "paper publishes mean losses "
     f"without their spread, its interval assumes a per-example spread of {ASSUMED_LOSS_SPREADS[-1]:g} nats (the "
     f"scorecard gives {' and '.join(f'{v:g}' for v in ASSUMED_LOSS_SPREADS[:-1])} too). "
